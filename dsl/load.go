@@ -1,0 +1,163 @@
+package dsl
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// FlowID is the flow id a file name gives: its base name without extension.
+func FlowID(file string) string {
+	base := filepath.Base(file)
+	return strings.TrimSuffix(strings.TrimSuffix(base, ".yaml"), ".yml")
+}
+
+// ParseFlow decodes and checks a flow file. The flow is returned even when
+// there are diagnostics, as far as it could be read.
+func ParseFlow(file string, src []byte) (*Flow, Diagnostics) {
+	f := &Flow{ID: FlowID(file), File: file}
+	ds := decodeFile(file, src, f)
+	c := checker{file: file}
+	if f.Flow != "" && f.Flow != f.ID {
+		c.add(f.At, fmt.Sprintf("flow: %q does not match the file name %q", f.Flow, f.ID), "the file name is the flow id: rename the file or remove the flow: key")
+	}
+	if !idRE.MatchString(f.ID) {
+		c.add(Pos{1, 1}, fmt.Sprintf("flow id %q (from the file name) may only hold letters, digits, - and _", f.ID), "")
+	}
+	if f.Trigger != nil {
+		c.trigger(f.Trigger)
+	}
+	c.steps(f.Steps, false)
+	for _, t := range f.Tests {
+		c.test(t)
+	}
+	ds = append(ds, c.diags...)
+	ds.Sort()
+	return f, ds
+}
+
+// ParseMapping decodes a mappings/*.yaml file.
+func ParseMapping(file string, src []byte) (*MappingFile, Diagnostics) {
+	m := &MappingFile{ID: FlowID(file), File: file}
+	ds := decodeFile(file, src, m)
+	if m.Map.Use != "" {
+		ds = append(ds, Diagnostic{File: file, Line: m.Map.UseAt.Line, Col: m.Map.UseAt.Col, Message: "map: a mapping file cannot use another mapping", Hint: "copy the fields, or use both mappings from the flow"})
+	}
+	return m, ds
+}
+
+// ParseTestFile decodes a tests/*.yaml file.
+func ParseTestFile(file string, src []byte) (*TestFile, Diagnostics) {
+	t := &TestFile{File: file}
+	ds := decodeFile(file, src, t)
+	c := checker{file: file}
+	for _, tc := range t.Tests {
+		c.test(tc)
+	}
+	ds = append(ds, c.diags...)
+	ds.Sort()
+	return t, ds
+}
+
+// ParseConfig decodes a workspace's conveyor.yaml.
+func ParseConfig(file string, src []byte) (*Config, Diagnostics) {
+	cfg := &Config{File: file}
+	ds := decodeFile(file, src, cfg)
+	c := checker{file: file}
+	for name, conn := range cfg.Connections {
+		if !idRE.MatchString(name) {
+			c.add(conn.At, fmt.Sprintf("connections: name %q may only hold letters, digits, - and _", name), "")
+		}
+	}
+	if cfg.Store.Backend == "redis" && cfg.Store.URL.Raw == "" {
+		c.add(cfg.Store.At, "store: backend redis needs a url", "url: ${env:REDIS_URL}")
+	}
+	for i, t := range cfg.API.Tokens {
+		if (t.Token.Raw == "") == (t.SHA256 == "") {
+			c.add(t.At, fmt.Sprintf("api.tokens[%d] (%s): set exactly one of token and sha256", i+1, t.Name), "")
+		}
+	}
+	ds = append(ds, c.diags...)
+	ds.Sort()
+	return cfg, ds
+}
+
+var idRE = mustRE(`^[A-Za-z0-9][A-Za-z0-9_\-]*$`)
+
+// checker holds the checks that need more than one field.
+type checker struct {
+	file  string
+	diags Diagnostics
+}
+
+func (c *checker) add(p Pos, msg, hint string) {
+	c.diags = append(c.diags, Diagnostic{File: c.file, Line: p.Line, Col: p.Col, Message: msg, Hint: hint})
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseCron parses a five-field cron spec or a descriptor such as @every 5m.
+func ParseCron(spec string) (cron.Schedule, error) { return cronParser.Parse(spec) }
+
+func (c *checker) trigger(t *Trigger) {
+	if s := t.Schedule; s != nil {
+		if _, err := ParseCron(s.Cron); err != nil && s.Cron != "" {
+			c.add(s.At, fmt.Sprintf("trigger.schedule.cron: %q: %v", s.Cron, err), "five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\"")
+		}
+		if s.Timezone != "" {
+			if _, err := time.LoadLocation(s.Timezone); err != nil {
+				c.add(s.At, fmt.Sprintf("trigger.schedule.timezone: unknown time zone %q", s.Timezone), "an IANA name such as Europe/Amsterdam")
+			}
+		}
+	}
+	if h := t.HTTP; h != nil && h.Method == "GET" && h.Mode == "async" {
+		c.add(h.At, "trigger.http: a GET trigger has no body to queue", "use mode: sync for GET")
+	}
+}
+
+func (c *checker) steps(steps []Step, inSplit bool) {
+	for i, s := range steps {
+		label := fmt.Sprintf("step %d (%s)", i+1, s.Kind())
+		switch {
+		case s.Choice != nil:
+			for j, b := range s.Choice {
+				bl := fmt.Sprintf("%s: branch %d", label, j+1)
+				switch {
+				case b.Otherwise != nil:
+					if b.When != nil || b.Steps != nil {
+						c.add(b.At, bl+": otherwise stands alone", "write - otherwise: [steps]")
+					}
+					if j != len(s.Choice)-1 {
+						c.add(b.At, bl+": otherwise must be the last branch", "")
+					}
+					c.steps(b.Otherwise, inSplit)
+				case b.When == nil:
+					c.add(b.At, bl+": needs when and steps, or otherwise", "")
+				case b.Steps == nil:
+					c.add(b.At, bl+": when needs steps", "")
+				default:
+					c.steps(b.Steps, inSplit)
+				}
+			}
+			if len(s.Choice) == 0 {
+				c.add(s.At, label+": needs at least one branch", "")
+			}
+		case s.Split != nil:
+			if inSplit {
+				c.add(s.At, label+": a split inside a split is not supported", "flatten the list first with map")
+			}
+			c.steps(s.Split.Steps, true)
+		case s.Respond != nil && inSplit:
+			c.add(s.At, label+": respond cannot run inside a split", "")
+		}
+	}
+}
+
+func (c *checker) test(t TestCase) {
+	if t.Expect.Outcome == "rejected" && len(t.Expect.Calls) > 0 {
+		c.add(t.Expect.At, fmt.Sprintf("test %q: a rejected message makes no calls", t.Name), "")
+	}
+}

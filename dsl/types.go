@@ -1,0 +1,385 @@
+package dsl
+
+import "time"
+
+// The types below are the vocabulary of flow, mapping, test and workspace
+// files. Their struct tags are the single source for strict decoding, the
+// JSON Schema and the reference docs:
+//
+//	yaml:"name"      the key in the file ("-": not in the file)
+//	desc:"..."       the documentation of the field
+//	required:"true"  the key must be present
+//	enum:"a,b"       the value must be one of these words
+//	default:"x"      documented default (applied by the compiler)
+//	kind:"true"      on a union (see union): one of the mutually exclusive keys
+
+// Flow is one flows/*.yaml file: a trigger and the steps a message runs through.
+type Flow struct {
+	Flow        string     `yaml:"flow" desc:"Flow id; optional, must equal the file name without .yaml"`
+	Description string     `yaml:"description" desc:"What the flow does, shown in the API and console"`
+	Trigger     *Trigger   `yaml:"trigger" required:"true" desc:"What starts the flow: exactly one of http, schedule, file, event"`
+	Dedup       *Dedup     `yaml:"dedup" desc:"Drop duplicate deliveries by a business key"`
+	RateLimit   *RateLimit `yaml:"rate_limit" desc:"Inbound rate limit: excess requests get 429 with Retry-After"`
+	Retry       *Retry     `yaml:"retry" desc:"Default retry policy of call steps"`
+	Concurrency int        `yaml:"concurrency" desc:"Messages of this flow processed at once" default:"4"`
+	Steps       []Step     `yaml:"steps" required:"true" desc:"The steps every message runs through, in order"`
+	Tests       []TestCase `yaml:"tests" desc:"Inline flow tests run by conveyor test"`
+
+	ID   string `yaml:"-"` // the file name without extension
+	File string `yaml:"-"` // the path diagnostics are reported against
+	At   Pos    `yaml:"-"`
+}
+
+// Trigger starts a flow. Exactly one kind is set.
+type Trigger struct {
+	HTTP     *HTTPTrigger     `yaml:"http" kind:"true" desc:"An HTTP endpoint on the trigger listener"`
+	Schedule *ScheduleTrigger `yaml:"schedule" kind:"true" desc:"A cron schedule"`
+	File     *FileTrigger     `yaml:"file" kind:"true" desc:"Files dropped into a directory"`
+	Event    *EventTrigger    `yaml:"event" kind:"true" desc:"An internal event topic other flows publish to"`
+	At       Pos              `yaml:"-"`
+}
+
+func (Trigger) union() string { return "trigger" }
+
+// Kind returns the name of the trigger kind that is set.
+func (t *Trigger) Kind() string {
+	switch {
+	case t.HTTP != nil:
+		return "http"
+	case t.Schedule != nil:
+		return "schedule"
+	case t.File != nil:
+		return "file"
+	case t.Event != nil:
+		return "event"
+	}
+	return ""
+}
+
+// HTTPTrigger accepts messages on an HTTP path.
+type HTTPTrigger struct {
+	Path    string    `yaml:"path" required:"true" desc:"Request path; {name} segments become params.name" pattern:"^/"`
+	Method  string    `yaml:"method" enum:"POST,PUT,PATCH,GET,DELETE" default:"POST" desc:"HTTP method"`
+	Mode    string    `yaml:"mode" enum:"async,sync" default:"async" desc:"async: 202 and a message id once stored; sync: run inline and answer what respond sets"`
+	Auth    *Auth     `yaml:"auth" desc:"How callers authenticate"`
+	MaxBody ByteSize  `yaml:"max_body" default:"1MiB" desc:"Largest accepted body (413 above)"`
+	Timeout *Duration `yaml:"timeout" default:"30s" desc:"sync mode: longest time the flow may run before 504"`
+	At      Pos       `yaml:"-"`
+}
+
+// Auth authenticates inbound requests. Exactly one kind is set.
+type Auth struct {
+	HMAC   *HMACAuth   `yaml:"hmac" kind:"true" desc:"HMAC signature over the raw body bytes"`
+	Bearer *BearerAuth `yaml:"bearer" kind:"true" desc:"Authorization: Bearer token"`
+	APIKey *APIKeyAuth `yaml:"api_key" kind:"true" desc:"A key in a request header"`
+	At     Pos         `yaml:"-"`
+}
+
+func (Auth) union() string { return "auth" }
+
+// HMACAuth checks a signature header computed over the raw request body.
+type HMACAuth struct {
+	Header    string       `yaml:"header" required:"true" desc:"Header carrying the signature"`
+	Secret    ConfigString `yaml:"secret" required:"true" desc:"Shared secret, usually ${env:NAME}"`
+	Secrets   []ConfigString `yaml:"secrets" desc:"Further accepted secrets, for rotation"`
+	Encoding  string       `yaml:"encoding" enum:"base64,hex" default:"base64" desc:"Encoding of the signature"`
+	Prefix    string       `yaml:"prefix" desc:"Text before the signature, such as sha256="`
+	Algorithm string       `yaml:"algorithm" enum:"sha256,sha1,sha512" default:"sha256" desc:"Hash function"`
+	At        Pos          `yaml:"-"`
+}
+
+// BearerAuth accepts requests carrying one of the tokens.
+type BearerAuth struct {
+	Token ConfigString `yaml:"token" required:"true" desc:"Accepted token, usually ${env:NAME}"`
+	At    Pos          `yaml:"-"`
+}
+
+// APIKeyAuth accepts requests whose header holds the key.
+type APIKeyAuth struct {
+	Header string       `yaml:"header" default:"X-API-Key" desc:"Header carrying the key"`
+	Key    ConfigString `yaml:"key" required:"true" desc:"Accepted key, usually ${env:NAME}"`
+	At     Pos          `yaml:"-"`
+}
+
+// ScheduleTrigger starts a run on a cron schedule.
+type ScheduleTrigger struct {
+	Cron     string `yaml:"cron" required:"true" desc:"Five-field cron spec (minute hour day month weekday) or @every 5m, @hourly, @daily"`
+	Timezone string `yaml:"timezone" default:"UTC" desc:"IANA time zone the cron spec is read in, e.g. Europe/Amsterdam"`
+	At       Pos    `yaml:"-"`
+}
+
+// FileTrigger starts a run for each file dropped into a directory.
+type FileTrigger struct {
+	Dir     string `yaml:"dir" required:"true" desc:"Inbox directory, relative to the workspace"`
+	Pattern string `yaml:"pattern" default:"*" desc:"Glob of the file names to take"`
+	Format  string `yaml:"format" enum:"json,jsonl,csv,x12" default:"json" desc:"How the file is parsed"`
+	At      Pos    `yaml:"-"`
+}
+
+// EventTrigger receives every message published to a topic.
+type EventTrigger struct {
+	Topic string `yaml:"topic" required:"true" desc:"Topic name, e.g. order.accepted"`
+	At    Pos    `yaml:"-"`
+}
+
+// Dedup drops a message whose key was seen within TTL.
+type Dedup struct {
+	Key Expr     `yaml:"key" required:"true" desc:"Expression giving the business key, e.g. '\"shopify:\" + string(body.id)'"`
+	TTL Duration `yaml:"ttl" default:"24h" desc:"How long a key is remembered"`
+	At  Pos      `yaml:"-"`
+}
+
+// RateLimit is a token bucket per key: Limit tokens refill every Per, and
+// up to Burst (default Limit) may be taken at once.
+type RateLimit struct {
+	Key   Expr     `yaml:"key" desc:"Expression giving the bucket key; one bucket when absent"`
+	Limit int      `yaml:"limit" required:"true" min:"1" desc:"Tokens per period"`
+	Per   Duration `yaml:"per" required:"true" desc:"The period, e.g. 1s"`
+	Burst int      `yaml:"burst" desc:"Most tokens taken at once; defaults to limit"`
+	At    Pos      `yaml:"-"`
+}
+
+// Retry is the retry policy of outbound calls.
+type Retry struct {
+	Attempts int      `yaml:"attempts" default:"5" min:"1" desc:"Attempts in all, the first included"`
+	Backoff  string   `yaml:"backoff" enum:"exponential,fixed" default:"exponential" desc:"How the wait grows"`
+	Initial  Duration `yaml:"initial" default:"1s" desc:"First wait"`
+	Max      Duration `yaml:"max" default:"2m" desc:"Longest wait"`
+	At       Pos      `yaml:"-"`
+}
+
+// Step is one step of a flow. Exactly one kind is set.
+type Step struct {
+	Name     string    `yaml:"name" desc:"Optional label shown in traces"`
+	Validate []Rule    `yaml:"validate" kind:"true" desc:"Rules the message must satisfy; every failing rule is reported"`
+	Map      *MapTree  `yaml:"map" kind:"true" desc:"Builds a new body: nested maps build objects, scalars are expressions; use: names a mapping file"`
+	Set      *SetSpec  `yaml:"set" kind:"true" desc:"Assigns expressions to paths such as body.status or vars.total"`
+	Choice   []Branch  `yaml:"choice" kind:"true" desc:"The first branch whose when holds runs its steps; otherwise runs when none does"`
+	Filter   *Expr     `yaml:"filter" kind:"true" desc:"Expression; a message for which it is false stops here as filtered"`
+	Split    *Split    `yaml:"split" kind:"true" desc:"Runs steps once for every item of a list"`
+	Call     *Call     `yaml:"call" kind:"true" desc:"Calls a connection defined in conveyor.yaml"`
+	Publish  *Publish  `yaml:"publish" kind:"true" desc:"Publishes to an internal topic; every flow with that event trigger gets its own copy"`
+	Respond  *Respond  `yaml:"respond" kind:"true" desc:"Sets the answer of a sync http trigger"`
+	Log      *LogStep  `yaml:"log" kind:"true" desc:"Writes a log line"`
+	At       Pos       `yaml:"-"`
+}
+
+func (Step) union() string { return "step" }
+
+// Kind returns the name of the step kind that is set.
+func (s *Step) Kind() string {
+	switch {
+	case s.Validate != nil:
+		return "validate"
+	case s.Map != nil:
+		return "map"
+	case s.Set != nil:
+		return "set"
+	case s.Choice != nil:
+		return "choice"
+	case s.Filter != nil:
+		return "filter"
+	case s.Split != nil:
+		return "split"
+	case s.Call != nil:
+		return "call"
+	case s.Publish != nil:
+		return "publish"
+	case s.Respond != nil:
+		return "respond"
+	case s.Log != nil:
+		return "log"
+	}
+	return ""
+}
+
+// Rule is one validation rule.
+type Rule struct {
+	Rule    Expr   `yaml:"rule" required:"true" desc:"Expression that must be true"`
+	Message string `yaml:"message" desc:"What the sender is told when the rule fails; defaults to the rule"`
+	At      Pos    `yaml:"-"`
+}
+
+// Branch is one branch of a choice: when + steps, or otherwise.
+type Branch struct {
+	When      *Expr  `yaml:"when" desc:"Expression selecting this branch"`
+	Steps     []Step `yaml:"steps" desc:"Steps run when the branch is selected"`
+	Otherwise []Step `yaml:"otherwise" desc:"Steps run when no branch matched; must be the last branch"`
+	At        Pos    `yaml:"-"`
+}
+
+// Split runs Steps for every element of Items, with item bound to it.
+type Split struct {
+	Items Expr   `yaml:"items" required:"true" desc:"Expression giving the list"`
+	Steps []Step `yaml:"steps" required:"true" desc:"Steps run for each item; item is the element, body the body at the split"`
+	As    string `yaml:"as" desc:"Collects the body each item ends with into vars.<as>"`
+	At    Pos    `yaml:"-"`
+}
+
+// Call sends a request over a connection.
+type Call struct {
+	Connection string     `yaml:"connection" required:"true" desc:"Connection name from conveyor.yaml"`
+	Method     string     `yaml:"method" enum:"GET,POST,PUT,PATCH,DELETE" default:"POST" desc:"HTTP method"`
+	Path       Template   `yaml:"path" desc:"Path under the connection's base URL; {{ expr }} inserts an escaped value"`
+	Query      ExprMap    `yaml:"query" desc:"Query parameters: name -> expression"`
+	Headers    ExprMap    `yaml:"headers" desc:"Extra headers: name -> expression"`
+	Body       *Expr      `yaml:"body" desc:"Expression giving the request body; defaults to body (none for GET and DELETE)"`
+	As         string     `yaml:"as" desc:"Stores the response (status, headers, body) in vars.<as>"`
+	RateLimit  *RateLimit `yaml:"rate_limit" desc:"Outbound rate limit: the call waits for a token"`
+	Retry      *Retry     `yaml:"retry" desc:"Retry policy; defaults to the flow's"`
+	Timeout    *Duration  `yaml:"timeout" desc:"Per attempt; defaults to the connection's"`
+	At         Pos        `yaml:"-"`
+}
+
+// Publish sends a message to an internal topic.
+type Publish struct {
+	Topic string `yaml:"topic" required:"true" desc:"Topic name"`
+	Body  *Expr  `yaml:"body" desc:"Expression giving the published body; defaults to body"`
+	At    Pos    `yaml:"-"`
+}
+
+// Respond sets the answer of a sync trigger.
+type Respond struct {
+	Status  *Expr   `yaml:"status" desc:"Expression giving the status code" default:"200"`
+	Body    *Expr   `yaml:"body" desc:"Expression giving the response body; defaults to body"`
+	Headers ExprMap `yaml:"headers" desc:"Response headers: name -> expression"`
+	At      Pos     `yaml:"-"`
+}
+
+// TestCase is one flow test: an input, mocked calls and expectations.
+type TestCase struct {
+	Name   string          `yaml:"name" required:"true" desc:"What the test shows"`
+	Input  TestInput       `yaml:"input" desc:"The message"`
+	Mocks  map[string]Mock `yaml:"mocks" desc:"Responses per connection name; a list answers successive calls"`
+	Expect TestExpect      `yaml:"expect" desc:"What must hold afterwards"`
+	At     Pos             `yaml:"-"`
+}
+
+// TestInput is the message a test sends.
+type TestInput struct {
+	Body    Value             `yaml:"body" desc:"Payload"`
+	Headers map[string]string `yaml:"headers" desc:"Request headers"`
+	Query   map[string]string `yaml:"query" desc:"Query parameters"`
+	Params  map[string]string `yaml:"params" desc:"Path parameters"`
+	At      Pos               `yaml:"-"`
+}
+
+// MockResponse is one mocked answer of a connection.
+type MockResponse struct {
+	Status  int               `yaml:"status" default:"200" desc:"Status code"`
+	Body    Value             `yaml:"body" desc:"Response body"`
+	Headers map[string]string `yaml:"headers" desc:"Response headers"`
+	Error   string            `yaml:"error" desc:"Fail the call with this transport error instead"`
+	At      Pos               `yaml:"-"`
+}
+
+// TestExpect holds a test's expectations; absent fields are not checked.
+type TestExpect struct {
+	Outcome   string            `yaml:"outcome" enum:"completed,filtered,rejected,failed" desc:"How the run ends"`
+	Body      Value             `yaml:"body" desc:"Subset the final body must contain"`
+	Status    int               `yaml:"status" desc:"Status set by respond"`
+	Response  Value             `yaml:"response" desc:"Subset the respond body must contain"`
+	Errors    []string          `yaml:"errors" desc:"Validation messages expected, in order"`
+	Calls     []ExpectCall      `yaml:"calls" desc:"Calls expected, in order"`
+	Published []ExpectPublished `yaml:"published" desc:"Publications expected, in order"`
+	Vars      Value             `yaml:"vars" desc:"Subset vars must contain"`
+	At        Pos               `yaml:"-"`
+}
+
+// ExpectCall is one expected outbound call.
+type ExpectCall struct {
+	Connection string `yaml:"connection" required:"true" desc:"Connection name"`
+	Method     string `yaml:"method" desc:"HTTP method"`
+	Path       string `yaml:"path" desc:"Path with query"`
+	Body       Value  `yaml:"body" desc:"Subset the request body must contain"`
+	At         Pos    `yaml:"-"`
+}
+
+// ExpectPublished is one expected publication.
+type ExpectPublished struct {
+	Topic string `yaml:"topic" required:"true" desc:"Topic name"`
+	Body  Value  `yaml:"body" desc:"Subset the published body must contain"`
+	At    Pos    `yaml:"-"`
+}
+
+// TestFile is a tests/*.yaml file: tests of one flow.
+type TestFile struct {
+	Flow  string     `yaml:"flow" required:"true" desc:"Id of the flow under test"`
+	Tests []TestCase `yaml:"tests" required:"true" desc:"The tests"`
+	File  string     `yaml:"-"`
+	At    Pos        `yaml:"-"`
+}
+
+// MappingFile is a mappings/*.yaml file: a reusable mapping named by its file.
+type MappingFile struct {
+	Description string  `yaml:"description" desc:"What the mapping builds"`
+	Map         MapTree `yaml:"map" required:"true" desc:"The mapping, as in a map step"`
+	ID          string  `yaml:"-"`
+	File        string  `yaml:"-"`
+	At          Pos     `yaml:"-"`
+}
+
+// Config is the workspace's conveyor.yaml.
+type Config struct {
+	Listen      string                `yaml:"listen" default:"127.0.0.1:8080" desc:"Address of the trigger listener"`
+	AdminListen string                `yaml:"admin_listen" default:"127.0.0.1:8081" desc:"Address of the editor API, metrics and health"`
+	Store       StoreConfig           `yaml:"store" desc:"Where queues, dedup keys and journals live"`
+	Connections map[string]Connection `yaml:"connections" desc:"Systems flows call, by name"`
+	API         APIConfig             `yaml:"api" desc:"Editor API settings"`
+	File        string                `yaml:"-"`
+	At          Pos                   `yaml:"-"`
+}
+
+// StoreConfig selects the store backend.
+type StoreConfig struct {
+	Backend string       `yaml:"backend" enum:"embedded,redis" default:"embedded" desc:"embedded: a bbolt file, one process; redis: several replicas"`
+	Path    string       `yaml:"path" default:"data" desc:"embedded: data directory, relative to the workspace"`
+	URL     ConfigString `yaml:"url" desc:"redis: redis:// URL"`
+	At      Pos          `yaml:"-"`
+}
+
+// Connection is a named target system. Exactly one kind is set.
+type Connection struct {
+	HTTP *HTTPConnection `yaml:"http" kind:"true" desc:"An HTTP API"`
+	At   Pos             `yaml:"-"`
+}
+
+func (Connection) union() string { return "connection" }
+
+// HTTPConnection is an HTTP API with a base URL.
+type HTTPConnection struct {
+	BaseURL ConfigString            `yaml:"base_url" required:"true" desc:"Base URL, e.g. ${env:ERP_URL:-http://127.0.0.1:9101}"`
+	Headers map[string]ConfigString `yaml:"headers" desc:"Headers sent with every request"`
+	Timeout Duration                `yaml:"timeout" default:"10s" desc:"Per attempt"`
+	At      Pos                     `yaml:"-"`
+}
+
+// APIConfig configures the editor API.
+type APIConfig struct {
+	Tokens []APIToken `yaml:"tokens" desc:"Bearer tokens and their roles"`
+	At     Pos        `yaml:"-"`
+}
+
+// APIToken is one API credential: the token itself (from the environment)
+// or its SHA-256 digest.
+type APIToken struct {
+	Name   string       `yaml:"name" required:"true" desc:"Shown in the audit log"`
+	Role   string       `yaml:"role" required:"true" enum:"viewer,operator,editor,admin" desc:"What the token may do"`
+	Token  ConfigString `yaml:"token" desc:"The token, usually ${env:NAME}"`
+	SHA256 string       `yaml:"sha256" desc:"Hex SHA-256 of the token, instead of token"`
+	At     Pos          `yaml:"-"`
+}
+
+// Duration is a YAML duration such as 500ms, 1s, 2m, 72h or 3d.
+type Duration struct {
+	D   time.Duration
+	At  Pos
+	Set bool
+}
+
+// ByteSize is a size such as 512KiB, 1MiB or 1048576.
+type ByteSize struct {
+	N   int64
+	At  Pos
+	Set bool
+}

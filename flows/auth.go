@@ -1,0 +1,113 @@
+package flows
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"hash"
+	"net/textproto"
+	"strings"
+
+	"github.com/conveyor-run/conveyor/dsl"
+)
+
+// Auth is an inbound authentication check with its secrets resolved.
+type Auth struct {
+	Kind      string // hmac | bearer | api_key
+	Header    string
+	Secrets   [][]byte // hmac: every accepted secret (rotation); bearer/api_key: accepted values
+	Encoding  string
+	Prefix    string
+	Algorithm string
+}
+
+func (c *compiler) auth(a *dsl.Auth) *Auth {
+	switch {
+	case a.HMAC != nil:
+		h := a.HMAC
+		out := &Auth{Kind: "hmac", Header: h.Header, Encoding: h.Encoding, Prefix: h.Prefix, Algorithm: h.Algorithm}
+		if out.Encoding == "" {
+			out.Encoding = "base64"
+		}
+		if out.Algorithm == "" {
+			out.Algorithm = "sha256"
+		}
+		for _, s := range append([]dsl.ConfigString{h.Secret}, h.Secrets...) {
+			if v := c.resolve(s, "trigger.http.auth.hmac.secret"); v != "" {
+				out.Secrets = append(out.Secrets, []byte(v))
+			} else if s.Raw != "" {
+				c.add(s.At, "trigger.http.auth.hmac: the secret is empty", "")
+			}
+		}
+		return out
+	case a.Bearer != nil:
+		return &Auth{Kind: "bearer", Header: "Authorization", Secrets: [][]byte{[]byte(c.resolve(a.Bearer.Token, "trigger.http.auth.bearer.token"))}}
+	case a.APIKey != nil:
+		header := a.APIKey.Header
+		if header == "" {
+			header = "X-API-Key"
+		}
+		return &Auth{Kind: "api_key", Header: header, Secrets: [][]byte{[]byte(c.resolve(a.APIKey.Key, "trigger.http.auth.api_key.key"))}}
+	}
+	return nil
+}
+
+// Verify reports whether a request with these headers and raw body passes
+// the check. Comparisons take constant time.
+func (a *Auth) Verify(header func(string) string, body []byte) bool {
+	got := header(textproto.CanonicalMIMEHeaderKey(a.Header))
+	switch a.Kind {
+	case "hmac":
+		if a.Prefix != "" {
+			if !strings.HasPrefix(got, a.Prefix) {
+				return false
+			}
+			got = got[len(a.Prefix):]
+		}
+		var sig []byte
+		var err error
+		if a.Encoding == "hex" {
+			sig, err = hex.DecodeString(strings.ToLower(strings.TrimSpace(got)))
+		} else {
+			sig, err = base64.StdEncoding.DecodeString(strings.TrimSpace(got))
+		}
+		if err != nil || len(sig) == 0 {
+			return false
+		}
+		ok := 0
+		for _, secret := range a.Secrets {
+			m := hmac.New(a.hash(), secret)
+			m.Write(body)
+			ok |= subtle.ConstantTimeCompare(m.Sum(nil), sig)
+		}
+		return ok == 1
+	case "bearer":
+		tok, found := strings.CutPrefix(got, "Bearer ")
+		return found && a.anySecret([]byte(tok))
+	case "api_key":
+		return got != "" && a.anySecret([]byte(got))
+	}
+	return false
+}
+
+func (a *Auth) anySecret(v []byte) bool {
+	ok := 0
+	for _, s := range a.Secrets {
+		ok |= subtle.ConstantTimeCompare(s, v)
+	}
+	return ok == 1
+}
+
+func (a *Auth) hash() func() hash.Hash {
+	switch a.Algorithm {
+	case "sha1":
+		return sha1.New
+	case "sha512":
+		return sha512.New
+	}
+	return sha256.New
+}

@@ -1,0 +1,299 @@
+package flows
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/mappings"
+)
+
+// Env is what compiling a flow needs from its workspace.
+type Env struct {
+	Compiler    *mappings.Compiler
+	Mappings    map[string]*dsl.MappingFile // by id
+	Connections []string                    // names from conveyor.yaml
+	// Getenv resolves ${env:NAME}; nil means os.LookupEnv.
+	Getenv func(string) (string, bool)
+}
+
+// Compile builds an executable flow from a decoded one. Every expression is
+// compiled here, once; any diagnostic means the flow must not go live.
+func Compile(src *dsl.Flow, env Env) (*Flow, dsl.Diagnostics) {
+	c := &compiler{env: env, file: src.File, policies: map[string]RetryPolicy{}}
+	f := &Flow{ID: src.ID, File: src.File, Description: src.Description, Source: src, Concurrency: src.Concurrency}
+	if f.Concurrency <= 0 {
+		f.Concurrency = 4
+	}
+	f.Retry = retryPolicy(src.Retry, DefaultRetry)
+	if src.Trigger != nil {
+		f.Trigger = c.trigger(src.Trigger)
+	}
+	if d := src.Dedup; d != nil {
+		f.Dedup = &Dedup{Key: c.expr(d.Key, mappings.Scope{}), TTL: d.TTL.D}
+		if !d.TTL.Set {
+			f.Dedup.TTL = 24 * 3600e9
+		}
+	}
+	if src.RateLimit != nil {
+		f.RateLimit = c.rateLimit(src.RateLimit)
+	}
+	c.flowRetry = f.Retry
+	f.steps = c.steps(src.Steps, "", mappings.Scope{})
+	for f.AcceptSteps < len(f.steps) && f.steps[f.AcceptSteps].kind == "validate" {
+		f.AcceptSteps++
+	}
+	f.policies = c.policies
+	c.diags.Sort()
+	if len(c.diags) > 0 {
+		return nil, c.diags
+	}
+	return f, nil
+}
+
+type compiler struct {
+	env       Env
+	file      string
+	diags     dsl.Diagnostics
+	flowRetry RetryPolicy
+	policies  map[string]RetryPolicy
+	using     []string // mapping files being compiled, to stop cycles
+}
+
+func (c *compiler) add(at dsl.Pos, msg, hint string) {
+	c.diags = append(c.diags, dsl.Diagnostic{File: c.file, Line: at.Line, Col: at.Col, Message: msg, Hint: hint})
+}
+
+func (c *compiler) expr(e dsl.Expr, scope mappings.Scope) *mappings.Program {
+	if e.At.Line == 0 { // not written, or already reported by dsl
+		return nil
+	}
+	p, d := c.env.Compiler.Compile(c.file, e, scope)
+	if d != nil {
+		c.diags = append(c.diags, *d)
+	}
+	return p
+}
+
+func (c *compiler) optExpr(e *dsl.Expr, scope mappings.Scope) *mappings.Program {
+	if e == nil {
+		return nil
+	}
+	return c.expr(*e, scope)
+}
+
+func (c *compiler) resolve(s dsl.ConfigString, what string) string {
+	v, err := s.Resolve(c.env.Getenv)
+	if err != nil {
+		c.add(s.At, fmt.Sprintf("%s: %v", what, err), "export it, or give a default: ${env:NAME:-value}")
+	}
+	return v
+}
+
+func (c *compiler) trigger(t *dsl.Trigger) Trigger {
+	out := Trigger{Kind: t.Kind(), HTTP: t.HTTP, Schedule: t.Schedule, File: t.File, Event: t.Event}
+	if h := t.HTTP; h != nil && h.Auth != nil {
+		out.Auth = c.auth(h.Auth)
+	}
+	return out
+}
+
+func (c *compiler) rateLimit(r *dsl.RateLimit) *RateLimit {
+	rl := &RateLimit{Key: c.expr(r.Key, mappings.Scope{}), Limit: r.Limit, Per: r.Per.D, Burst: r.Burst}
+	if rl.Burst <= 0 {
+		rl.Burst = rl.Limit
+	}
+	if r.Per.Set && rl.Per <= 0 {
+		c.add(r.Per.At, "rate_limit.per must be longer than 0", "")
+	}
+	return rl
+}
+
+func retryPolicy(r *dsl.Retry, base RetryPolicy) RetryPolicy {
+	if r == nil {
+		return base
+	}
+	p := base
+	if r.Attempts > 0 {
+		p.Attempts = r.Attempts
+	}
+	if r.Backoff != "" {
+		p.Backoff = r.Backoff
+	}
+	if r.Initial.Set {
+		p.Initial = r.Initial.D
+	}
+	if r.Max.Set {
+		p.Max = r.Max.D
+	}
+	if p.Max < p.Initial {
+		p.Max = p.Initial
+	}
+	return p
+}
+
+func (c *compiler) steps(src []dsl.Step, prefix string, scope mappings.Scope) []*step {
+	out := make([]*step, 0, len(src))
+	for i := range src {
+		s := &src[i]
+		st := &step{path: prefix + strconv.Itoa(i+1), kind: s.Kind(), name: s.Name, at: s.At}
+		scope := scope
+		switch st.kind {
+		case "validate":
+			for _, r := range s.Validate {
+				msg := r.Message
+				if msg == "" {
+					msg = "rule failed: " + r.Rule.Src
+				}
+				st.rules = append(st.rules, rule{prog: c.expr(r.Rule, mappings.Scope{InSplit: scope.InSplit, Want: mappings.Bool}), message: msg})
+			}
+		case "map":
+			st.mapping = c.mapTree(s.Map, scope)
+		case "set":
+			for _, e := range *s.Set {
+				st.sets = append(st.sets, setter{path: e.Path, prog: c.expr(e.Value, scope)})
+			}
+		case "filter":
+			scope.Want = mappings.Bool
+			st.cond = c.expr(*s.Filter, scope)
+		case "choice":
+			for j, b := range s.Choice {
+				bp := fmt.Sprintf("%s.%d.", st.path, j+1)
+				if b.Otherwise != nil {
+					st.branches = append(st.branches, branch{steps: c.steps(b.Otherwise, bp, scope)})
+					continue
+				}
+				when := scope
+				when.Want = mappings.Bool
+				st.branches = append(st.branches, branch{when: c.optExpr(b.When, when), steps: c.steps(b.Steps, bp, scope)})
+			}
+		case "split":
+			inner := mappings.Scope{InSplit: true}
+			st.split = &splitSpec{items: c.expr(s.Split.Items, scope), as: s.Split.As, steps: c.steps(s.Split.Steps, st.path+"[].", inner)}
+		case "call":
+			st.call = c.call(s.Call, st.path, scope)
+		case "publish":
+			st.publish = &publishSpec{topic: s.Publish.Topic, body: c.optExpr(s.Publish.Body, scope)}
+		case "respond":
+			st.respond = &respondSpec{status: c.optExpr(s.Respond.Status, scope), body: c.optExpr(s.Respond.Body, scope), headers: c.exprMap(s.Respond.Headers, scope)}
+		case "log":
+			lvl := s.Log.Level
+			if lvl == "" {
+				lvl = "info"
+			}
+			st.log = &logSpec{level: lvl, msg: c.expr(s.Log.Message, scope)}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (c *compiler) exprMap(m dsl.ExprMap, scope mappings.Scope) []namedProg {
+	out := make([]namedProg, 0, len(m))
+	for _, e := range m {
+		out = append(out, namedProg{name: e.Key, prog: c.expr(e.Value, scope)})
+	}
+	return out
+}
+
+func (c *compiler) call(s *dsl.Call, path string, scope mappings.Scope) *callSpec {
+	cs := &callSpec{connection: s.Connection, method: s.Method, as: s.As,
+		query: c.exprMap(s.Query, scope), headers: c.exprMap(s.Headers, scope), body: c.optExpr(s.Body, scope)}
+	if cs.method == "" {
+		cs.method = "POST"
+	}
+	cs.sendBody = s.Body != nil || (cs.method != "GET" && cs.method != "DELETE")
+	if s.Connection != "" && !contains(c.env.Connections, s.Connection) {
+		hint := dsl.DidYouMean(s.Connection, c.env.Connections)
+		if hint == "" {
+			hint = "connections are defined in conveyor.yaml; known: " + strings.Join(sorted(c.env.Connections), ", ")
+		}
+		c.add(s.At, fmt.Sprintf("step %s (call): unknown connection %q", path, s.Connection), hint)
+	}
+	for _, part := range s.Path.Parts {
+		if part.Expr == nil {
+			cs.path = append(cs.path, pathPart{lit: part.Lit})
+			continue
+		}
+		cs.path = append(cs.path, pathPart{prog: c.expr(*part.Expr, scope)})
+	}
+	if s.RateLimit != nil {
+		cs.rateLimit = c.rateLimit(s.RateLimit)
+	}
+	if s.Timeout != nil {
+		cs.timeout = s.Timeout.D
+	}
+	if s.Retry != nil {
+		c.policies[path] = retryPolicy(s.Retry, c.flowRetry)
+	}
+	return cs
+}
+
+func (c *compiler) mapTree(t *dsl.MapTree, scope mappings.Scope) *mapper {
+	m := &mapper{}
+	if t.Use != "" {
+		mf, ok := c.env.Mappings[t.Use]
+		switch {
+		case !ok:
+			names := make([]string, 0, len(c.env.Mappings))
+			for n := range c.env.Mappings {
+				names = append(names, n)
+			}
+			hint := dsl.DidYouMean(t.Use, names)
+			if hint == "" {
+				hint = "mappings are the files in mappings/; known: " + strings.Join(sorted(names), ", ")
+			}
+			c.add(t.UseAt, fmt.Sprintf("map: unknown mapping %q", t.Use), hint)
+		case contains(c.using, t.Use):
+			c.add(t.UseAt, fmt.Sprintf("map: mapping %q uses itself", t.Use), "")
+		default:
+			// A mapping file is compiled at each use, against the scope
+			// of the step that uses it; its diagnostics name its file.
+			outer := c.file
+			c.file, c.using = mf.File, append(c.using, t.Use)
+			m.use = c.node(mf.Map.Node, scope)
+			c.file, c.using = outer, c.using[:len(c.using)-1]
+		}
+	}
+	if t.Node.Expr != nil || t.Node.Fields != nil || t.Node.IsList || t.Use == "" {
+		n := c.node(t.Node, scope)
+		m.node = &n
+	}
+	return m
+}
+
+func (c *compiler) node(n dsl.MapNode, scope mappings.Scope) mapNode {
+	switch {
+	case n.Expr != nil:
+		return mapNode{prog: c.expr(*n.Expr, scope)}
+	case n.IsList:
+		out := mapNode{list: true, items: make([]mapNode, len(n.Items))}
+		for i, it := range n.Items {
+			out.items[i] = c.node(it, scope)
+		}
+		return out
+	default:
+		out := mapNode{fields: make([]mapField, len(n.Fields))}
+		for i, f := range n.Fields {
+			out.fields[i] = mapField{key: f.Key, value: c.node(f.Value, scope)}
+		}
+		return out
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sorted(list []string) []string {
+	out := append([]string(nil), list...)
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,741 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/mappings"
+)
+
+type step struct {
+	path, kind, name string
+	at               dsl.Pos
+	rules            []rule
+	mapping          *mapper
+	sets             []setter
+	cond             *mappings.Program
+	branches         []branch
+	split            *splitSpec
+	call             *callSpec
+	publish          *publishSpec
+	respond          *respondSpec
+	log              *logSpec
+}
+
+type rule struct {
+	prog    *mappings.Program
+	message string
+}
+
+type setter struct {
+	path []string
+	prog *mappings.Program
+}
+
+type branch struct {
+	when  *mappings.Program // nil: otherwise
+	steps []*step
+}
+
+type splitSpec struct {
+	items *mappings.Program
+	as    string
+	steps []*step
+}
+
+type namedProg struct {
+	name string
+	prog *mappings.Program
+}
+
+type pathPart struct {
+	lit  string
+	prog *mappings.Program
+}
+
+type callSpec struct {
+	connection, method, as string
+	path                   []pathPart
+	query, headers         []namedProg
+	body                   *mappings.Program
+	sendBody               bool
+	rateLimit              *RateLimit
+	timeout                time.Duration
+}
+
+type publishSpec struct {
+	topic string
+	body  *mappings.Program
+}
+
+type respondSpec struct {
+	status, body *mappings.Program
+	headers      []namedProg
+}
+
+type logSpec struct {
+	level string
+	msg   *mappings.Program
+}
+
+type mapper struct {
+	use  mapNode // from a mapping file; zero when not used
+	node *mapNode
+}
+
+type mapNode struct {
+	prog   *mappings.Program
+	fields []mapField
+	items  []mapNode
+	list   bool
+}
+
+type mapField struct {
+	key   string
+	value mapNode
+}
+
+// Outcome is how a run ended.
+type Outcome string
+
+// The outcomes of a run.
+const (
+	Completed Outcome = "completed"
+	Filtered  Outcome = "filtered"
+	Rejected  Outcome = "rejected" // validation failed: never retried
+	Failed    Outcome = "failed"   // see Result.Err for transient or permanent
+)
+
+// Class says whether a failure is worth retrying.
+type Class string
+
+// The classes of failure.
+const (
+	Validation Class = "validation"
+	Transient  Class = "transient"
+	Permanent  Class = "permanent"
+)
+
+// StepError is a failed step.
+type StepError struct {
+	Class      Class
+	Step       string // path such as "3" or "4.1.2"
+	Kind       string
+	Errors     []string // validation: every failed rule's message
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *StepError) Error() string {
+	if e.Class == Validation {
+		return fmt.Sprintf("step %s (%s): %s", e.Step, e.Kind, strings.Join(e.Errors, "; "))
+	}
+	return fmt.Sprintf("step %s (%s): %v", e.Step, e.Kind, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// TraceEntry is what one step did, for dry runs and message journals.
+type TraceEntry struct {
+	Step     string  `json:"step"`
+	Name     string  `json:"name,omitempty"`
+	Kind     string  `json:"kind"`
+	Outcome  string  `json:"outcome"`
+	Duration float64 `json:"duration_ms"`
+	Output   any     `json:"output,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
+// Result is the end of a run.
+type Result struct {
+	Outcome  Outcome
+	State    State // where the message stands; on failure, where a retry resumes
+	Err      error // a *StepError when Outcome is Rejected or Failed
+	Trace    []TraceEntry
+	Response *Response // set by respond steps
+}
+
+// run carries one message through the flow.
+type run struct {
+	f     *Flow
+	ctx   context.Context
+	deps  Deps
+	env   *mappings.Env
+	msg   *Message
+	res   *Result
+	split string // "[i]" while inside a split item, for idempotency keys
+}
+
+// Run runs msg through the flow from state (nil: from the start, with the
+// message body) up to, not including, top-level step until (0: the end).
+func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, deps Deps) *Result {
+	if deps.Memo == nil {
+		deps.Memo = &MemMemo{}
+	}
+	st := State{Body: msg.Body, Vars: map[string]any{}}
+	if state != nil {
+		st = *state
+		if st.Vars == nil {
+			st.Vars = map[string]any{}
+		}
+	}
+	if until <= 0 || until > len(f.steps) {
+		until = len(f.steps)
+	}
+	env := mappings.NewEnv(st.Body, msg.Headers, mappings.Meta{ID: msg.ID, Flow: f.ID, Revision: msg.Revision, ReceivedAt: msg.ReceivedAt, Attempt: msg.Attempt})
+	if msg.Query != nil {
+		env.Query = msg.Query
+	}
+	if msg.Params != nil {
+		env.Params = msg.Params
+	}
+	env.Vars = st.Vars
+	r := &run{f: f, ctx: ctx, deps: deps, env: env, msg: msg, res: &Result{Outcome: Completed, Response: st.Response}}
+	for i := st.Next; i < until; i++ {
+		if err := ctx.Err(); err != nil {
+			r.fail(&StepError{Class: Transient, Step: f.steps[i].path, Kind: f.steps[i].kind, Err: err}, i)
+			return r.res
+		}
+		stop, err := r.step(f.steps[i])
+		if err != nil {
+			r.fail(err, i)
+			return r.res
+		}
+		if stop {
+			r.res.Outcome = Filtered
+			r.res.State = State{Next: len(f.steps), Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+			return r.res
+		}
+		if deps.Checkpoint != nil {
+			cp := State{Next: i + 1, Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+			if err := deps.Checkpoint(cp); err != nil {
+				r.fail(&StepError{Class: Transient, Step: f.steps[i].path, Kind: "checkpoint", Err: err}, i+1)
+				return r.res
+			}
+		}
+	}
+	r.res.State = State{Next: until, Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+	return r.res
+}
+
+// Steps is the number of top-level steps.
+func (f *Flow) Steps() int { return len(f.steps) }
+
+func (r *run) fail(err error, next int) {
+	var se *StepError
+	if !errors.As(err, &se) {
+		se = &StepError{Class: Permanent, Err: err}
+	}
+	r.res.Err = se
+	r.res.Outcome = Failed
+	if se.Class == Validation {
+		r.res.Outcome = Rejected
+	}
+	r.res.State = State{Next: next, Body: r.env.Body, Vars: r.env.Vars, Response: r.res.Response}
+}
+
+// steps runs a nested list; stop is true when a filter ended the message.
+func (r *run) steps(list []*step) (bool, error) {
+	for _, s := range list {
+		if stop, err := r.step(s); err != nil || stop {
+			return stop, err
+		}
+	}
+	return false, nil
+}
+
+func (r *run) step(s *step) (stop bool, err error) {
+	var start time.Time
+	var out any
+	outcome := "ok"
+	if r.deps.Trace {
+		start = time.Now()
+		defer func() {
+			e := TraceEntry{Step: s.path + r.split, Name: s.name, Kind: s.kind, Outcome: outcome, Duration: float64(time.Since(start).Microseconds()) / 1000, Output: out}
+			if err != nil {
+				e.Outcome, e.Error = "failed", err.Error()
+				var se *StepError
+				if errors.As(err, &se) && se.Class == Validation {
+					e.Outcome, e.Output = "rejected", se.Errors
+				}
+			}
+			if stop && err == nil {
+				e.Outcome = "filtered"
+			}
+			r.res.Trace = append(r.res.Trace, e)
+		}()
+	}
+	fail := func(class Class, err error) error {
+		var se *StepError
+		if errors.As(err, &se) {
+			return err
+		}
+		return &StepError{Class: class, Step: s.path + r.split, Kind: s.kind, Err: err}
+	}
+	env := r.env
+	switch s.kind {
+	case "validate":
+		var failed []string
+		for _, rl := range s.rules {
+			v, err := rl.prog.Eval(env)
+			if err != nil || v != true {
+				failed = append(failed, rl.message)
+			}
+		}
+		if len(failed) > 0 {
+			return false, &StepError{Class: Validation, Step: s.path + r.split, Kind: s.kind, Errors: failed}
+		}
+	case "map":
+		v, err := s.mapping.eval(env)
+		if err != nil {
+			return false, fail(Permanent, err)
+		}
+		env.Body, out = v, v
+	case "set":
+		changes := map[string]any{}
+		for _, st := range s.sets {
+			v, err := st.prog.Eval(env)
+			if err != nil {
+				return false, fail(Permanent, err)
+			}
+			if err := assign(env, st.path, v); err != nil {
+				return false, fail(Permanent, err)
+			}
+			changes[strings.Join(st.path, ".")] = v
+		}
+		out = changes
+	case "filter":
+		v, err := s.cond.Eval(env)
+		if err != nil {
+			return false, fail(Permanent, err)
+		}
+		return v != true, nil
+	case "choice":
+		for i, b := range s.branches {
+			if b.when != nil {
+				v, err := b.when.Eval(env)
+				if err != nil {
+					return false, fail(Permanent, err)
+				}
+				if v != true {
+					continue
+				}
+			}
+			outcome = fmt.Sprintf("branch %d", i+1)
+			return r.steps(b.steps)
+		}
+		outcome = "no branch"
+	case "split":
+		return r.runSplit(s)
+	case "call":
+		resp, err := r.call(s)
+		out = resp
+		if err != nil {
+			return false, fail(Transient, err)
+		}
+	case "publish":
+		body := env.Body
+		if s.publish.body != nil {
+			if body, err = s.publish.body.Eval(env); err != nil {
+				return false, fail(Permanent, err)
+			}
+		}
+		key := r.key(s)
+		if _, done := r.deps.Memo.Get(key); done {
+			outcome = "already published"
+			break
+		}
+		if r.deps.Publisher == nil {
+			return false, fail(Permanent, errors.New("publishing is not available here"))
+		}
+		if err := r.deps.Publisher.Publish(r.ctx, s.publish.topic, body, key); err != nil {
+			return false, fail(Transient, err)
+		}
+		if err := r.deps.Memo.Put(key, &Response{Status: 200}); err != nil {
+			return false, fail(Transient, err)
+		}
+		out = map[string]any{"topic": s.publish.topic, "body": body}
+	case "respond":
+		resp := &Response{Status: 200, Body: env.Body}
+		if s.respond.status != nil {
+			v, err := s.respond.status.Eval(env)
+			if err != nil {
+				return false, fail(Permanent, err)
+			}
+			code, ok := toInt(v)
+			if !ok || code < 100 || code > 599 {
+				return false, fail(Permanent, fmt.Errorf("respond: status %v is not an HTTP status", v))
+			}
+			resp.Status = code
+		}
+		if s.respond.body != nil {
+			if resp.Body, err = s.respond.body.Eval(env); err != nil {
+				return false, fail(Permanent, err)
+			}
+		}
+		if resp.Headers, err = evalStrings(env, s.respond.headers); err != nil {
+			return false, fail(Permanent, err)
+		}
+		r.res.Response, out = resp, resp
+	case "log":
+		v, err := s.log.msg.Eval(env)
+		if err != nil {
+			return false, fail(Permanent, err)
+		}
+		msg := toText(v)
+		if r.deps.Logger != nil {
+			r.deps.Logger.Log(r.ctx, s.log.level, msg, "flow", r.f.ID, "message", r.msg.ID, "step", s.path)
+		}
+		out = msg
+	}
+	return false, nil
+}
+
+func (r *run) runSplit(s *step) (bool, error) {
+	v, err := s.split.items.Eval(r.env)
+	if err != nil {
+		return false, &StepError{Class: Permanent, Step: s.path, Kind: s.kind, Err: err}
+	}
+	items, ok := asList(v)
+	if !ok && v != nil {
+		return false, &StepError{Class: Permanent, Step: s.path, Kind: s.kind, Err: fmt.Errorf("split: items is %T, not a list", v)}
+	}
+	outer, outerSplit := r.env.Body, r.split
+	var collected []any
+	if s.split.as != "" {
+		collected = make([]any, 0, len(items))
+	}
+	defer func() { r.env.Body, r.env.Item, r.env.Meta.Index, r.split = outer, nil, 0, outerSplit }()
+	for i, it := range items {
+		r.env.Body, r.env.Item, r.env.Meta.Index = outer, it, i
+		r.split = "[" + strconv.Itoa(i) + "]"
+		stop, err := r.steps(s.split.steps)
+		if err != nil {
+			return false, err
+		}
+		if !stop && collected != nil {
+			collected = append(collected, r.env.Body)
+		}
+	}
+	if s.split.as != "" {
+		r.env.Vars[s.split.as] = collected
+	}
+	return false, nil
+}
+
+// key is the idempotency key of an outbound effect: flow:message:step.
+func (r *run) key(s *step) string {
+	return r.f.ID + ":" + r.msg.ID + ":" + s.path + r.split
+}
+
+func (r *run) call(s *step) (*Response, error) {
+	c, env := s.call, r.env
+	var path strings.Builder
+	for _, p := range c.path {
+		if p.prog == nil {
+			path.WriteString(p.lit)
+			continue
+		}
+		v, err := p.prog.Eval(env)
+		if err != nil {
+			return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
+		}
+		path.WriteString(url.PathEscape(toText(v)))
+	}
+	if len(c.query) > 0 {
+		q := url.Values{}
+		for _, np := range c.query {
+			v, err := np.prog.Eval(env)
+			if err != nil {
+				return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
+			}
+			if v != nil {
+				q.Set(np.name, toText(v))
+			}
+		}
+		path.WriteString("?" + q.Encode())
+	}
+	req := Request{Connection: c.connection, Method: c.method, Path: path.String(), IdempotencyKey: r.key(s), Timeout: c.timeout}
+	var err error
+	if req.Headers, err = evalStrings(env, c.headers); err != nil {
+		return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
+	}
+	if c.sendBody {
+		req.Body = env.Body
+		if c.body != nil {
+			if req.Body, err = c.body.Eval(env); err != nil {
+				return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
+			}
+		}
+	}
+	resp, done := r.deps.Memo.Get(req.IdempotencyKey)
+	if !done {
+		if r.deps.Caller == nil {
+			return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: errors.New("calls are not available here")}
+		}
+		if c.rateLimit != nil && r.deps.Limiter != nil {
+			key := r.f.ID + ":" + s.path
+			if c.rateLimit.Key != nil {
+				k, err := c.rateLimit.Key.Eval(env)
+				if err != nil {
+					return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
+				}
+				key = toText(k)
+			}
+			if err := r.deps.Limiter.Wait(r.ctx, key, *c.rateLimit); err != nil {
+				return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: err}
+			}
+		}
+		resp, err = r.deps.Caller.Call(r.ctx, req)
+		if err != nil {
+			return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: fmt.Errorf("%s %s %s: %w", c.connection, req.Method, req.Path, err)}
+		}
+		if se := classify(resp, s.path+r.split, s.kind, c.connection, req); se != nil {
+			return resp, se
+		}
+		if err := r.deps.Memo.Put(req.IdempotencyKey, resp); err != nil {
+			return resp, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: err}
+		}
+	}
+	if c.as != "" {
+		env.Vars[c.as] = map[string]any{"status": resp.Status, "headers": stringsToAny(resp.Headers), "body": resp.Body}
+	}
+	return resp, nil
+}
+
+// classify turns an HTTP status into a failure class: 408, 425, 429 and
+// 5xx are worth retrying (honouring Retry-After), other 4xx are not.
+func classify(resp *Response, path, kind, conn string, req Request) *StepError {
+	if resp.Status < 400 {
+		return nil
+	}
+	err := fmt.Errorf("%s %s %s: status %d%s", conn, req.Method, req.Path, resp.Status, bodySnippet(resp.Body))
+	se := &StepError{Class: Permanent, Step: path, Kind: kind, Err: err}
+	if resp.Status == 408 || resp.Status == 425 || resp.Status == 429 || resp.Status >= 500 {
+		se.Class = Transient
+		se.RetryAfter = retryAfter(resp.Headers)
+	}
+	return se
+}
+
+func bodySnippet(body any) string {
+	if body == nil {
+		return ""
+	}
+	s := toText(body)
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return ": " + s
+}
+
+func retryAfter(h map[string]string) time.Duration {
+	v := ""
+	for k, val := range h {
+		if strings.EqualFold(k, "Retry-After") {
+			v = val
+		}
+	}
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := time.Parse(time.RFC1123, v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+func (m *mapper) eval(env *mappings.Env) (any, error) {
+	var base any
+	if m.use.prog != nil || m.use.fields != nil || m.use.list {
+		v, err := m.use.eval(env)
+		if err != nil {
+			return nil, err
+		}
+		base = v
+	}
+	if m.node == nil {
+		return base, nil
+	}
+	v, err := m.node.eval(env)
+	if err != nil || base == nil {
+		return v, err
+	}
+	// Fields next to use: override the mapping's fields of the same name.
+	bm, ok1 := base.(map[string]any)
+	vm, ok2 := v.(map[string]any)
+	if !ok1 || !ok2 {
+		return v, nil
+	}
+	for k, x := range vm {
+		bm[k] = x
+	}
+	return bm, nil
+}
+
+func (n *mapNode) eval(env *mappings.Env) (any, error) {
+	switch {
+	case n.prog != nil:
+		return n.prog.Eval(env)
+	case n.list:
+		out := make([]any, len(n.items))
+		for i := range n.items {
+			v, err := n.items[i].eval(env)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	out := make(map[string]any, len(n.fields))
+	for i := range n.fields {
+		v, err := n.fields[i].value.eval(env)
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %w", n.fields[i].key, err)
+		}
+		out[n.fields[i].key] = v
+	}
+	return out, nil
+}
+
+// assign sets body.a.b or vars.x.y, creating objects on the way.
+func assign(env *mappings.Env, path []string, v any) error {
+	var root any
+	if path[0] == "vars" {
+		root = env.Vars
+	} else {
+		if len(path) == 1 {
+			env.Body = v
+			return nil
+		}
+		if env.Body == nil {
+			env.Body = map[string]any{}
+		}
+		root = env.Body
+	}
+	cur, ok := root.(map[string]any)
+	if !ok {
+		return fmt.Errorf("set %s: %s is %T, not an object", strings.Join(path, "."), path[0], root)
+	}
+	for i := 1; i < len(path)-1; i++ {
+		next, exists := cur[path[i]]
+		if !exists || next == nil {
+			m := map[string]any{}
+			cur[path[i]] = m
+			cur = m
+			continue
+		}
+		if cur, ok = next.(map[string]any); !ok {
+			return fmt.Errorf("set %s: %s is %T, not an object", strings.Join(path, "."), strings.Join(path[:i+1], "."), next)
+		}
+	}
+	cur[path[len(path)-1]] = v
+	return nil
+}
+
+func evalStrings(env *mappings.Env, list []namedProg) (map[string]string, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(list))
+	for _, np := range list {
+		v, err := np.prog.Eval(env)
+		if err != nil {
+			return nil, fmt.Errorf("header %q: %w", np.name, err)
+		}
+		out[np.name] = toText(v)
+	}
+	return out, nil
+}
+
+func stringsToAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func asList(v any) ([]any, bool) {
+	if l, ok := v.([]any); ok {
+		return l, true
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return nil, false
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out, true
+}
+
+func toInt(v any) (int, bool) {
+	switch x := v.(type) {
+	case int:
+		return x, true
+	case int64:
+		return int(x), true
+	case float64:
+		return int(x), x == float64(int(x))
+	case string:
+		i, err := strconv.Atoi(x)
+		return i, err == nil
+	}
+	return 0, false
+}
+
+// toText renders a value as text: strings as they are, other values as JSON.
+func toText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	case int:
+		return strconv.Itoa(x)
+	}
+	b, err := marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// MemMemo is an in-memory Memo.
+type MemMemo struct {
+	mu sync.Mutex
+	m  map[string]*Response
+}
+
+// Get returns the remembered response for key.
+func (m *MemMemo) Get(key string) (*Response, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.m[key]
+	return r, ok
+}
+
+// Put remembers r for key.
+func (m *MemMemo) Put(key string, r *Response) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[string]*Response{}
+	}
+	m.m[key] = r
+	return nil
+}

@@ -1,0 +1,176 @@
+// Package flows compiles a dsl flow into an executable step chain and runs
+// one message through it against interfaces for calls, publishing, rate
+// limits and checkpoints. It opens no sockets and no files: the runtime, the
+// CLI's dry run and tests hand it implementations of those interfaces.
+package flows
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/mappings"
+)
+
+// Flow is a compiled flow, ready to run messages. It is immutable and safe
+// for concurrent use; a reload builds a new Flow and swaps it in.
+type Flow struct {
+	ID          string
+	File        string
+	Description string
+	Source      *dsl.Flow
+	Trigger     Trigger
+	Dedup       *Dedup
+	RateLimit   *RateLimit
+	Retry       RetryPolicy
+	Concurrency int
+	// AcceptSteps is the number of leading validate steps, which the
+	// runtime runs when a message is accepted, before storing it.
+	AcceptSteps int
+	steps       []*step
+	policies    map[string]RetryPolicy // call step path -> its policy
+}
+
+// Trigger is the compiled trigger of a flow.
+type Trigger struct {
+	Kind     string // http, schedule, file, event
+	HTTP     *dsl.HTTPTrigger
+	Auth     *Auth
+	Schedule *dsl.ScheduleTrigger
+	File     *dsl.FileTrigger
+	Event    *dsl.EventTrigger
+}
+
+// Dedup is the compiled dedup setting.
+type Dedup struct {
+	Key *mappings.Program
+	TTL time.Duration
+}
+
+// RateLimit is a token bucket per key: Limit tokens per Per, Burst at once.
+type RateLimit struct {
+	Key   *mappings.Program // nil: one bucket
+	Limit int
+	Per   time.Duration
+	Burst int
+}
+
+// RetryPolicy is how often and how long apart a failed step is retried.
+type RetryPolicy struct {
+	Attempts int
+	Backoff  string // exponential | fixed
+	Initial  time.Duration
+	Max      time.Duration
+}
+
+// DefaultRetry applies when neither the flow nor the call sets a policy.
+var DefaultRetry = RetryPolicy{Attempts: 5, Backoff: "exponential", Initial: time.Second, Max: 2 * time.Minute}
+
+// Delay is the wait before attempt number next (2 for the first retry),
+// before jitter: Initial, then doubling up to Max for exponential.
+func (p RetryPolicy) Delay(next int) time.Duration {
+	d := p.Initial
+	if p.Backoff == "exponential" {
+		for i := 2; i < next && d < p.Max; i++ {
+			d *= 2
+		}
+	}
+	return min(d, p.Max)
+}
+
+// PolicyFor returns the retry policy of the step at path, as a StepError
+// names it (a call step's own, or the flow's).
+func (f *Flow) PolicyFor(path string) RetryPolicy {
+	if i := strings.LastIndexByte(path, '['); i > 0 && strings.HasSuffix(path, "]") {
+		path = path[:i] // "5[].1[3]": item 3 of the split's call step 5[].1
+	}
+	if p, ok := f.policies[path]; ok {
+		return p
+	}
+	return f.Retry
+}
+
+// Message is one message entering a flow.
+type Message struct {
+	ID         string
+	ReceivedAt time.Time
+	Attempt    int
+	Revision   int
+	Body       any
+	Headers    map[string]string
+	Query      map[string]string
+	Params     map[string]string
+}
+
+// State is where a message stands between steps: the next top-level step
+// and the data it will see. It is what a checkpoint stores.
+type State struct {
+	Next     int            `json:"next"`
+	Body     any            `json:"body"`
+	Vars     map[string]any `json:"vars"`
+	Response *Response      `json:"response,omitempty"`
+}
+
+// Request is an outbound call.
+type Request struct {
+	Connection     string
+	Method         string
+	Path           string // with the query string
+	Headers        map[string]string
+	Body           any // nil: no body
+	IdempotencyKey string
+	Timeout        time.Duration // 0: the connection's
+}
+
+// Response is the answer of a call, or what a sync trigger answers.
+type Response struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    any               `json:"body"`
+}
+
+// Caller makes outbound calls. A transport failure is returned as an
+// error; any HTTP answer, whatever its status, as a Response.
+type Caller interface {
+	Call(ctx context.Context, req Request) (*Response, error)
+}
+
+// Publisher delivers a message to an internal topic. key identifies the
+// publication so that a retried step does not publish twice.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, body any, key string) error
+}
+
+// Limiter makes outbound calls wait for a token of a rate limit.
+type Limiter interface {
+	Wait(ctx context.Context, key string, rl RateLimit) error
+}
+
+// Memo remembers the outcome of outbound effects (calls, publications) by
+// idempotency key, so that a retried step repeats none that succeeded.
+type Memo interface {
+	Get(key string) (*Response, bool)
+	Put(key string, r *Response) error
+}
+
+// Deps are what a run needs from the outside world. Nil fields mean: no
+// calls allowed (Caller, Publisher), no limit (Limiter), an in-memory memo
+// (Memo), no checkpoints (Checkpoint), the default logger (Logger).
+type Deps struct {
+	Caller    Caller
+	Publisher Publisher
+	Limiter   Limiter
+	Memo      Memo
+	// Checkpoint is called after each top-level step that completed, with
+	// the state a retry resumes from. An error fails the run as transient.
+	Checkpoint func(State) error
+	Logger     Logger
+	// Trace records each step's output in the result, for dry runs.
+	Trace bool
+}
+
+// Logger receives log steps.
+type Logger interface {
+	Log(ctx context.Context, level, msg string, attrs ...any)
+}

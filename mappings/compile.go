@@ -1,0 +1,211 @@
+package mappings
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/conveyor-run/conveyor/dsl"
+)
+
+// Want is the type an expression must produce.
+type Want int
+
+// The types an expression may be required to produce.
+const (
+	Any Want = iota
+	Bool
+)
+
+// Scope says where an expression stands, which decides the names it may use.
+type Scope struct {
+	InSplit bool
+	Want    Want
+}
+
+// Compiler compiles expressions against one workspace's function library.
+// It is safe for concurrent use.
+type Compiler struct {
+	lookups *Lookups
+	opts    []expr.Option
+	names   []string // every name an expression may use, for did-you-mean
+}
+
+// NewCompiler returns a compiler whose lookup() reads the tables in l.
+func NewCompiler(l *Lookups) *Compiler {
+	c := &Compiler{lookups: l}
+	c.opts = []expr.Option{expr.Env(&Env{}), expr.MaxNodes(5000)}
+	c.names = append(c.names, Names...)
+	for _, f := range Catalogue(l) {
+		c.opts = append(c.opts, expr.Function(f.Name, f.Fn, f.Types...))
+		c.names = append(c.names, f.Name)
+	}
+	for _, b := range builtin.Builtins {
+		c.names = append(c.names, b.Name)
+	}
+	c.names = append(c.names, "nil", "true", "false")
+	return c
+}
+
+// Program is a compiled expression. It is safe for concurrent use.
+type Program struct {
+	prog *vm.Program
+	Src  dsl.Expr
+}
+
+var vms = sync.Pool{New: func() any { return new(vm.VM) }}
+
+// Eval runs the program against env.
+func (p *Program) Eval(env *Env) (any, error) {
+	m := vms.Get().(*vm.VM)
+	out, err := m.Run(p.prog, env)
+	vms.Put(m)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, &EvalError{Expr: p.Src.Src, At: p.Src.PosOf(fe.Line, fe.Column), Msg: fe.Message}
+		}
+		return nil, &EvalError{Expr: p.Src.Src, At: p.Src.At, Msg: err.Error()}
+	}
+	return out, nil
+}
+
+// EvalError is an expression that failed at run time.
+type EvalError struct {
+	Expr string
+	At   dsl.Pos
+	Msg  string
+}
+
+func (e *EvalError) Error() string {
+	return fmt.Sprintf("%d:%d: %s in %q", e.At.Line, e.At.Col, e.Msg, e.Expr)
+}
+
+// Compile compiles one expression written in file. A failure comes back
+// as a diagnostic at the place inside the file where the error is.
+func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl.Diagnostic) {
+	if strings.TrimSpace(e.Src) == "" {
+		return nil, &dsl.Diagnostic{File: path, Line: e.At.Line, Col: e.At.Col, Message: "empty expression", Hint: "write nil for nothing"}
+	}
+	check := &scopeCheck{c: c, scope: scope}
+	opts := append(append(make([]expr.Option, 0, len(c.opts)+2), c.opts...), expr.Patch(check))
+	if scope.Want == Bool {
+		opts = append(opts, expr.AsBool())
+	}
+	prog, err := compileSafe(e.Src, opts)
+	if check.diag != nil {
+		d := check.diag
+		p := e.PosOf(lineCol(e.Src, check.at))
+		return nil, &dsl.Diagnostic{File: path, Line: p.Line, Col: p.Col, Message: d.Message, Hint: d.Hint}
+	}
+	if err != nil {
+		return nil, c.diagnose(path, e, err)
+	}
+	return &Program{prog: prog, Src: e}, nil
+}
+
+// compileSafe turns a panic inside the expression compiler into an error:
+// hostile input must never take the process down.
+func compileSafe(src string, opts []expr.Option) (p *vm.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot compile expression: %v", r)
+		}
+	}()
+	return expr.Compile(src, opts...)
+}
+
+var (
+	unknownNameRE = regexp.MustCompile(`^unknown name ([A-Za-z_][A-Za-z0-9_]*)`)
+	unknownFuncRE = regexp.MustCompile(`^unknown func(?:tion)? ([A-Za-z_][A-Za-z0-9_]*)`)
+	wordsRE       = regexp.MustCompile(`^[\p{L}0-9_ .,'!?&/:-]+$`)
+)
+
+func (c *Compiler) diagnose(path string, e dsl.Expr, err error) *dsl.Diagnostic {
+	d := &dsl.Diagnostic{File: path, Line: e.At.Line, Col: e.At.Col, Message: err.Error()}
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		p := e.PosOf(fe.Line, fe.Column)
+		d.Line, d.Col, d.Message = p.Line, p.Col, fe.Message
+	}
+	looksLikeText := wordsRE.MatchString(e.Src) && !strings.ContainsAny(e.Src, `"`+"`")
+	if m := unknownNameRE.FindStringSubmatch(d.Message); m != nil {
+		d.Message = fmt.Sprintf("unknown name %q", m[1])
+		d.Hint = dsl.DidYouMean(m[1], c.names)
+		if d.Hint == "" {
+			if looksLikeText {
+				d.Hint = fmt.Sprintf("literal text goes in quotes: '\"%s\"'", e.Src)
+			} else {
+				d.Hint = "expressions start from body, headers, query, params, vars, meta or item"
+			}
+		}
+	} else if m := unknownFuncRE.FindStringSubmatch(d.Message); m != nil {
+		d.Message = fmt.Sprintf("unknown function %q", m[1])
+		d.Hint = dsl.DidYouMean(m[1], c.names)
+	} else if looksLikeText && strings.Contains(strings.TrimSpace(e.Src), " ") {
+		d.Hint = fmt.Sprintf("literal text goes in quotes: '\"%s\"'", e.Src)
+	}
+	return d
+}
+
+// lineCol converts a rune offset in src to expr's 1-based line and
+// 0-based column.
+func lineCol(src string, at int) (int, int) {
+	line, col, i := 1, 0, 0
+	for _, r := range src {
+		if i == at {
+			break
+		}
+		if r == '\n' {
+			line, col = line+1, 0
+		} else {
+			col++
+		}
+		i++
+	}
+	return line, col
+}
+
+// scopeCheck is an expr AST visitor for what expr's checker cannot know:
+// item outside a split, and lookup tables that do not exist.
+type scopeCheck struct {
+	c     *Compiler
+	scope Scope
+	diag  *dsl.Diagnostic
+	at    int
+}
+
+func (s *scopeCheck) fail(n ast.Node, msg, hint string) {
+	if s.diag == nil {
+		s.diag, s.at = &dsl.Diagnostic{Message: msg, Hint: hint}, n.Location().From
+	}
+}
+
+func (s *scopeCheck) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		if n.Value == "item" && !s.scope.InSplit {
+			s.fail(n, "item is only defined inside a split", "use body here, or move the step into split.steps")
+		}
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || id.Value != "lookup" || len(n.Arguments) == 0 {
+			return
+		}
+		if name, ok := n.Arguments[0].(*ast.StringNode); ok && !s.c.lookups.Has(name.Value) {
+			hint := dsl.DidYouMean(name.Value, s.c.lookups.Names())
+			if hint == "" {
+				hint = "tables are the CSV files in lookups/"
+			}
+			s.fail(n.Arguments[0], fmt.Sprintf("unknown lookup table %q", name.Value), hint)
+		}
+	}
+}

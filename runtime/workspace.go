@@ -1,0 +1,221 @@
+// Package runtime is Conveyor's engine: loading a workspace, the live flow
+// registry, workers, queues and stores. This file loads and compiles a
+// workspace directory.
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/mappings"
+)
+
+// Workspace is a loaded workspace: its configuration, lookups, mappings,
+// and every flow that compiled. Flows with diagnostics are absent from
+// Flows and listed in Diagnostics.
+type Workspace struct {
+	Dir         string
+	Config      *dsl.Config
+	Lookups     *mappings.Lookups
+	Compiler    *mappings.Compiler
+	Mappings    map[string]*dsl.MappingFile
+	Sources     map[string]*dsl.Flow   // every flow file that decoded, by id
+	Flows       map[string]*flows.Flow // every flow that compiled, by id
+	FlowFiles   map[string]string      // flow id -> file
+	TestFiles   []*dsl.TestFile
+	Diagnostics dsl.Diagnostics
+	getenv      func(string) (string, bool)
+}
+
+// IsWorkspace reports whether dir looks like a workspace root.
+func IsWorkspace(dir string) bool {
+	for _, p := range []string{"conveyor.yaml", "flows"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
+// every file are collected; the returned workspace holds what is valid.
+func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
+	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, getenv: getenv}
+	ws.Config = &dsl.Config{}
+	cfgPath := filepath.Join(dir, "conveyor.yaml")
+	if src, err := os.ReadFile(cfgPath); err == nil {
+		cfg, ds := dsl.ParseConfig(cfgPath, src)
+		ws.Config = cfg
+		ws.Diagnostics = append(ws.Diagnostics, ds...)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		ws.fileError(cfgPath, err)
+	}
+	lk, errs := mappings.LoadLookups(filepath.Join(dir, "lookups"))
+	for _, err := range errs {
+		ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: filepath.Join(dir, "lookups"), Message: err.Error()})
+	}
+	ws.Lookups = lk
+	ws.Compiler = mappings.NewCompiler(lk)
+	for _, path := range ws.yamlFiles("mappings") {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			ws.fileError(path, err)
+			continue
+		}
+		m, ds := dsl.ParseMapping(path, src)
+		ws.Diagnostics = append(ws.Diagnostics, ds...)
+		if len(ds) == 0 {
+			ws.Mappings[m.ID] = m
+		}
+	}
+	files := ws.yamlFiles("flows")
+	for _, path := range files {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			ws.fileError(path, err)
+			continue
+		}
+		f, ds := dsl.ParseFlow(path, src)
+		ws.Diagnostics = append(ws.Diagnostics, ds...)
+		if prev, dup := ws.FlowFiles[f.ID]; dup {
+			ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Line: 1, Col: 1, Message: fmt.Sprintf("flow id %q is already used by %s", f.ID, prev), Hint: "rename one of the files"})
+			continue
+		}
+		ws.FlowFiles[f.ID] = path
+		if len(ds) == 0 {
+			ws.Sources[f.ID] = f
+		}
+	}
+	ws.compileAll()
+	ws.checkRoutes()
+	for _, path := range ws.yamlFiles("tests") {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			ws.fileError(path, err)
+			continue
+		}
+		t, ds := dsl.ParseTestFile(path, src)
+		ws.Diagnostics = append(ws.Diagnostics, ds...)
+		if len(ds) == 0 {
+			if _, ok := ws.FlowFiles[t.Flow]; !ok {
+				ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Line: t.At.Line, Col: t.At.Col, Message: fmt.Sprintf("flow: no flow %q in this workspace", t.Flow), Hint: dsl.DidYouMean(t.Flow, keys(ws.FlowFiles))})
+				continue
+			}
+			ws.TestFiles = append(ws.TestFiles, t)
+		}
+	}
+	ws.Diagnostics.Sort()
+	return ws
+}
+
+// FlowEnv is what compiling a flow of this workspace needs.
+func (ws *Workspace) FlowEnv(getenv func(string) (string, bool)) flows.Env {
+	conns := make([]string, 0, len(ws.Config.Connections))
+	for name := range ws.Config.Connections {
+		conns = append(conns, name)
+	}
+	return flows.Env{Compiler: ws.Compiler, Mappings: ws.Mappings, Connections: conns, Getenv: getenv}
+}
+
+// compileAll compiles the decoded flows on every core.
+func (ws *Workspace) compileAll() {
+	ids := keys(ws.Sources)
+	env := ws.FlowEnv(ws.getenv)
+	results := make([]*flows.Flow, len(ids))
+	diags := make([]dsl.Diagnostics, len(ids))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i], diags[i] = flows.Compile(ws.Sources[ids[i]], env)
+			}
+		}()
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, id := range ids {
+		ws.Diagnostics = append(ws.Diagnostics, diags[i]...)
+		if results[i] != nil {
+			ws.Flows[id] = results[i]
+		}
+	}
+}
+
+// checkRoutes refuses the later of two flows that claim one HTTP route or
+// both watch one directory.
+func (ws *Workspace) checkRoutes() {
+	claimed := map[string]string{}
+	for _, id := range keys(ws.Flows) {
+		f := ws.Flows[id]
+		var key string
+		switch {
+		case f.Trigger.HTTP != nil:
+			m := f.Trigger.HTTP.Method
+			if m == "" {
+				m = "POST"
+			}
+			key = m + " " + routePattern(f.Trigger.HTTP.Path)
+		case f.Trigger.File != nil:
+			key = "dir " + filepath.Clean(f.Trigger.File.Dir)
+		default:
+			continue
+		}
+		if other, taken := claimed[key]; taken {
+			at := f.Source.Trigger.At
+			ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
+				Message: fmt.Sprintf("trigger: %s is already claimed by flow %q", key, other), Hint: "give this flow its own path"})
+			delete(ws.Flows, id)
+			continue
+		}
+		claimed[key] = id
+	}
+}
+
+// routePattern makes /orders/{id} and /orders/{num} the same route.
+func routePattern(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		if strings.HasPrefix(s, "{") || strings.HasPrefix(s, ":") {
+			parts[i] = "{}"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+func (ws *Workspace) yamlFiles(sub string) []string {
+	var out []string
+	for _, pat := range []string{"*.yaml", "*.yml"} {
+		m, _ := filepath.Glob(filepath.Join(ws.Dir, sub, pat))
+		out = append(out, m...)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (ws *Workspace) fileError(path string, err error) {
+	ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Message: err.Error()})
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -562,7 +562,7 @@ func (d *decoder) unknownField(e entry, fields []field, isUnion bool, u union, f
 	hint := DidYouMean(e.key, names)
 	if flowStyle && isNull(e.value) && hint == "" {
 		// {rule: all(x, .y > 0), message: m} splits at the comma.
-		hint = "inside { } a comma ends a value: quote an expression that contains commas"
+		hint = "inside { } a comma ends a value: quote values that contain commas"
 	}
 	if hint == "" {
 		hint = "known fields: " + strings.Join(names, ", ")

@@ -43,9 +43,6 @@ func ParseFlow(file string, src []byte) (*Flow, Diagnostics) {
 func ParseMapping(file string, src []byte) (*MappingFile, Diagnostics) {
 	m := &MappingFile{ID: FlowID(file), File: file}
 	ds := decodeFile(file, src, m)
-	if m.Map.Use != "" {
-		ds = append(ds, Diagnostic{File: file, Line: m.Map.UseAt.Line, Col: m.Map.UseAt.Col, Message: "map: a mapping file cannot use another mapping", Hint: "copy the fields, or use both mappings from the flow"})
-	}
 	return m, ds
 }
 
@@ -160,4 +157,26 @@ func (c *checker) test(t TestCase) {
 	if t.Expect.Outcome == "rejected" && len(t.Expect.Calls) > 0 {
 		c.add(t.Expect.At, fmt.Sprintf("test %q: a rejected message makes no calls", t.Name), "")
 	}
+}
+
+// ParseMocks decodes a mocks file: connection name -> a response or a
+// list of successive responses, as under a test's mocks:.
+func ParseMocks(file string, src []byte) (map[string]Mock, Diagnostics) {
+	var m struct {
+		Mocks map[string]Mock `yaml:"mocks" required:"true" desc:"Responses per connection"`
+	}
+	ds := decodeFile(file, append([]byte("mocks:\n"), indent(src)...), &m)
+	for i := range ds {
+		ds[i].Line-- // the wrapper line
+		ds[i].Col -= 2
+	}
+	return m.Mocks, ds
+}
+
+func indent(src []byte) []byte {
+	lines := strings.Split(string(src), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return []byte(strings.Join(lines, "\n"))
 }

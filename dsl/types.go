@@ -79,13 +79,13 @@ func (Auth) union() string { return "auth" }
 
 // HMACAuth checks a signature header computed over the raw request body.
 type HMACAuth struct {
-	Header    string       `yaml:"header" required:"true" desc:"Header carrying the signature"`
-	Secret    ConfigString `yaml:"secret" required:"true" desc:"Shared secret, usually ${env:NAME}"`
+	Header    string         `yaml:"header" required:"true" desc:"Header carrying the signature"`
+	Secret    ConfigString   `yaml:"secret" required:"true" desc:"Shared secret, usually ${env:NAME}"`
 	Secrets   []ConfigString `yaml:"secrets" desc:"Further accepted secrets, for rotation"`
-	Encoding  string       `yaml:"encoding" enum:"base64,hex" default:"base64" desc:"Encoding of the signature"`
-	Prefix    string       `yaml:"prefix" desc:"Text before the signature, such as sha256="`
-	Algorithm string       `yaml:"algorithm" enum:"sha256,sha1,sha512" default:"sha256" desc:"Hash function"`
-	At        Pos          `yaml:"-"`
+	Encoding  string         `yaml:"encoding" enum:"base64,hex" default:"base64" desc:"Encoding of the signature"`
+	Prefix    string         `yaml:"prefix" desc:"Text before the signature, such as sha256="`
+	Algorithm string         `yaml:"algorithm" enum:"sha256,sha1,sha512" default:"sha256" desc:"Hash function"`
+	At        Pos            `yaml:"-"`
 }
 
 // BearerAuth accepts requests carrying one of the tokens.
@@ -150,18 +150,18 @@ type Retry struct {
 
 // Step is one step of a flow. Exactly one kind is set.
 type Step struct {
-	Name     string    `yaml:"name" desc:"Optional label shown in traces"`
-	Validate []Rule    `yaml:"validate" kind:"true" desc:"Rules the message must satisfy; every failing rule is reported"`
-	Map      *MapTree  `yaml:"map" kind:"true" desc:"Builds a new body: nested maps build objects, scalars are expressions; use: names a mapping file"`
-	Set      *SetSpec  `yaml:"set" kind:"true" desc:"Assigns expressions to paths such as body.status or vars.total"`
-	Choice   []Branch  `yaml:"choice" kind:"true" desc:"The first branch whose when holds runs its steps; otherwise runs when none does"`
-	Filter   *Expr     `yaml:"filter" kind:"true" desc:"Expression; a message for which it is false stops here as filtered"`
-	Split    *Split    `yaml:"split" kind:"true" desc:"Runs steps once for every item of a list"`
-	Call     *Call     `yaml:"call" kind:"true" desc:"Calls a connection defined in conveyor.yaml"`
-	Publish  *Publish  `yaml:"publish" kind:"true" desc:"Publishes to an internal topic; every flow with that event trigger gets its own copy"`
-	Respond  *Respond  `yaml:"respond" kind:"true" desc:"Sets the answer of a sync http trigger"`
-	Log      *LogStep  `yaml:"log" kind:"true" desc:"Writes a log line"`
-	At       Pos       `yaml:"-"`
+	Name     string   `yaml:"name" desc:"Optional label shown in traces"`
+	Validate []Rule   `yaml:"validate" kind:"true" desc:"Rules the message must satisfy; every failing rule is reported"`
+	Map      *MapTree `yaml:"map" kind:"true" desc:"Builds a new body: nested maps build objects, scalars are expressions; use: names a mapping file"`
+	Set      *SetSpec `yaml:"set" kind:"true" desc:"Assigns expressions to paths such as body.status or vars.total"`
+	Choice   []Branch `yaml:"choice" kind:"true" desc:"The first branch whose when holds runs its steps; otherwise runs when none does"`
+	Filter   *Expr    `yaml:"filter" kind:"true" desc:"Expression; a message for which it is false stops here as filtered"`
+	Split    *Split   `yaml:"split" kind:"true" desc:"Runs steps once for every item of a list"`
+	Call     *Call    `yaml:"call" kind:"true" desc:"Calls a connection defined in conveyor.yaml"`
+	Publish  *Publish `yaml:"publish" kind:"true" desc:"Publishes to an internal topic; every flow with that event trigger gets its own copy"`
+	Respond  *Respond `yaml:"respond" kind:"true" desc:"Sets the answer of a sync http trigger"`
+	Log      *LogStep `yaml:"log" kind:"true" desc:"Writes a log line"`
+	At       Pos      `yaml:"-"`
 }
 
 func (Step) union() string { return "step" }

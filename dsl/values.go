@@ -172,18 +172,17 @@ func (m *ExprMap) decodeYAML(d *decoder, n ast.Node) {
 	}
 }
 
-// MapTree is the value of a map step or mapping file: a whole-body
-// expression, a reusable mapping (use), or nested fields.
+// MapTree is the value of a map step or mapping file.
 type MapTree struct {
-	Use   string
-	UseAt Pos
-	Node  MapNode
-	At    Pos
+	Node MapNode
+	At   Pos
 }
 
-// MapNode builds one value: an expression, an object from fields, or a
-// list from items.
+// MapNode builds one value: an expression, an object from fields (which
+// may start from a reusable mapping named by use:), or a list of items.
 type MapNode struct {
+	Use    string
+	UseAt  Pos
 	Expr   *Expr
 	Fields []MapField
 	Items  []MapNode
@@ -200,28 +199,20 @@ type MapField struct {
 
 func (t *MapTree) decodeYAML(d *decoder, n ast.Node) {
 	t.At = posOf(n)
-	if es, ok := d.entries(n); ok {
-		var rest []entry
-		for _, e := range es {
-			if e.key == "use" {
-				s, ok := scalar(d.resolve(e.value))
-				if !ok || s == "" {
-					d.errorAt(e.value, "use: expected a mapping name", "the name of a file in mappings/ without .yaml")
-				}
-				t.Use, t.UseAt = s, posOf(e.value)
-				continue
-			}
-			rest = append(rest, e)
-		}
-		t.Node = d.mapFields(n, rest)
-		return
-	}
 	t.Node = d.mapNode(n)
 }
 
 func (d *decoder) mapFields(n ast.Node, es []entry) MapNode {
 	node := MapNode{At: posOf(n), Fields: make([]MapField, 0, len(es))}
 	for _, e := range es {
+		if e.key == "use" {
+			s, ok := scalar(d.resolve(e.value))
+			if !ok || s == "" {
+				d.errorAt(e.value, "use: expected a mapping name", "the name of a file in mappings/ without .yaml")
+			}
+			node.Use, node.UseAt = s, posOf(e.value)
+			continue
+		}
 		d.push(fmt.Sprintf("field %q", e.key), true)
 		node.Fields = append(node.Fields, MapField{Key: e.key, KeyAt: posOf(e.keyN), Value: d.mapNode(e.value)})
 		d.pop()

@@ -150,7 +150,8 @@ func (c *compiler) steps(src []dsl.Step, prefix string, scope mappings.Scope) []
 				st.rules = append(st.rules, rule{prog: c.expr(r.Rule, mappings.Scope{InSplit: scope.InSplit, Want: mappings.Bool}), message: msg})
 			}
 		case "map":
-			st.mapping = c.mapTree(s.Map, scope)
+			n := c.node(s.Map.Node, scope)
+			st.mapping = &n
 		case "set":
 			for _, e := range *s.Set {
 				st.sets = append(st.sets, setter{path: e.Path, prog: c.expr(e.Value, scope)})
@@ -231,39 +232,6 @@ func (c *compiler) call(s *dsl.Call, path string, scope mappings.Scope) *callSpe
 	return cs
 }
 
-func (c *compiler) mapTree(t *dsl.MapTree, scope mappings.Scope) *mapper {
-	m := &mapper{}
-	if t.Use != "" {
-		mf, ok := c.env.Mappings[t.Use]
-		switch {
-		case !ok:
-			names := make([]string, 0, len(c.env.Mappings))
-			for n := range c.env.Mappings {
-				names = append(names, n)
-			}
-			hint := dsl.DidYouMean(t.Use, names)
-			if hint == "" {
-				hint = "mappings are the files in mappings/; known: " + strings.Join(sorted(names), ", ")
-			}
-			c.add(t.UseAt, fmt.Sprintf("map: unknown mapping %q", t.Use), hint)
-		case contains(c.using, t.Use):
-			c.add(t.UseAt, fmt.Sprintf("map: mapping %q uses itself", t.Use), "")
-		default:
-			// A mapping file is compiled at each use, against the scope
-			// of the step that uses it; its diagnostics name its file.
-			outer := c.file
-			c.file, c.using = mf.File, append(c.using, t.Use)
-			m.use = c.node(mf.Map.Node, scope)
-			c.file, c.using = outer, c.using[:len(c.using)-1]
-		}
-	}
-	if t.Node.Expr != nil || t.Node.Fields != nil || t.Node.IsList || t.Use == "" {
-		n := c.node(t.Node, scope)
-		m.node = &n
-	}
-	return m
-}
-
 func (c *compiler) node(n dsl.MapNode, scope mappings.Scope) mapNode {
 	switch {
 	case n.Expr != nil:
@@ -274,13 +242,42 @@ func (c *compiler) node(n dsl.MapNode, scope mappings.Scope) mapNode {
 			out.items[i] = c.node(it, scope)
 		}
 		return out
-	default:
-		out := mapNode{fields: make([]mapField, len(n.Fields))}
-		for i, f := range n.Fields {
-			out.fields[i] = mapField{key: f.Key, value: c.node(f.Value, scope)}
-		}
-		return out
 	}
+	out := mapNode{fields: make([]mapField, len(n.Fields))}
+	if n.Use != "" {
+		out.use = c.use(n, scope)
+	}
+	for i, f := range n.Fields {
+		out.fields[i] = mapField{key: f.Key, value: c.node(f.Value, scope)}
+	}
+	return out
+}
+
+// use compiles the mapping file a node names, at each use, against the
+// scope of the step that uses it; its diagnostics name its own file.
+func (c *compiler) use(n dsl.MapNode, scope mappings.Scope) *mapNode {
+	mf, ok := c.env.Mappings[n.Use]
+	switch {
+	case !ok:
+		names := make([]string, 0, len(c.env.Mappings))
+		for name := range c.env.Mappings {
+			names = append(names, name)
+		}
+		hint := dsl.DidYouMean(n.Use, names)
+		if hint == "" {
+			hint = "mappings are the files in mappings/; known: " + strings.Join(sorted(names), ", ")
+		}
+		c.add(n.UseAt, fmt.Sprintf("use: unknown mapping %q", n.Use), hint)
+		return nil
+	case contains(c.using, n.Use):
+		c.add(n.UseAt, fmt.Sprintf("use: mapping %q uses itself", n.Use), strings.Join(append(c.using, n.Use), " -> "))
+		return nil
+	}
+	outer := c.file
+	c.file, c.using = mf.File, append(c.using, n.Use)
+	m := c.node(mf.Map.Node, scope)
+	c.file, c.using = outer, c.using[:len(c.using)-1]
+	return &m
 }
 
 func contains(list []string, s string) bool {

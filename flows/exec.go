@@ -19,7 +19,7 @@ type step struct {
 	path, kind, name string
 	at               dsl.Pos
 	rules            []rule
-	mapping          *mapper
+	mapping          *mapNode
 	sets             []setter
 	cond             *mappings.Program
 	branches         []branch
@@ -86,12 +86,8 @@ type logSpec struct {
 	msg   *mappings.Program
 }
 
-type mapper struct {
-	use  mapNode // from a mapping file; zero when not used
-	node *mapNode
-}
-
 type mapNode struct {
+	use    *mapNode // a mapping file's node the fields start from
 	prog   *mappings.Program
 	fields []mapField
 	items  []mapNode
@@ -556,34 +552,6 @@ func retryAfter(h map[string]string) time.Duration {
 	return 0
 }
 
-func (m *mapper) eval(env *mappings.Env) (any, error) {
-	var base any
-	if m.use.prog != nil || m.use.fields != nil || m.use.list {
-		v, err := m.use.eval(env)
-		if err != nil {
-			return nil, err
-		}
-		base = v
-	}
-	if m.node == nil {
-		return base, nil
-	}
-	v, err := m.node.eval(env)
-	if err != nil || base == nil {
-		return v, err
-	}
-	// Fields next to use: override the mapping's fields of the same name.
-	bm, ok1 := base.(map[string]any)
-	vm, ok2 := v.(map[string]any)
-	if !ok1 || !ok2 {
-		return v, nil
-	}
-	for k, x := range vm {
-		bm[k] = x
-	}
-	return bm, nil
-}
-
 func (n *mapNode) eval(env *mappings.Env) (any, error) {
 	switch {
 	case n.prog != nil:
@@ -599,7 +567,22 @@ func (n *mapNode) eval(env *mappings.Env) (any, error) {
 		}
 		return out, nil
 	}
-	out := make(map[string]any, len(n.fields))
+	var out map[string]any
+	if n.use != nil {
+		// Fields next to use: override the mapping's fields of that name.
+		v, err := n.use.eval(env)
+		if err != nil {
+			return nil, err
+		}
+		if m, ok := v.(map[string]any); ok {
+			out = m
+		} else if len(n.fields) == 0 {
+			return v, nil
+		}
+	}
+	if out == nil {
+		out = make(map[string]any, len(n.fields))
+	}
 	for i := range n.fields {
 		v, err := n.fields[i].value.eval(env)
 		if err != nil {

@@ -59,6 +59,7 @@ func NewCompiler(l *Lookups) *Compiler {
 type Program struct {
 	prog *vm.Program
 	Src  dsl.Expr
+	File string
 }
 
 var vms = sync.Pool{New: func() any { return new(vm.VM) }}
@@ -71,22 +72,23 @@ func (p *Program) Eval(env *Env) (any, error) {
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, &EvalError{Expr: p.Src.Src, At: p.Src.PosOf(fe.Line, fe.Column), Msg: fe.Message}
+			return nil, &EvalError{File: p.File, Expr: p.Src.Src, At: p.Src.PosOf(fe.Line, fe.Column), Msg: fe.Message}
 		}
-		return nil, &EvalError{Expr: p.Src.Src, At: p.Src.At, Msg: err.Error()}
+		return nil, &EvalError{File: p.File, Expr: p.Src.Src, At: p.Src.At, Msg: err.Error()}
 	}
 	return out, nil
 }
 
 // EvalError is an expression that failed at run time.
 type EvalError struct {
+	File string
 	Expr string
 	At   dsl.Pos
 	Msg  string
 }
 
 func (e *EvalError) Error() string {
-	return fmt.Sprintf("%d:%d: %s in %q", e.At.Line, e.At.Col, e.Msg, e.Expr)
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.At.Line, e.At.Col, e.Msg)
 }
 
 // Compile compiles one expression written in file. A failure comes back
@@ -100,16 +102,17 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 	if scope.Want == Bool {
 		opts = append(opts, expr.AsBool())
 	}
-	prog, err := compileSafe(e.Src, opts)
+	src, inserted := objectPredicates(e.Src)
+	prog, err := compileSafe(src, opts)
 	if check.diag != nil {
 		d := check.diag
-		p := e.PosOf(lineCol(e.Src, check.at))
+		p := e.PosOf(lineCol(e.Src, originalOffset(check.at, inserted)))
 		return nil, &dsl.Diagnostic{File: path, Line: p.Line, Col: p.Col, Message: d.Message, Hint: d.Hint}
 	}
 	if err != nil {
-		return nil, c.diagnose(path, e, err)
+		return nil, c.diagnose(path, e, err, inserted)
 	}
-	return &Program{prog: prog, Src: e}, nil
+	return &Program{prog: prog, Src: e, File: path}, nil
 }
 
 // compileSafe turns a panic inside the expression compiler into an error:
@@ -129,11 +132,11 @@ var (
 	wordsRE       = regexp.MustCompile(`^[\p{L}0-9_ .,'!?&/:-]+$`)
 )
 
-func (c *Compiler) diagnose(path string, e dsl.Expr, err error) *dsl.Diagnostic {
+func (c *Compiler) diagnose(path string, e dsl.Expr, err error, inserted []int) *dsl.Diagnostic {
 	d := &dsl.Diagnostic{File: path, Line: e.At.Line, Col: e.At.Col, Message: err.Error()}
 	var fe *file.Error
 	if errors.As(err, &fe) {
-		p := e.PosOf(fe.Line, fe.Column)
+		p := e.PosOf(lineCol(e.Src, originalOffset(fe.From, inserted)))
 		d.Line, d.Col, d.Message = p.Line, p.Col, fe.Message
 	}
 	looksLikeText := wordsRE.MatchString(e.Src) && !strings.ContainsAny(e.Src, `"`+"`")

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/flows/flowtest"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
+	"github.com/conveyor-run/conveyor/runtime"
+)
+
+// target is a lint or test argument resolved to a workspace and, when a
+// single file was named, that file.
+type target struct {
+	ws   *runtime.Workspace
+	file string
+}
+
+// resolveTarget finds the workspace of path: the path itself, or for a
+// file the workspace its folder (flows/, tests/, mappings/) belongs to.
+func resolveTarget(path string) (target, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return target{}, &exitError{2, err}
+	}
+	if info.IsDir() {
+		dir := path
+		if !runtime.IsWorkspace(dir) && runtime.IsWorkspace(filepath.Dir(dir)) {
+			dir = filepath.Dir(dir)
+		}
+		return target{ws: runtime.LoadWorkspace(dir, nil)}, nil
+	}
+	dir := filepath.Dir(filepath.Dir(path))
+	if !runtime.IsWorkspace(dir) {
+		return target{}, &exitError{2, fmt.Errorf("%s is not inside a workspace (a folder with conveyor.yaml or flows/)", path)}
+	}
+	return target{ws: runtime.LoadWorkspace(dir, nil), file: path}, nil
+}
+
+// diagnostics are the workspace's, narrowed to the file when one was named
+// (keeping workspace-wide ones such as conveyor.yaml's).
+func (t target) diagnostics() dsl.Diagnostics {
+	if t.file == "" {
+		return t.ws.Diagnostics
+	}
+	var out dsl.Diagnostics
+	for _, d := range t.ws.Diagnostics {
+		if filepath.Clean(d.File) == filepath.Clean(t.file) || !strings.Contains(filepath.ToSlash(d.File), "/flows/") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func lintCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "lint PATH...",
+		Short: "Check workspaces or flow files and print every finding as file:line:col",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var all dsl.Diagnostics
+			nflows := 0
+			for _, p := range args {
+				t, err := resolveTarget(p)
+				if err != nil {
+					return err
+				}
+				all = append(all, t.diagnostics()...)
+				nflows += len(t.ws.Flows)
+			}
+			if asJSON {
+				if all == nil {
+					all = dsl.Diagnostics{}
+				}
+				writeJSON(cmd.OutOrStdout(), map[string]any{"diagnostics": all})
+			} else {
+				for _, d := range all {
+					fmt.Fprintln(cmd.OutOrStdout(), d.String())
+				}
+			}
+			if len(all) > 0 {
+				return findings("%d finding(s)", len(all))
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "ok: %d flow(s)\n", nflows)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print {\"diagnostics\": [...]} as JSON")
+	return cmd
+}
+
+func testCmd() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "test PATH",
+		Short: "Run flow tests (inline tests: and tests/*.yaml) with mocked calls",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := resolveTarget(args[0])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if ds := t.diagnostics(); len(ds) > 0 {
+				for _, d := range ds {
+					fmt.Fprintln(out, d.String())
+				}
+				return findings("%d finding(s): fix them before testing", len(ds))
+			}
+			results := runWorkspaceTests(cmd.Context(), t)
+			passed, failed := 0, 0
+			for _, r := range results {
+				if r.Passed() {
+					passed++
+					fmt.Fprintf(out, "PASS %s: %s\n", r.Flow, r.Name)
+					continue
+				}
+				failed++
+				fmt.Fprintf(out, "FAIL %s: %s (%s:%d)\n", r.Flow, r.Name, r.File, r.At.Line)
+				for _, f := range r.Failures {
+					fmt.Fprintf(out, "    %s\n", f)
+				}
+				if verbose {
+					b, _ := json.MarshalIndent(r.Report, "    ", "  ")
+					fmt.Fprintf(out, "    report: %s\n", b)
+				}
+			}
+			fmt.Fprintf(out, "%d passed, %d failed\n", passed, failed)
+			if failed > 0 {
+				return findings("")
+			}
+			if passed == 0 {
+				return findings("no tests found")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the whole report of failed tests")
+	return cmd
+}
+
+func runWorkspaceTests(ctx context.Context, t target) []flowtest.CaseResult {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var out []flowtest.CaseResult
+	ids := make([]string, 0, len(t.ws.Flows))
+	for id := range t.ws.Flows {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		f := t.ws.Flows[id]
+		if t.file != "" && filepath.Clean(f.File) != filepath.Clean(t.file) {
+			continue
+		}
+		for _, tc := range f.Source.Tests {
+			out = append(out, flowtest.RunCase(ctx, f, tc, f.File))
+		}
+		for _, tf := range t.ws.TestFiles {
+			if tf.Flow != id {
+				continue
+			}
+			for _, tc := range tf.Tests {
+				out = append(out, flowtest.RunCase(ctx, f, tc, tf.File))
+			}
+		}
+	}
+	return out
+}
+
+func runCmd() *cobra.Command {
+	var input, mocksFile string
+	var headers []string
+	cmd := &cobra.Command{
+		Use:   "run FLOW_FILE --input FILE",
+		Short: "Dry-run a flow on a sample payload and print the per-step trace as JSON (calls mocked)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := resolveTarget(args[0])
+			if err != nil {
+				return err
+			}
+			if t.file == "" {
+				return &exitError{2, fmt.Errorf("%s: name a flow file", args[0])}
+			}
+			if ds := t.diagnostics(); len(ds) > 0 {
+				for _, d := range ds {
+					fmt.Fprintln(cmd.ErrOrStderr(), d.String())
+				}
+				return findings("%d finding(s)", len(ds))
+			}
+			f := t.ws.Flows[dsl.FlowID(t.file)]
+			if f == nil {
+				return findings("%s: flow did not load", t.file)
+			}
+			raw, err := readInput(input)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			body, err := jsonv.Decode(raw)
+			if err != nil {
+				return findings("%s: %v", input, err)
+			}
+			in := flowtest.Input{Body: body, Headers: map[string]string{}}
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, ":")
+				if !ok {
+					return &exitError{2, fmt.Errorf("--header %q: write Name:value", h)}
+				}
+				in.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			}
+			mocks := flowtest.Mocks{}
+			if mocksFile != "" {
+				if mocks, err = readMocks(mocksFile); err != nil {
+					return findings("%v", err)
+				}
+			}
+			rep := flowtest.Run(cmd.Context(), f, in, mocks)
+			writeJSON(cmd.OutOrStdout(), rep)
+			if rep.Outcome == flows.Failed || rep.Outcome == flows.Rejected {
+				return findings("")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&input, "input", "", "JSON file with the payload (- for stdin)")
+	cmd.Flags().StringArrayVar(&headers, "header", nil, "request header Name:value (repeatable)")
+	cmd.Flags().StringVar(&mocksFile, "mocks", "", "YAML file: connection -> response or list of responses")
+	_ = cmd.MarkFlagRequired("input")
+	return cmd
+}
+
+func readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
+}
+
+// readMocks reads a mocks file with the same syntax as a test's mocks:.
+func readMocks(path string) (flowtest.Mocks, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, ds := dsl.ParseMocks(path, src)
+	if len(ds) > 0 {
+		return nil, ds
+	}
+	return flowtest.Mocks(m), nil
+}
+
+func schemaCmd() *cobra.Command {
+	var kind string
+	cmd := &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of flow files (or --kind mapping|test|config) for editors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s := dsl.JSONSchema(kind)
+			if s == nil {
+				return &exitError{2, fmt.Errorf("--kind %q: one of %s", kind, strings.Join(dsl.SchemaKinds(), ", "))}
+			}
+			writeJSON(cmd.OutOrStdout(), s)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", "flow", "flow, mapping, test or config")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

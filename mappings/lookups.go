@@ -1,0 +1,219 @@
+package mappings
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/conveyor-run/conveyor/dsl"
+)
+
+// Lookups holds a workspace's cross-reference tables, each loaded from a CSV
+// file whose first row names the columns and whose first column is the key.
+// A nil *Lookups has no tables. It is read-only once built.
+type Lookups struct {
+	tables map[string]*lookupTable
+}
+
+type lookupTable struct {
+	columns []string
+	rows    map[string][]string
+}
+
+// LoadLookups reads every *.csv file in dir as a table named after the file
+// without its extension. It returns every problem found, each naming
+// file:line; tables with problems are left out. A missing dir is an empty set.
+func LoadLookups(dir string) (*Lookups, []error) {
+	l := &Lookups{tables: map[string]*lookupTable{}}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return l, nil
+	}
+	if err != nil {
+		return l, []error{err}
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() || filepath.Ext(e.Name()) != ".csv" {
+			continue
+		}
+		t, tErrs := readLookupFile(filepath.Join(dir, e.Name()))
+		if errs = append(errs, tErrs...); len(tErrs) == 0 {
+			l.tables[strings.TrimSuffix(e.Name(), ".csv")] = t
+		}
+	}
+	return l, errs
+}
+
+func readLookupFile(path string) (*lookupTable, []error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, []error{err}
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	var (
+		recs  [][]string
+		lines []int
+		errs  []error
+	)
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		var pe *csv.ParseError
+		switch {
+		case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount):
+			errs = append(errs, fmt.Errorf("%s:%d: %d fields, but the header has %d", path, pe.Line, len(rec), len(recs[0])))
+			continue
+		case errors.As(err, &pe):
+			return nil, append(errs, fmt.Errorf("%s:%d:%d: %w", path, pe.Line, pe.Column, pe.Err))
+		case err != nil:
+			return nil, append(errs, fmt.Errorf("%s: %w", path, err))
+		}
+		line, _ := r.FieldPos(0)
+		recs, lines = append(recs, rec), append(lines, line)
+	}
+	t, tErrs := newLookupTable(path, recs, lines)
+	return t, append(errs, tErrs...)
+}
+
+// newLookupTable builds a table from its records, the header first; lines
+// are the records' line numbers in file, or nil for 1, 2, 3...
+func newLookupTable(file string, recs [][]string, lines []int) (*lookupTable, []error) {
+	line := func(i int) int {
+		if lines == nil {
+			return i + 1
+		}
+		return lines[i]
+	}
+	at := func(i int) string { return fmt.Sprintf("%s:%d", file, line(i)) }
+	if len(recs) == 0 {
+		return nil, []error{fmt.Errorf("%s: no header row", file)}
+	}
+	header := slices.Clone(recs[0])
+	header[0] = strings.TrimPrefix(header[0], "\ufeff")
+	var errs []error
+	if len(header) < 2 {
+		errs = append(errs, fmt.Errorf("%s: need at least two columns, the key and a value", at(0)))
+	}
+	for i, c := range header {
+		if c == "" {
+			errs = append(errs, fmt.Errorf("%s: column %d has no name", at(0), i+1))
+		} else if slices.Index(header, c) < i {
+			errs = append(errs, fmt.Errorf("%s: column %q appears twice", at(0), c))
+		}
+	}
+	t := &lookupTable{columns: header, rows: make(map[string][]string, len(recs)-1)}
+	first := make(map[string]int, len(recs)-1)
+	for i := 1; i < len(recs); i++ {
+		rec := recs[i]
+		if len(rec) != len(header) {
+			errs = append(errs, fmt.Errorf("%s: %d fields, but the header has %d", at(i), len(rec), len(header)))
+			continue
+		}
+		if j, dup := first[rec[0]]; dup {
+			errs = append(errs, fmt.Errorf("%s: duplicate key %q (first on line %d)", at(i), rec[0], line(j)))
+			continue
+		}
+		first[rec[0]] = i
+		t.rows[rec[0]] = rec
+	}
+	if errs != nil {
+		return nil, errs
+	}
+	return t, nil
+}
+
+// NewLookups builds lookups from tables given as rows, the first row being
+// the header. It panics on a malformed table; it is meant for tests.
+func NewLookups(tables map[string][][]string) *Lookups {
+	l := &Lookups{tables: make(map[string]*lookupTable, len(tables))}
+	for name, rows := range tables {
+		t, errs := newLookupTable(name, rows, nil)
+		if errs != nil {
+			panic(fmt.Sprintf("mappings: %v", errors.Join(errs...)))
+		}
+		l.tables[name] = t
+	}
+	return l
+}
+
+// Names returns the table names, sorted.
+func (l *Lookups) Names() []string {
+	if l == nil {
+		return nil
+	}
+	names := make([]string, 0, len(l.tables))
+	for n := range l.tables {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Has reports whether there is a table called name.
+func (l *Lookups) Has(name string) bool {
+	return l != nil && l.tables[name] != nil
+}
+
+// Columns returns the column names of table name, key first, or nil when
+// there is no such table.
+func (l *Lookups) Columns(name string) []string {
+	if !l.Has(name) {
+		return nil
+	}
+	return slices.Clone(l.tables[name].columns)
+}
+
+// lookupFunction is lookup() over the tables of l.
+func lookupFunction(l *Lookups) Function {
+	return libFunction(Function{
+		Name:        "lookup",
+		Signature:   "lookup(table, key, default[, column]) any",
+		Description: "Returns the second column (or the named column) of the row of table whose first column is key, or default when there is no such row. Tables are the CSV files in lookups/.",
+		Example:     `lookup("currencies", "CHF", "?", "name") == "Swiss franc" && lookup("currencies", "XXX", "?") == "?"`,
+		Fn:          l.lookup,
+	})
+}
+
+func (l *Lookups) lookup(args ...any) (any, error) {
+	name, ok := args[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("table: %s is not a table name", describe(args[0]))
+	}
+	if !l.Has(name) {
+		h := dsl.DidYouMean(name, l.Names())
+		if h == "" {
+			h = "tables are the CSV files in lookups/"
+		}
+		return nil, fmt.Errorf("unknown table %q (%s)", name, h)
+	}
+	t, col := l.tables[name], 1
+	if len(args) > 3 {
+		c, ok := args[3].(string)
+		if !ok {
+			return nil, fmt.Errorf("column: %s is not a column name", describe(args[3]))
+		}
+		if col = slices.Index(t.columns, c); col < 0 {
+			h := dsl.DidYouMean(c, t.columns)
+			if h == "" {
+				h = "columns are " + strings.Join(t.columns, ", ")
+			}
+			return nil, fmt.Errorf("table %q has no column %q (%s)", name, c, h)
+		}
+	}
+	row, ok := t.rows[stringOf(args[1])]
+	if !ok {
+		return args[2], nil
+	}
+	return row[col], nil
+}

@@ -3,6 +3,7 @@ package mappings
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -10,6 +11,10 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 
@@ -37,6 +42,10 @@ type Compiler struct {
 	lookups *Lookups
 	opts    []expr.Option
 	names   []string // every name an expression may use, for did-you-mean
+	// configs holds expr configurations with every option applied. Building
+	// one (the env's type, ~50 functions) costs more than compiling most
+	// expressions, so each is reused by one compile at a time.
+	configs sync.Pool
 }
 
 // NewCompiler returns a compiler whose lookup() reads the tables in l.
@@ -52,6 +61,13 @@ func NewCompiler(l *Lookups) *Compiler {
 		c.names = append(c.names, b.Name)
 	}
 	c.names = append(c.names, "nil", "true", "false")
+	c.configs.New = func() any {
+		cfg := conf.CreateNew()
+		for _, op := range c.opts {
+			op(cfg)
+		}
+		return cfg
+	}
 	return c
 }
 
@@ -98,12 +114,15 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 		return nil, &dsl.Diagnostic{File: path, Line: e.At.Line, Col: e.At.Col, Message: "empty expression", Hint: "write nil for nothing"}
 	}
 	check := &scopeCheck{c: c, scope: scope}
-	opts := append(append(make([]expr.Option, 0, len(c.opts)+2), c.opts...), expr.Patch(check))
+	base := c.configs.Get().(*conf.Config)
+	defer c.configs.Put(base)
+	cfg := *base
+	cfg.Visitors = []ast.Visitor{check}
 	if scope.Want == Bool {
-		opts = append(opts, expr.AsBool())
+		cfg.Expect = reflect.Bool
 	}
 	src, inserted := objectPredicates(e.Src)
-	prog, err := compileSafe(src, opts)
+	prog, err := compileSafe(src, &cfg)
 	if check.diag != nil {
 		d := check.diag
 		p := e.PosOf(lineCol(e.Src, originalOffset(check.at, inserted)))
@@ -115,15 +134,29 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 	return &Program{prog: prog, Src: e, File: path}, nil
 }
 
-// compileSafe turns a panic inside the expression compiler into an error:
-// hostile input must never take the process down.
-func compileSafe(src string, opts []expr.Option) (p *vm.Program, err error) {
+// compileSafe is expr.Compile over a prepared configuration. A panic
+// inside the expression compiler becomes an error: hostile input must never
+// take the process down.
+func compileSafe(src string, cfg *conf.Config) (p *vm.Program, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("cannot compile expression: %v", r)
 		}
 	}()
-	return expr.Compile(src, opts...)
+	tree, err := checker.ParseCheck(src, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Optimize {
+		if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				return nil, fe.Bind(tree.Source)
+			}
+			return nil, err
+		}
+	}
+	return compiler.Compile(tree, cfg)
 }
 
 var (

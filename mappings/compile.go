@@ -119,7 +119,7 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 	cfg := *base
 	cfg.Visitors = []ast.Visitor{check}
 	if scope.Want == Bool {
-		cfg.Expect = reflect.Bool
+		cfg.Expect, cfg.ExpectAny = reflect.Bool, true
 	}
 	src, inserted := objectPredicates(e.Src)
 	prog, err := compileSafe(src, &cfg)

@@ -1,0 +1,263 @@
+package flows_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/mappings"
+)
+
+func compile(t *testing.T, src string) *flows.Flow {
+	t.Helper()
+	df, ds := dsl.ParseFlow("flows/t.yaml", []byte(src))
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	f, ds := flows.Compile(df, flows.Env{Compiler: mappings.NewCompiler(nil), Connections: []string{"erp", "wms"}})
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	return f
+}
+
+// fakeCaller answers from a script per connection and records requests.
+type fakeCaller struct {
+	mu      sync.Mutex
+	script  map[string][]any // *flows.Response or error
+	calls   []flows.Request
+	counter map[string]int
+}
+
+func (c *fakeCaller) Call(_ context.Context, req flows.Request) (*flows.Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, req)
+	if c.counter == nil {
+		c.counter = map[string]int{}
+	}
+	list := c.script[req.Connection]
+	n := c.counter[req.Connection]
+	c.counter[req.Connection]++
+	if len(list) == 0 {
+		return &flows.Response{Status: 200}, nil
+	}
+	switch x := list[min(n, len(list)-1)].(type) {
+	case error:
+		return nil, x
+	case *flows.Response:
+		return x, nil
+	}
+	panic("bad script")
+}
+
+type pubs struct{ topics []string }
+
+func (p *pubs) Publish(_ context.Context, topic string, _ any, _ string) error {
+	p.topics = append(p.topics, topic)
+	return nil
+}
+
+const twoCalls = `
+trigger: {http: {path: /t}}
+steps:
+  - validate:
+      - {rule: body.id != nil, message: id is required}
+      - {rule: 'body.qty > 0', message: qty must be positive}
+  - map: {ref: '"T-" + string(body.id)', qty: body.qty}
+  - call: {connection: erp, path: '/orders/{{ body.ref }}', as: erp}
+  - call: {connection: wms, path: /allocations, body: '{so: vars.erp.body.so}'}
+  - publish: {topic: order.done}
+`
+
+// A retry resumes at the failed step from the checkpoint: the call that
+// succeeded is not made again, the failed one is, with the same key.
+func TestRetryResumesAtFailedStep(t *testing.T) {
+	f := compile(t, twoCalls)
+	caller := &fakeCaller{script: map[string][]any{
+		"erp": {&flows.Response{Status: 201, Body: map[string]any{"so": "SO-1"}}},
+		"wms": {&flows.Response{Status: 503, Headers: map[string]string{"Retry-After": "7"}}, &flows.Response{Status: 201}},
+	}}
+	p := &pubs{}
+	var cp *flows.State
+	deps := flows.Deps{Caller: caller, Publisher: p, Memo: &flows.MemMemo{}, Checkpoint: func(s flows.State) error { cp = &s; return nil }}
+	msg := &flows.Message{ID: "m1", Body: map[string]any{"id": 820982911946154777, "qty": 2}}
+
+	res := f.Run(context.Background(), msg, nil, 0, deps)
+	var se *flows.StepError
+	if res.Outcome != flows.Failed || !errors.As(res.Err, &se) || se.Class != flows.Transient || se.Step != "4" {
+		t.Fatalf("first attempt: %s %v", res.Outcome, res.Err)
+	}
+	if se.RetryAfter != 7*time.Second {
+		t.Errorf("retry after: got %v, want 7s", se.RetryAfter)
+	}
+	if cp == nil || cp.Next != 3 {
+		t.Fatalf("checkpoint: %+v, want next=3 (the wms call)", cp)
+	}
+	// Resume as a worker would after the backoff, from the stored state.
+	res = f.Run(context.Background(), msg, cp, 0, deps)
+	if res.Outcome != flows.Completed {
+		t.Fatalf("second attempt: %s %v", res.Outcome, res.Err)
+	}
+	var got []string
+	for _, c := range caller.calls {
+		got = append(got, c.Connection+" "+c.Path+" "+c.IdempotencyKey)
+	}
+	want := []string{
+		"erp /orders/T-820982911946154777 :m1:3",
+		"wms /allocations :m1:4",
+		"wms /allocations :m1:4",
+	}
+	for i := range want {
+		want[i] = strings.Replace(want[i], " :", " t:", 1)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+	if !reflect.DeepEqual(p.topics, []string{"order.done"}) {
+		t.Errorf("published %v", p.topics)
+	}
+}
+
+// Even without a checkpoint between them (a crash right after the call),
+// the memo keeps a succeeded call from being made twice.
+func TestMemoPreventsRepeatedCall(t *testing.T) {
+	f := compile(t, twoCalls)
+	caller := &fakeCaller{script: map[string][]any{
+		"erp": {&flows.Response{Status: 201, Body: map[string]any{"so": "SO-2"}}},
+		"wms": {errors.New("connection refused"), &flows.Response{Status: 200}},
+	}}
+	memo := &flows.MemMemo{}
+	deps := flows.Deps{Caller: caller, Publisher: &pubs{}, Memo: memo}
+	msg := &flows.Message{ID: "m2", Body: map[string]any{"id": 1, "qty": 1}}
+	if res := f.Run(context.Background(), msg, nil, 0, deps); res.Outcome != flows.Failed {
+		t.Fatalf("want failure, got %s", res.Outcome)
+	}
+	if res := f.Run(context.Background(), msg, nil, 0, deps); res.Outcome != flows.Completed {
+		t.Fatalf("want completed, got %s %v", res.Outcome, res.Err)
+	}
+	erp := 0
+	for _, c := range caller.calls {
+		if c.Connection == "erp" {
+			erp++
+		}
+	}
+	if erp != 1 {
+		t.Errorf("erp called %d times, want 1", erp)
+	}
+}
+
+func TestValidationCollectsEveryRule(t *testing.T) {
+	f := compile(t, twoCalls)
+	if f.AcceptSteps != 1 {
+		t.Errorf("accept steps %d, want 1", f.AcceptSteps)
+	}
+	res := f.Run(context.Background(), &flows.Message{ID: "m", Body: map[string]any{"qty": 0}}, nil, 0, flows.Deps{})
+	var se *flows.StepError
+	if res.Outcome != flows.Rejected || !errors.As(res.Err, &se) || se.Class != flows.Validation {
+		t.Fatalf("got %s %v", res.Outcome, res.Err)
+	}
+	if want := []string{"id is required", "qty must be positive"}; !reflect.DeepEqual(se.Errors, want) {
+		t.Errorf("errors %q, want %q", se.Errors, want)
+	}
+}
+
+func TestStatusClasses(t *testing.T) {
+	f := compile(t, twoCalls)
+	for _, tc := range []struct {
+		status int
+		class  flows.Class
+	}{{400, flows.Permanent}, {404, flows.Permanent}, {422, flows.Permanent}, {408, flows.Transient}, {429, flows.Transient}, {500, flows.Transient}, {503, flows.Transient}} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			caller := &fakeCaller{script: map[string][]any{"erp": {&flows.Response{Status: tc.status, Body: "nope"}}}}
+			res := f.Run(context.Background(), &flows.Message{ID: "m", Body: map[string]any{"id": 1, "qty": 1}}, nil, 0, flows.Deps{Caller: caller})
+			var se *flows.StepError
+			if !errors.As(res.Err, &se) || se.Class != tc.class {
+				t.Fatalf("got %v, want class %s", res.Err, tc.class)
+			}
+			if !strings.Contains(se.Error(), fmt.Sprintf("status %d: nope", tc.status)) {
+				t.Errorf("error %q does not name the status and body", se.Error())
+			}
+		})
+	}
+}
+
+func TestSplitSetFilterRespond(t *testing.T) {
+	f := compile(t, `
+trigger: {http: {path: /s, mode: sync}}
+steps:
+  - set: {vars.count: len(body.items), body.seen: 'true'}
+  - split:
+      items: body.items
+      as: results
+      steps:
+        - filter: item.keep
+        - call: {connection: erp, method: PUT, path: '/items/{{ item.sku }}', body: '{sku: item.sku, n: meta.index}', as: r}
+        - map: {sku: item.sku, status: vars.r.status}
+  - respond: {status: 207, body: '{results: vars.results, count: vars.count, seen: body.seen}', headers: {X-Count: string(vars.count)}}
+`)
+	caller := &fakeCaller{script: map[string][]any{"erp": {&flows.Response{Status: 204}}}}
+	body := map[string]any{"items": []any{
+		map[string]any{"sku": "A/1", "keep": true},
+		map[string]any{"sku": "B", "keep": false},
+		map[string]any{"sku": "C", "keep": true},
+	}}
+	res := f.Run(context.Background(), &flows.Message{ID: "m", Body: body}, nil, 0, flows.Deps{Caller: caller})
+	if res.Outcome != flows.Completed {
+		t.Fatalf("%s %v", res.Outcome, res.Err)
+	}
+	if res.Response == nil || res.Response.Status != 207 || res.Response.Headers["X-Count"] != "3" {
+		t.Fatalf("response %+v", res.Response)
+	}
+	want := map[string]any{
+		"results": []any{map[string]any{"sku": "A/1", "status": 204}, map[string]any{"sku": "C", "status": 204}},
+		"count":   3, "seen": true,
+	}
+	if !reflect.DeepEqual(res.Response.Body, want) {
+		t.Errorf("body %#v\nwant %#v", res.Response.Body, want)
+	}
+	var paths, keys []string
+	for _, c := range caller.calls {
+		paths = append(paths, c.Path)
+		keys = append(keys, c.IdempotencyKey)
+	}
+	if !reflect.DeepEqual(paths, []string{"/items/A%2F1", "/items/C"}) {
+		t.Errorf("paths %q", paths)
+	}
+	if keys[0] == keys[1] {
+		t.Errorf("split items share an idempotency key: %q", keys)
+	}
+}
+
+func TestFilterStopsTheMessage(t *testing.T) {
+	f := compile(t, `
+trigger: {event: {topic: x}}
+steps:
+  - filter: body.status == "paid"
+  - call: {connection: erp, path: /x}
+`)
+	caller := &fakeCaller{}
+	res := f.Run(context.Background(), &flows.Message{ID: "m", Body: map[string]any{"status": "open"}}, nil, 0, flows.Deps{Caller: caller})
+	if res.Outcome != flows.Filtered || len(caller.calls) != 0 {
+		t.Fatalf("%s, %d calls", res.Outcome, len(caller.calls))
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	p := flows.RetryPolicy{Attempts: 8, Backoff: "exponential", Initial: time.Second, Max: 10 * time.Second}
+	var got []time.Duration
+	for next := 2; next <= 7; next++ {
+		got = append(got, p.Delay(next))
+	}
+	want := []time.Duration{1e9, 2e9, 4e9, 8e9, 10e9, 10e9}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("delays %v, want %v", got, want)
+	}
+}

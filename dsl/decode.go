@@ -43,6 +43,7 @@ const maxDepth = 200
 // decodeFile parses src and decodes its single document into out.
 func decodeFile(file string, src []byte, out any) Diagnostics {
 	d := &decoder{file: file, anchors: map[string]ast.Node{}}
+	src = []byte(strings.TrimPrefix(string(src), "\ufeff")) // a byte order mark is not part of the first key
 	f, err := parser.ParseBytes(src, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		d.syntaxError(err)
@@ -75,7 +76,7 @@ func (d *decoder) syntaxError(err error) {
 			diag.Line, diag.Col = se.Token.Position.Line, max(se.Token.Position.Column, 1)
 		}
 	}
-	if strings.Contains(diag.Message, "tab") {
+	if strings.Contains(diag.Message, "tab") || strings.Contains(diag.Message, "\t") {
 		diag.Hint = "indent with spaces, not tabs"
 	}
 	d.diags = append(d.diags, diag)

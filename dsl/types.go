@@ -228,6 +228,7 @@ type Call struct {
 	RateLimit  *RateLimit `yaml:"rate_limit" desc:"Outbound rate limit: the call waits for a token"`
 	Retry      *Retry     `yaml:"retry" desc:"Retry policy; defaults to the flow's"`
 	Timeout    *Duration  `yaml:"timeout" desc:"Per attempt; defaults to the connection's"`
+	Accept     []int      `yaml:"accept" desc:"Error statuses that do not fail the step (e.g. [404]); the response lands in vars.<as> for a choice to handle"`
 	At         Pos        `yaml:"-"`
 }
 
@@ -351,7 +352,33 @@ type HTTPConnection struct {
 	BaseURL ConfigString            `yaml:"base_url" required:"true" desc:"Base URL, e.g. ${env:ERP_URL:-http://127.0.0.1:9101}"`
 	Headers map[string]ConfigString `yaml:"headers" desc:"Headers sent with every request"`
 	Timeout Duration                `yaml:"timeout" default:"10s" desc:"Per attempt"`
+	Auth    *ConnAuth               `yaml:"auth" desc:"How Conveyor authenticates to the API"`
 	At      Pos                     `yaml:"-"`
+}
+
+// ConnAuth is how Conveyor authenticates to a connection. Exactly one
+// kind is set.
+type ConnAuth struct {
+	Bearer *ConfigString `yaml:"bearer" kind:"true" desc:"Authorization: Bearer <token>"`
+	Basic  *BasicAuth    `yaml:"basic" kind:"true" desc:"HTTP basic authentication"`
+	APIKey *APIKeyOut    `yaml:"api_key" kind:"true" desc:"A key sent in a header"`
+	At     Pos           `yaml:"-"`
+}
+
+func (ConnAuth) union() string { return "auth" }
+
+// BasicAuth is a user name and password.
+type BasicAuth struct {
+	Username ConfigString `yaml:"username" required:"true" desc:"User name"`
+	Password ConfigString `yaml:"password" required:"true" desc:"Password, usually ${env:NAME}"`
+	At       Pos          `yaml:"-"`
+}
+
+// APIKeyOut sends a key in a header.
+type APIKeyOut struct {
+	Header string       `yaml:"header" default:"X-API-Key" desc:"Header name"`
+	Value  ConfigString `yaml:"value" required:"true" desc:"The key, usually ${env:NAME}"`
+	At     Pos          `yaml:"-"`
 }
 
 // APIConfig configures the editor API.

@@ -80,9 +80,8 @@ func exprOf(d *decoder, n ast.Node) Expr {
 					e.Indent = len(line) - len(strings.TrimLeft(line, " ")) + 1
 					break
 				}
-				e.At.Line++
 			}
-			e.At.Col = e.Indent
+			e.At.Col = max(e.Indent, 1) // an empty block has no indent
 		}
 		return e
 	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.NullNode:

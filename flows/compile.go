@@ -38,7 +38,7 @@ func Compile(src *dsl.Flow, env Env) (*Flow, dsl.Diagnostics) {
 		}
 	}
 	if src.RateLimit != nil {
-		f.RateLimit = c.rateLimit(src.RateLimit)
+		f.RateLimit = c.rateLimit(src.RateLimit, mappings.Scope{})
 	}
 	c.flowRetry = f.Retry
 	f.steps = c.steps(src.Steps, "", mappings.Scope{})
@@ -100,8 +100,8 @@ func (c *compiler) trigger(t *dsl.Trigger) Trigger {
 	return out
 }
 
-func (c *compiler) rateLimit(r *dsl.RateLimit) *RateLimit {
-	rl := &RateLimit{Key: c.expr(r.Key, mappings.Scope{}), Limit: r.Limit, Per: r.Per.D, Burst: r.Burst}
+func (c *compiler) rateLimit(r *dsl.RateLimit, scope mappings.Scope) *RateLimit {
+	rl := &RateLimit{Key: c.expr(r.Key, scope), Limit: r.Limit, Per: r.Per.D, Burst: r.Burst}
 	if rl.Burst <= 0 {
 		rl.Burst = rl.Limit
 	}
@@ -221,8 +221,14 @@ func (c *compiler) call(s *dsl.Call, path string, scope mappings.Scope) *callSpe
 		cs.path = append(cs.path, pathPart{prog: c.expr(*part.Expr, scope)})
 	}
 	if s.RateLimit != nil {
-		cs.rateLimit = c.rateLimit(s.RateLimit)
+		cs.rateLimit = c.rateLimit(s.RateLimit, scope)
 	}
+	for _, st := range s.Accept {
+		if st < 400 || st > 599 {
+			c.add(s.At, fmt.Sprintf("step %s (call): accept: %d is not an error status", path, st), "list 4xx or 5xx statuses, such as [404, 409]")
+		}
+	}
+	cs.accept = s.Accept
 	if s.Timeout != nil {
 		cs.timeout = s.Timeout.D
 	}

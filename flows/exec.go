@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,6 +70,7 @@ type callSpec struct {
 	sendBody               bool
 	rateLimit              *RateLimit
 	timeout                time.Duration
+	accept                 []int
 }
 
 type publishSpec struct {
@@ -200,7 +202,14 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 			r.fail(&StepError{Class: Transient, Step: f.steps[i].path, Kind: f.steps[i].kind, Err: err}, i)
 			return r.res
 		}
+		var t0 time.Time
+		if deps.Observe != nil {
+			t0 = time.Now()
+		}
 		stop, err := r.step(f.steps[i])
+		if deps.Observe != nil {
+			deps.Observe(f.steps[i].path, f.steps[i].kind, time.Since(t0), err)
+		}
 		if err != nil {
 			r.fail(err, i)
 			return r.res
@@ -255,12 +264,18 @@ func (r *run) step(s *step) (stop bool, err error) {
 	if r.deps.Trace {
 		start = time.Now()
 		defer func() {
-			e := TraceEntry{Step: s.path + r.split, Name: s.name, Kind: s.kind, Outcome: outcome, Duration: float64(time.Since(start).Microseconds()) / 1000, Output: out}
+			e := TraceEntry{Step: s.path + r.split, Name: s.name, Kind: s.kind, Outcome: outcome, Duration: float64(time.Since(start).Microseconds()) / 1000}
+			if r.deps.TraceOutputs {
+				e.Output = out
+			}
 			if err != nil {
 				e.Outcome, e.Error = "failed", err.Error()
 				var se *StepError
 				if errors.As(err, &se) && se.Class == Validation {
-					e.Outcome, e.Output = "rejected", se.Errors
+					e.Outcome = "rejected"
+					if r.deps.TraceOutputs {
+						e.Output = se.Errors
+					}
 				}
 			}
 			if stop && err == nil {
@@ -494,7 +509,7 @@ func (r *run) call(s *step) (*Response, error) {
 		if err != nil {
 			return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: fmt.Errorf("%s %s %s: %w", c.connection, req.Method, req.Path, err)}
 		}
-		if se := classify(resp, s.path+r.split, s.kind, c.connection, req); se != nil {
+		if se := classify(resp, s.path+r.split, s.kind, c.connection, req); se != nil && !slices.Contains(c.accept, resp.Status) {
 			return resp, se
 		}
 		if err := r.deps.Memo.Put(req.IdempotencyKey, resp); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/mappings"
 )
@@ -25,6 +26,9 @@ type Flow struct {
 	RateLimit   *RateLimit
 	Retry       RetryPolicy
 	Concurrency int
+	// Revision is the number the runtime gave this version of the file
+	// when it went live (0 in dry runs).
+	Revision int
 	// AcceptSteps is the number of leading validate steps, which the
 	// runtime runs when a message is accepted, before storing it.
 	AcceptSteps int
@@ -112,23 +116,11 @@ type State struct {
 	Response *Response      `json:"response,omitempty"`
 }
 
-// Request is an outbound call.
-type Request struct {
-	Connection     string
-	Method         string
-	Path           string // with the query string
-	Headers        map[string]string
-	Body           any // nil: no body
-	IdempotencyKey string
-	Timeout        time.Duration // 0: the connection's
-}
+// Request is an outbound call (see connectors.Request).
+type Request = connectors.Request
 
 // Response is the answer of a call, or what a sync trigger answers.
-type Response struct {
-	Status  int               `json:"status"`
-	Headers map[string]string `json:"headers,omitempty"`
-	Body    any               `json:"body"`
-}
+type Response = connectors.Response
 
 // Caller makes outbound calls. A transport failure is returned as an
 // error; any HTTP answer, whatever its status, as a Response.
@@ -166,8 +158,11 @@ type Deps struct {
 	// the state a retry resumes from. An error fails the run as transient.
 	Checkpoint func(State) error
 	Logger     Logger
-	// Trace records each step's output in the result, for dry runs.
-	Trace bool
+	// Trace records an entry per step in the result; with TraceOutputs
+	// each entry carries the step's output too (dry runs).
+	Trace, TraceOutputs bool
+	// Observe, when set, is told how long each top-level step took.
+	Observe func(step, kind string, d time.Duration, err error)
 }
 
 // Logger receives log steps.

@@ -109,7 +109,7 @@ func Run(ctx context.Context, f *flows.Flow, in Input, mocks Mocks) *Report {
 	rec := &recorder{mocks: mocks, seen: map[string]int{}}
 	memo := &flows.MemMemo{}
 	var state *flows.State
-	deps := flows.Deps{Caller: rec, Publisher: rec, Memo: memo, Trace: true,
+	deps := flows.Deps{Caller: rec, Publisher: rec, Memo: memo, Trace: true, TraceOutputs: true,
 		Checkpoint: func(s flows.State) error { state = &s; return nil }}
 	msg := &flows.Message{ID: "dry-run", ReceivedAt: time.Now().UTC(), Body: in.Body, Headers: in.Headers, Query: in.Query, Params: in.Params, Revision: 1}
 	rep := &Report{Flow: f.ID}

@@ -507,7 +507,7 @@ func (r *run) call(s *step) (*Response, error) {
 		}
 		resp, err = r.deps.Caller.Call(r.ctx, req)
 		if err != nil {
-			return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: fmt.Errorf("%s %s %s: %w", c.connection, req.Method, req.Path, err)}
+			return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: fmt.Errorf("%s %s %s: %w", c.connection, req.Method, pathOnly(req.Path), err)}
 		}
 		if se := classify(resp, s.path+r.split, s.kind, c.connection, req); se != nil && !slices.Contains(c.accept, resp.Status) {
 			return resp, se
@@ -528,13 +528,21 @@ func classify(resp *Response, path, kind, conn string, req Request) *StepError {
 	if resp.Status < 400 {
 		return nil
 	}
-	err := fmt.Errorf("%s %s %s: status %d%s", conn, req.Method, req.Path, resp.Status, bodySnippet(resp.Body))
+	err := fmt.Errorf("%s %s %s: status %d%s", conn, req.Method, pathOnly(req.Path), resp.Status, bodySnippet(resp.Body))
 	se := &StepError{Class: Permanent, Step: path, Kind: kind, Err: err}
 	if resp.Status == 408 || resp.Status == 425 || resp.Status == 429 || resp.Status >= 500 {
 		se.Class = Transient
 		se.RetryAfter = retryAfter(resp.Headers)
 	}
 	return se
+}
+
+// pathOnly drops the query string, which may carry secrets, from errors.
+func pathOnly(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		return p[:i]
+	}
+	return p
 }
 
 func bodySnippet(body any) string {

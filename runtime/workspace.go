@@ -157,10 +157,17 @@ func (ws *Workspace) compileAll() {
 }
 
 // checkRoutes refuses the later of two flows that claim one HTTP route or
-// both watch one directory.
-func (ws *Workspace) checkRoutes() {
+// both watch one directory. The flows named in last (just changed) claim
+// after every other, so a live flow keeps its route.
+func (ws *Workspace) checkRoutes(last ...string) {
 	claimed := map[string]string{}
-	for _, id := range keys(ws.Flows) {
+	order := keys(ws.Flows)
+	isLast := map[string]bool{}
+	for _, id := range last {
+		isLast[id] = true
+	}
+	sort.SliceStable(order, func(i, j int) bool { return !isLast[order[i]] && isLast[order[j]] })
+	for _, id := range order {
 		f := ws.Flows[id]
 		var key string
 		switch {

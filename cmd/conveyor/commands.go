@@ -182,7 +182,7 @@ func runWorkspaceTests(ctx context.Context, t target) []flowtest.CaseResult {
 
 func runCmd() *cobra.Command {
 	var input, mocksFile string
-	var headers []string
+	var headers, query, params []string
 	cmd := &cobra.Command{
 		Use:   "run FLOW_FILE --input FILE",
 		Short: "Dry-run a flow on a sample payload and print the per-step trace as JSON (calls mocked)",
@@ -213,13 +213,19 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return findings("%s: %v", input, err)
 			}
-			in := flowtest.Input{Body: body, Headers: map[string]string{}}
-			for _, h := range headers {
-				k, v, ok := strings.Cut(h, ":")
-				if !ok {
-					return &exitError{2, fmt.Errorf("--header %q: write Name:value", h)}
+			in := flowtest.Input{Body: body, Headers: map[string]string{}, Query: map[string]string{}, Params: map[string]string{}}
+			for _, kv := range []struct {
+				flag, sep string
+				list      []string
+				into      map[string]string
+			}{{"--header", ":", headers, in.Headers}, {"--query", "=", query, in.Query}, {"--param", "=", params, in.Params}} {
+				for _, item := range kv.list {
+					k, v, ok := strings.Cut(item, kv.sep)
+					if !ok {
+						return &exitError{2, fmt.Errorf("%s %q: write name%svalue", kv.flag, item, kv.sep)}
+					}
+					kv.into[strings.TrimSpace(k)] = strings.TrimSpace(v)
 				}
-				in.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
 			}
 			mocks := flowtest.Mocks{}
 			if mocksFile != "" {
@@ -237,6 +243,8 @@ func runCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&input, "input", "", "JSON file with the payload (- for stdin)")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "request header Name:value (repeatable)")
+	cmd.Flags().StringArrayVar(&query, "query", nil, "query parameter name=value (repeatable)")
+	cmd.Flags().StringArrayVar(&params, "param", nil, "path parameter name=value (repeatable)")
 	cmd.Flags().StringVar(&mocksFile, "mocks", "", "YAML file: connection -> response or list of responses")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd

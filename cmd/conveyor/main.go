@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	_ "github.com/conveyor-run/conveyor/connectors/all" // the connectors compiled in
 )
 
 // exitError carries an exit code: 1 for findings or failures, 2 for usage.
@@ -52,6 +54,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(lintCmd(), testCmd(), runCmd(), schemaCmd())
+	root.AddCommand(lintCmd(), testCmd(), runCmd(), schemaCmd(), serveCmd())
 	return root
 }

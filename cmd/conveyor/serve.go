@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/conveyor-run/conveyor/runtime"
+)
+
+type serveFlags struct {
+	workspace, listen, adminListen, dataDir, redis, logLevel string
+}
+
+func (f *serveFlags) register(cmd *cobra.Command, workspaceDefault string) {
+	cmd.Flags().StringVar(&f.workspace, "workspace", workspaceDefault, "workspace directory")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "trigger listener address (overrides conveyor.yaml)")
+	cmd.Flags().StringVar(&f.adminListen, "admin-listen", "", "admin listener address: API, metrics, health (overrides conveyor.yaml)")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "embedded store directory (overrides conveyor.yaml)")
+	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL: use the Redis store (overrides conveyor.yaml)")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (f *serveFlags) logger() *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(f.logLevel)); err != nil {
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+}
+
+func serveCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a workspace: triggers, workers, hot reload, metrics",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.redis != "" {
+				return &exitError{2, fmt.Errorf("--redis: the Redis store is not available in this build yet")}
+			}
+			e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen, DataDir: f.dataDir, Logger: f.logger()})
+			if err != nil {
+				return findings("%v", err)
+			}
+			if err := e.Start(); err != nil {
+				return findings("%v", err)
+			}
+			return waitForSignals(e)
+		},
+	}
+	f.register(cmd, ".")
+	return cmd
+}
+
+// waitForSignals reloads on SIGHUP and shuts down on SIGTERM or SIGINT.
+func waitForSignals(e *runtime.Engine) error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			e.Reload()
+			continue
+		}
+		break
+	}
+	signal.Stop(sigs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return e.Shutdown(ctx)
+}

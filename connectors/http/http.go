@@ -1,0 +1,566 @@
+// Package httpconn is the "http" connector: outbound calls to HTTP APIs
+// with a base URL, headers sent with every request, optional bearer, basic
+// or API-key authentication, and a per-attempt timeout. Bodies are JSON,
+// encoded and decoded with mappings/jsonv so that no number loses a digit.
+//
+// A Client never follows redirects for methods other than GET and HEAD,
+// and follows those only to the same scheme and host, so credentials never
+// travel to another server. Errors name the method and the URL without its
+// query string or user info, and never carry a header value.
+package httpconn
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/conveyor-run/conveyor/connectors"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
+)
+
+func init() {
+	connectors.MustRegister(connectors.Spec{
+		Name: "http",
+		Description: "An HTTP API: base_url (absolute http or https URL), headers sent with every request, " +
+			"auth (bearer, basic or api_key) and a per-attempt timeout (default 10s). " +
+			"Request bodies are sent as JSON; JSON responses are decoded, others kept as text.",
+	}, New)
+}
+
+// DefaultTimeout is the per-attempt timeout when neither the connection nor
+// the request sets one.
+const DefaultTimeout = 10 * time.Second
+
+// MaxResponseBytes is the largest response body a Client reads.
+const MaxResponseBytes = 10 << 20
+
+// UserAgent is the User-Agent header of every request.
+const UserAgent = "conveyor"
+
+// maxRedirects bounds the same-host redirects a GET follows.
+const maxRedirects = 10
+
+var _ connectors.Caller = (*Client)(nil)
+
+// Client is a connectors.Caller for one HTTP connection. It is safe for
+// concurrent use; it owns one http.Transport whose connections are pooled
+// across calls.
+type Client struct {
+	name      string
+	base      *url.URL // scheme, host, path without trailing slash, raw query
+	basePath  string   // escaped path of base without trailing slash
+	headers   http.Header
+	auth      http.Header // applied after headers, before the request's own
+	timeout   time.Duration
+	transport *http.Transport
+	http      *http.Client
+}
+
+// New builds a Client from a connection's configuration. cfg.Values holds:
+//
+//	base_url  string, required: absolute http or https URL, may carry a path prefix
+//	headers   map of header name to string, sent with every request
+//	auth      exactly one of {bearer: TOKEN}, {basic: {username, password}},
+//	          {api_key: {header: NAME (default X-API-Key), value: KEY}}
+//	timeout   optional duration ("5s" or time.Duration); cfg.Timeout wins when set
+//
+// Unknown keys are errors. cfg.Timeout is per attempt; zero means 10s.
+func New(cfg connectors.Config) (connectors.Caller, error) {
+	return NewClient(cfg)
+}
+
+// NewClient is New returning the concrete type.
+func NewClient(cfg connectors.Config) (*Client, error) {
+	c := &Client{name: cfg.Name, headers: http.Header{}, auth: http.Header{}, timeout: cfg.Timeout}
+	var errs []error
+	for k := range cfg.Values {
+		switch k {
+		case "base_url", "headers", "auth", "timeout":
+		default:
+			errs = append(errs, fmt.Errorf("unknown field %q (known: base_url, headers, auth, timeout)", k))
+		}
+	}
+	if err := c.setBase(cfg.Values["base_url"]); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.setHeaders(cfg.Values["headers"]); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.setAuth(cfg.Values["auth"]); err != nil {
+		errs = append(errs, err)
+	}
+	if c.timeout == 0 {
+		if err := c.setTimeout(cfg.Values["timeout"]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout must be positive, got %s", c.timeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
+
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 64
+	t.IdleConnTimeout = 90 * time.Second
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ExpectContinueTimeout = time.Second
+	c.transport = t
+	c.http = &http.Client{Transport: t, CheckRedirect: c.checkRedirect}
+	return c, nil
+}
+
+func (c *Client) setBase(v any) error {
+	s, ok := v.(string)
+	if v == nil || (ok && strings.TrimSpace(s) == "") {
+		return errors.New("base_url is required")
+	}
+	if !ok {
+		return fmt.Errorf("base_url must be a string, got %T", v)
+	}
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		// url.Error repeats the whole URL, which may hold a secret.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("base_url is not a valid absolute http or https URL: %v", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("base_url must be an absolute http or https URL, e.g. http://127.0.0.1:9101 (got scheme %q)", u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("base_url has no host")
+	case u.User != nil:
+		return errors.New("base_url must not carry credentials; use auth: {basic: {username, password}}")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("base_url must not have a fragment")
+	}
+	c.base = &url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: u.RawQuery}
+	c.basePath = strings.TrimRight(u.EscapedPath(), "/")
+	return nil
+}
+
+func (c *Client) setHeaders(v any) error {
+	if v == nil {
+		return nil
+	}
+	m, err := stringMap(v, "headers")
+	if err != nil {
+		return err
+	}
+	for k, val := range m {
+		if !validHeaderName(k) {
+			return fmt.Errorf("headers: %q is not a valid header name", k)
+		}
+		if !validHeaderValue(val) {
+			return fmt.Errorf("headers: value of %s contains a line break or control character", k)
+		}
+		c.headers.Set(k, val)
+	}
+	return nil
+}
+
+func (c *Client) setAuth(v any) error {
+	if v == nil {
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		if sm, ok2 := v.(map[string]string); ok2 {
+			m = map[string]any{}
+			for k, x := range sm {
+				m[k] = x
+			}
+		} else {
+			return fmt.Errorf("auth must be a map with one of bearer, basic, api_key, got %T", v)
+		}
+	}
+	if len(m) != 1 {
+		return fmt.Errorf("auth must set exactly one of bearer, basic, api_key (got %d)", len(m))
+	}
+	for kind, val := range m {
+		switch kind {
+		case "bearer":
+			tok, ok := val.(string)
+			if !ok || tok == "" {
+				return errors.New("auth.bearer must be a non-empty string")
+			}
+			if !validHeaderValue(tok) {
+				return errors.New("auth.bearer contains a line break or control character")
+			}
+			c.auth.Set("Authorization", "Bearer "+tok)
+		case "basic":
+			bm, err := stringMap(val, "auth.basic")
+			if err != nil {
+				return err
+			}
+			for k := range bm {
+				if k != "username" && k != "password" {
+					return fmt.Errorf("auth.basic: unknown field %q (known: username, password)", k)
+				}
+			}
+			if bm["username"] == "" {
+				return errors.New("auth.basic.username is required")
+			}
+			if _, ok := bm["password"]; !ok {
+				return errors.New("auth.basic.password is required")
+			}
+			r := &http.Request{Header: http.Header{}}
+			r.SetBasicAuth(bm["username"], bm["password"])
+			c.auth.Set("Authorization", r.Header.Get("Authorization"))
+		case "api_key":
+			am, err := stringMap(val, "auth.api_key")
+			if err != nil {
+				return err
+			}
+			for k := range am {
+				if k != "header" && k != "value" {
+					return fmt.Errorf("auth.api_key: unknown field %q (known: header, value)", k)
+				}
+			}
+			h := am["header"]
+			if h == "" {
+				h = "X-API-Key"
+			}
+			if !validHeaderName(h) {
+				return fmt.Errorf("auth.api_key.header: %q is not a valid header name", h)
+			}
+			if am["value"] == "" {
+				return errors.New("auth.api_key.value is required")
+			}
+			if !validHeaderValue(am["value"]) {
+				return errors.New("auth.api_key.value contains a line break or control character")
+			}
+			c.auth.Set(h, am["value"])
+		default:
+			return fmt.Errorf("auth: unknown kind %q (known: bearer, basic, api_key)", kind)
+		}
+	}
+	return nil
+}
+
+func (c *Client) setTimeout(v any) error {
+	switch t := v.(type) {
+	case nil:
+	case time.Duration:
+		c.timeout = t
+	case string:
+		d, err := time.ParseDuration(t)
+		if err != nil {
+			return fmt.Errorf("timeout: %q is not a duration like 10s", t)
+		}
+		c.timeout = d
+	default:
+		return fmt.Errorf("timeout must be a duration like 10s, got %T", v)
+	}
+	return nil
+}
+
+// stringMap accepts map[string]string or map[string]any with string values.
+func stringMap(v any, field string) (map[string]string, error) {
+	switch m := v.(type) {
+	case map[string]string:
+		return m, nil
+	case map[string]any:
+		out := make(map[string]string, len(m))
+		for k, x := range m {
+			s, ok := x.(string)
+			if !ok {
+				return nil, fmt.Errorf("%s.%s must be a string, got %T", field, k, x)
+			}
+			out[k] = s
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("%s must be a map of strings, got %T", field, v)
+	}
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRedirect follows GET and HEAD redirects to the same scheme and host
+// only; any other redirect is returned to the caller as the response.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) == 0 {
+		return nil
+	}
+	first := via[0]
+	if first.Method != http.MethodGet && first.Method != http.MethodHead {
+		return http.ErrUseLastResponse
+	}
+	if req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= maxRedirects {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}
+
+// URL returns the URL a request path resolves to: the base URL's path
+// prefix joined with path, the base URL's query followed by path's. It
+// rejects absolute URLs and dot segments, so a path built from a payload
+// cannot leave the connection's base.
+func (c *Client) URL(path string) (*url.URL, error) {
+	p, q, _ := strings.Cut(path, "?")
+	if strings.Contains(p, "#") {
+		return nil, errors.New("path must not have a fragment")
+	}
+	if strings.Contains(p, "://") || strings.HasPrefix(p, "//") {
+		return nil, errors.New("path must be relative to the connection's base_url")
+	}
+	p = strings.TrimPrefix(p, "/")
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") ||
+			strings.EqualFold(seg, ".%2e") || strings.EqualFold(seg, "%2e.") {
+			return nil, errors.New("path must not contain . or .. segments")
+		}
+	}
+	raw := c.base.Scheme + "://" + c.base.Host + c.basePath + "/" + p
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("invalid path: %v", err)
+	}
+	switch {
+	case c.base.RawQuery != "" && q != "":
+		u.RawQuery = c.base.RawQuery + "&" + q
+	case q != "":
+		u.RawQuery = q
+	default:
+		u.RawQuery = c.base.RawQuery
+	}
+	return u, nil
+}
+
+// redact is a URL as errors may show it: no user info, no query.
+func redact(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	return r.String()
+}
+
+// Call sends one attempt of req. A transport failure (refused, timeout,
+// DNS, reset, an oversized body) is an error naming the method and the
+// URL without its query; any HTTP status is a Response.
+//
+// Headers, lowest precedence first: Accept, User-Agent and (with a body)
+// Content-Type; the connection's headers; its auth; Idempotency-Key; then
+// req.Headers. A string or []byte body is sent as is when req.Headers sets
+// a Content-Type that is not JSON; any other body is encoded as JSON.
+func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.Response, error) {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	method = strings.ToUpper(method)
+	u, err := c.URL(req.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, req.Path, err)
+	}
+	where := method + " " + redact(u)
+
+	var body []byte
+	var rawType string
+	if req.Body != nil {
+		rawType = headerValue(req.Headers, "Content-Type")
+		if rawType != "" && !isJSONType(rawType) {
+			switch b := req.Body.(type) {
+			case string:
+				body = []byte(b)
+			case []byte:
+				body = b
+			default:
+				rawType = ""
+			}
+		} else {
+			rawType = ""
+		}
+		if body == nil {
+			if body, err = jsonv.Marshal(req.Body); err != nil {
+				return nil, fmt.Errorf("%s: encoding the body: %w", where, err)
+			}
+		}
+	}
+
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = c.timeout
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	hr, err := http.NewRequestWithContext(actx, method, u.String(), rd)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%s: %v", where, err)
+	}
+	h := hr.Header
+	h.Set("Accept", "application/json")
+	h.Set("User-Agent", UserAgent)
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	for k, vs := range c.headers {
+		h[k] = slices.Clone(vs)
+	}
+	for k, vs := range c.auth {
+		h[k] = slices.Clone(vs)
+	}
+	if req.IdempotencyKey != "" {
+		h.Set("Idempotency-Key", req.IdempotencyKey)
+	}
+	for k, v := range req.Headers {
+		if !validHeaderName(k) {
+			return nil, fmt.Errorf("%s: %q is not a valid header name", where, k)
+		}
+		if !validHeaderValue(v) {
+			return nil, fmt.Errorf("%s: value of header %s contains a line break or control character", where, k)
+		}
+		if strings.EqualFold(k, "Host") {
+			hr.Host = v
+			continue
+		}
+		h.Set(k, v)
+	}
+
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return nil, c.transportError(ctx, actx, where, timeout, err)
+	}
+	defer resp.Body.Close()
+
+	if resp.ContentLength > MaxResponseBytes {
+		return nil, fmt.Errorf("%s: response larger than 10 MiB", where)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return nil, c.transportError(ctx, actx, where, timeout, fmt.Errorf("reading the response: %w", err))
+	}
+	if len(data) > MaxResponseBytes {
+		return nil, fmt.Errorf("%s: response larger than 10 MiB", where)
+	}
+
+	out := &connectors.Response{Status: resp.StatusCode, Body: decodeBody(resp.Header.Get("Content-Type"), data)}
+	if len(resp.Header) > 0 {
+		out.Headers = make(map[string]string, len(resp.Header))
+		for k, vs := range resp.Header {
+			if len(vs) > 0 {
+				out.Headers[http.CanonicalHeaderKey(k)] = vs[0]
+			}
+		}
+	}
+	return out, nil
+}
+
+// transportError wraps err, stripping the *url.Error that would repeat the
+// full URL with its query, and says whether the attempt timed out or the
+// caller gave up.
+func (c *Client) transportError(ctx, actx context.Context, where string, timeout time.Duration, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	switch {
+	case ctx.Err() != nil:
+		if !errors.Is(err, ctx.Err()) {
+			return fmt.Errorf("%s: %w: %w", where, ctx.Err(), err)
+		}
+		return fmt.Errorf("%s: %w", where, err)
+	case actx.Err() != nil:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%s: timeout after %s: %w: %w", where, timeout, context.DeadlineExceeded, err)
+		}
+		return fmt.Errorf("%s: timeout after %s: %w", where, timeout, err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%s: timeout: %w", where, err)
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+func headerValue(h map[string]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+func isJSONType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		mt = strings.ToLower(strings.TrimSpace(ct))
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// decodeBody turns a response body into nil (empty), a decoded JSON value
+// (JSON content type, or a body that starts like an object or array), or
+// text when it does not parse.
+func decodeBody(contentType string, data []byte) any {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if isJSONType(contentType) || trimmed[0] == '{' || trimmed[0] == '[' {
+		if v, err := jsonv.Decode(data); err == nil {
+			return v
+		}
+	}
+	return string(data)
+}
+
+// Close closes the client's idle connections. A call after Close still
+// works and dials anew, so in-flight messages of a replaced flow finish.
+func (c *Client) Close() error {
+	c.transport.CloseIdleConnections()
+	return nil
+}

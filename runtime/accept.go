@@ -1,0 +1,340 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/mappings"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+const defaultMaxBody = 1 << 20
+
+// apiError is the one error shape of every answer Conveyor gives:
+// {"error": {"code": ..., "message": ..., "details": ...}}.
+func apiError(w http.ResponseWriter, status int, code, msg string, details any) {
+	body := map[string]any{"code": code, "message": msg}
+	if details != nil {
+		body["details"] = details
+	}
+	writeJSON(w, status, map[string]any{"error": body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := jsonv.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(v)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func (e *Engine) serveTrigger(w http.ResponseWriter, r *http.Request) {
+	if e.draining.Load() {
+		w.Header().Set("Retry-After", "5")
+		apiError(w, http.StatusServiceUnavailable, "shutting_down", "conveyor is shutting down; retry shortly", nil)
+		return
+	}
+	mux := e.routes.Load()
+	if mux == nil {
+		apiError(w, http.StatusNotFound, "not_found", "no flow listens on "+r.URL.Path, nil)
+		return
+	}
+	if _, pattern := mux.Handler(r); pattern == "" {
+		apiError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no flow listens on %s %s", r.Method, r.URL.Path), nil)
+		return
+	}
+	mux.ServeHTTP(w, r)
+}
+
+// accept runs the accept path of an http trigger: size limit, auth, parse,
+// inbound rate limit, leading validate steps, dedup; then stores the
+// message (async) or runs the flow inline (sync).
+func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
+	lf, f := e.live(id)
+	if f == nil {
+		apiError(w, http.StatusNotFound, "not_found", "flow "+id+" is not live", nil)
+		return
+	}
+	m := e.metrics
+	m.received.WithLabelValues(id).Inc()
+	if lf.disabled.Load() {
+		w.Header().Set("Retry-After", "60")
+		m.rejected.WithLabelValues(id, "disabled").Inc()
+		apiError(w, http.StatusServiceUnavailable, "flow_disabled", "flow "+id+" is disabled", nil)
+		return
+	}
+	t := f.Trigger.HTTP
+	limit := int64(defaultMaxBody)
+	if t.MaxBody.Set {
+		limit = t.MaxBody.N
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			m.rejected.WithLabelValues(id, "too_large").Inc()
+			apiError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit), nil)
+			return
+		}
+		m.rejected.WithLabelValues(id, "read").Inc()
+		apiError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error(), nil)
+		return
+	}
+	header := func(name string) string { return r.Header.Get(name) }
+	if f.Trigger.Auth != nil && !f.Trigger.Auth.Verify(header, raw) {
+		m.rejected.WithLabelValues(id, "auth").Inc()
+		apiError(w, http.StatusUnauthorized, "unauthorized", "authentication failed", nil)
+		return
+	}
+	var body any
+	if len(strings.TrimSpace(string(raw))) > 0 {
+		if body, err = jsonv.Decode(raw); err != nil {
+			m.rejected.WithLabelValues(id, "parse").Inc()
+			apiError(w, http.StatusBadRequest, "invalid_json", "the body is not valid JSON: "+err.Error(), nil)
+			return
+		}
+	} else {
+		raw = []byte("null")
+	}
+	msg := &flows.Message{ID: newID(), ReceivedAt: time.Now().UTC(), Attempt: 1, Revision: f.Revision, Body: body,
+		Headers: flatten(r.Header), Query: flatten(r.URL.Query()), Params: map[string]string{}}
+	for _, p := range pathParams(t.Path) {
+		msg.Params[p] = r.PathValue(p)
+	}
+	env := mappings.NewEnv(body, msg.Headers, mappings.Meta{ID: msg.ID, Flow: id, Revision: f.Revision, ReceivedAt: msg.ReceivedAt})
+	env.Query, env.Params = msg.Query, msg.Params
+	if rl := f.RateLimit; rl != nil {
+		key := id
+		if rl.Key != nil {
+			v, err := rl.Key.Eval(env)
+			if err != nil {
+				m.rejected.WithLabelValues(id, "rate_limit_key").Inc()
+				apiError(w, http.StatusBadRequest, "bad_request", "rate limit key: "+err.Error(), nil)
+				return
+			}
+			key = id + ":" + textOf(v)
+		}
+		if ok, wait := e.limiter.Allow(key, *rl); !ok {
+			m.rateLimited.WithLabelValues(id).Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+			apiError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %d requests per %s", rl.Limit, rl.Per), nil)
+			return
+		}
+	}
+	var state *flows.State
+	if f.AcceptSteps > 0 {
+		res := f.Run(r.Context(), msg, nil, f.AcceptSteps, flows.Deps{})
+		if res.Err != nil {
+			e.answerFailure(w, id, res.Err)
+			return
+		}
+		state = &res.State
+	}
+	var dedupKey string
+	if f.Dedup != nil {
+		v, err := f.Dedup.Key.Eval(env)
+		if err != nil || v == nil {
+			m.rejected.WithLabelValues(id, "dedup_key").Inc()
+			detail := "it is empty"
+			if err != nil {
+				detail = err.Error()
+			}
+			apiError(w, http.StatusUnprocessableEntity, "validation_failed", "the dedup key cannot be computed: "+detail, nil)
+			return
+		}
+		dedupKey = id + ":" + textOf(v)
+	}
+	if t.Mode == "sync" {
+		e.runSync(w, r, lf, f, msg, state, raw, dedupKey)
+		return
+	}
+	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Status: store.Queued, Source: "http", DedupKey: dedupKey,
+		ReceivedAt: msg.ReceivedAt, DueAt: msg.ReceivedAt, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
+	if state != nil && state.Next > 0 {
+		sm.State = encodeState(state)
+	}
+	ttl := time.Duration(0)
+	if f.Dedup != nil {
+		ttl = f.Dedup.TTL
+	}
+	existing, err := e.store.Accept(r.Context(), sm, ttl)
+	if err != nil {
+		e.log.Error("cannot store an accepted message", "flow", id, "error", err)
+		m.rejected.WithLabelValues(id, "store").Inc()
+		w.Header().Set("Retry-After", "5")
+		apiError(w, http.StatusServiceUnavailable, "store_unavailable", "the message could not be stored; retry", nil)
+		return
+	}
+	if existing != nil {
+		m.duplicates.WithLabelValues(id).Inc()
+		writeJSON(w, http.StatusOK, map[string]any{"id": existing.ID, "status": existing.Status, "duplicate": true})
+		return
+	}
+	m.accepted.WithLabelValues(id).Inc()
+	lf.pool.wake()
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": sm.ID, "status": store.Queued})
+}
+
+// answerFailure answers a failed accept-time or sync run.
+func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
+	var se *flows.StepError
+	if !errors.As(err, &se) {
+		apiError(w, http.StatusInternalServerError, "internal", err.Error(), nil)
+		return
+	}
+	switch se.Class {
+	case flows.Validation:
+		e.metrics.rejected.WithLabelValues(id, "validation").Inc()
+		apiError(w, http.StatusUnprocessableEntity, "validation_failed", strings.Join(se.Errors, "; "), se.Errors)
+	case flows.Transient:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(max(se.RetryAfter, time.Second))))
+		apiError(w, http.StatusServiceUnavailable, "upstream_unavailable", se.Error(), map[string]any{"step": se.Step})
+	default:
+		apiError(w, http.StatusBadGateway, "flow_failed", se.Error(), map[string]any{"step": se.Step})
+	}
+}
+
+// runSync runs a sync flow inline. Its dedup key is claimed before the run,
+// confirmed when the run succeeds (a duplicate then gets the cached
+// response) and released when it fails, so the sender's retry runs again.
+func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f *flows.Flow, msg *flows.Message, state *flows.State, raw []byte, dedupKey string) {
+	id, m := f.ID, e.metrics
+	ctx := r.Context()
+	if dedupKey != "" {
+		holder, ok, err := e.store.ClaimKey(ctx, dedupKey, msg.ID, f.Dedup.TTL)
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			apiError(w, http.StatusServiceUnavailable, "store_unavailable", "dedup is unavailable; retry", nil)
+			return
+		}
+		if !ok {
+			m.duplicates.WithLabelValues(id).Inc()
+			prev, err := e.store.Get(ctx, holder)
+			if err != nil || prev.Status != store.Completed || prev.Response == nil {
+				w.Header().Set("Retry-After", "1")
+				apiError(w, http.StatusConflict, "in_progress", "the same request is being processed", map[string]any{"id": holder})
+				return
+			}
+			var resp flows.Response
+			if body, err := jsonv.Decode(prev.Response); err == nil {
+				resp = responseOf(body)
+			}
+			w.Header().Set("X-Conveyor-Duplicate", "true")
+			writeResponse(w, &resp, prev.ID)
+			return
+		}
+	}
+	m.accepted.WithLabelValues(id).Inc()
+	timeout := 30 * time.Second
+	if t := f.Trigger.HTTP.Timeout; t != nil && t.D > 0 {
+		timeout = t.D
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	deps := e.deps(f, nil)
+	deps.Memo = &flows.MemMemo{}
+	res := f.Run(ctx, msg, state, 0, deps)
+	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Source: "http", DedupKey: dedupKey, ReceivedAt: msg.ReceivedAt,
+		Attempt: 1, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
+	if res.Err != nil {
+		if dedupKey != "" {
+			if err := e.store.ReleaseKey(context.Background(), dedupKey, msg.ID); err != nil {
+				e.log.Error("cannot release a dedup key", "flow", id, "key", dedupKey, "error", err)
+			}
+		}
+		sm.Status, sm.Error = store.Failed, res.Err.Error()
+		e.journal(sm)
+		e.answerFailure(w, id, res.Err)
+		return
+	}
+	resp := res.Response
+	if resp == nil {
+		resp = &flows.Response{Status: http.StatusOK, Body: res.State.Body}
+	}
+	sm.Status = store.Completed
+	if res.Outcome == flows.Filtered {
+		sm.Status = store.Filtered
+	}
+	sm.Response, _ = jsonv.Marshal(map[string]any{"status": resp.Status, "headers": resp.Headers, "body": resp.Body})
+	e.journal(sm)
+	if dedupKey != "" {
+		if err := e.store.ConfirmKey(context.Background(), dedupKey, msg.ID, f.Dedup.TTL); err != nil {
+			e.log.Error("cannot confirm a dedup key", "flow", id, "key", dedupKey, "error", err)
+		}
+	}
+	m.completed.WithLabelValues(id).Inc()
+	writeResponse(w, resp, msg.ID)
+}
+
+func (e *Engine) journal(sm *store.Message) {
+	if err := e.store.Save(context.Background(), sm); err != nil {
+		e.log.Error("cannot journal a sync message", "flow", sm.Flow, "message", sm.ID, "error", err)
+	}
+}
+
+func responseOf(v any) flows.Response {
+	mv, _ := v.(map[string]any)
+	resp := flows.Response{Status: http.StatusOK, Body: mv["body"], Headers: map[string]string{}}
+	if s, ok := mv["status"].(int); ok {
+		resp.Status = s
+	}
+	if h, ok := mv["headers"].(map[string]any); ok {
+		for k, v := range h {
+			resp.Headers[k] = textOf(v)
+		}
+	}
+	return resp
+}
+
+func writeResponse(w http.ResponseWriter, resp *flows.Response, id string) {
+	for k, v := range resp.Headers {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("X-Conveyor-Message-Id", id)
+	if s, ok := resp.Body.(string); ok && w.Header().Get("Content-Type") != "" {
+		w.WriteHeader(resp.Status)
+		io.WriteString(w, s)
+		return
+	}
+	writeJSON(w, resp.Status, resp.Body)
+}
+
+// newID returns a time-ordered unique message id.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func flatten(h map[string][]string) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) > 0 {
+			out[k] = v[0]
+		}
+	}
+	return out
+}
+
+func textOf(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	}
+	b, err := jsonv.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}

@@ -1,0 +1,359 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/conveyor-run/conveyor/connectors"
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+// Options configure an engine. Zero fields take conveyor.yaml's values,
+// then the defaults; flags set them to override the file.
+type Options struct {
+	Workspace   string
+	Listen      string // trigger listener
+	AdminListen string // admin listener: editor API, metrics, health
+	DataDir     string // embedded store directory
+	Logger      *slog.Logger
+	Getenv      func(string) (string, bool)
+	Connectors  *connectors.Registry // default connectors.Default
+	// Store replaces the store named by the configuration (tests, Redis).
+	Store store.Store
+	// Admin, when set, serves every admin path not served by the engine
+	// (the editor API mounts itself here).
+	Admin http.Handler
+	// ShutdownTimeout bounds how long Shutdown waits for in-flight work.
+	ShutdownTimeout time.Duration
+	// RescanInterval is how often the workspace is rescanned besides
+	// file-system events (default 5s; negative disables the watcher).
+	RescanInterval time.Duration
+}
+
+// Engine runs a workspace: triggers, workers, hot reload, metrics.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	store   store.Store
+	metrics *metrics
+	limiter *Limiter
+
+	mu      sync.RWMutex // guards ws, flows, conns, revs
+	ws      *Workspace
+	flows   map[string]*liveFlow
+	conns   map[string]connectors.Caller
+	revs    map[string]map[int]*flows.Flow // compiled older revisions, by flow
+	static  staticConfig
+	routes  atomic.Pointer[http.ServeMux]
+	hashes  map[string]string // path -> content hash of the files last loaded
+	reloadM sync.Mutex        // one reload at a time
+
+	trigger, admin *http.Server
+	triggerLn      net.Listener
+	adminLn        net.Listener
+	draining       atomic.Bool
+	ready          atomic.Bool
+	ctx            context.Context
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup // background loops
+	inflight       sync.WaitGroup // messages being processed
+	sched          *scheduler
+	configErr      atomic.Pointer[string] // why the last conveyor.yaml change was not applied
+}
+
+// staticConfig is what a reload may not change.
+type staticConfig struct {
+	listen, adminListen, backend, path, url string
+}
+
+// New loads the workspace and opens the store. Flows with errors are
+// reported (Status) and stay stopped; the engine still starts.
+func New(opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if opts.Connectors == nil {
+		opts.Connectors = connectors.Default
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 20 * time.Second
+	}
+	if opts.RescanInterval == 0 {
+		opts.RescanInterval = 5 * time.Second
+	}
+	e := &Engine{opts: opts, log: opts.Logger, limiter: NewLimiter(), flows: map[string]*liveFlow{},
+		revs: map[string]map[int]*flows.Flow{}, hashes: map[string]string{}}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	ws := LoadWorkspace(opts.Workspace, opts.Getenv)
+	if cfgDiags := configDiagnostics(ws); len(cfgDiags) > 0 {
+		return nil, fmt.Errorf("%s", cfgDiags.Error())
+	}
+	e.static = staticOf(ws.Config)
+	if opts.Listen == "" {
+		opts.Listen = orDefault(ws.Config.Listen, "127.0.0.1:8080")
+	}
+	if opts.AdminListen == "" {
+		opts.AdminListen = orDefault(ws.Config.AdminListen, "127.0.0.1:8081")
+	}
+	if opts.Store == nil {
+		dir := opts.DataDir
+		if dir == "" {
+			dir = orDefault(ws.Config.Store.Path, "data")
+			if !filepath.IsAbs(dir) {
+				dir = filepath.Join(opts.Workspace, dir)
+			}
+		}
+		if ws.Config.Store.Backend == "redis" {
+			return nil, errors.New("store: backend redis is not available in this build; use --data-dir for the embedded store")
+		}
+		s, err := store.OpenBolt(dir)
+		if err != nil {
+			return nil, err
+		}
+		opts.Store = s
+	}
+	e.opts, e.store = opts, opts.Store
+	e.metrics = newMetrics(e)
+	conns, err := e.buildConnections(ws.Config)
+	if err != nil {
+		return nil, err
+	}
+	e.conns = conns
+	e.ws = ws
+	e.applyWorkspace(ws, "file")
+	return e, nil
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+func staticOf(c *dsl.Config) staticConfig {
+	return staticConfig{c.Listen, c.AdminListen, c.Store.Backend, c.Store.Path, c.Store.URL.Raw}
+}
+
+// configDiagnostics are the findings in conveyor.yaml, which stop a start.
+func configDiagnostics(ws *Workspace) dsl.Diagnostics {
+	var out dsl.Diagnostics
+	for _, d := range ws.Diagnostics {
+		if filepath.Base(d.File) == "conveyor.yaml" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// buildConnections constructs a caller per connection of cfg.
+func (e *Engine) buildConnections(cfg *dsl.Config) (map[string]connectors.Caller, error) {
+	out := map[string]connectors.Caller{}
+	for name, c := range cfg.Connections {
+		if c.HTTP == nil {
+			continue
+		}
+		values, err := httpValues(c.HTTP, e.opts.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("%s: connections.%s: %w", cfg.File, name, err)
+		}
+		timeout := c.HTTP.Timeout.D
+		if timeout == 0 {
+			timeout = 10 * time.Second
+		}
+		caller, err := e.opts.Connectors.Build("http", connectors.Config{Name: name, Values: values, Timeout: timeout})
+		if err != nil {
+			return nil, err
+		}
+		out[name] = caller
+	}
+	return out, nil
+}
+
+func httpValues(h *dsl.HTTPConnection, getenv func(string) (string, bool)) (map[string]any, error) {
+	base, err := h.BaseURL.Resolve(getenv)
+	if err != nil {
+		return nil, err
+	}
+	headers := map[string]string{}
+	for k, v := range h.Headers {
+		if headers[k], err = v.Resolve(getenv); err != nil {
+			return nil, fmt.Errorf("headers.%s: %w", k, err)
+		}
+	}
+	values := map[string]any{"base_url": base, "headers": headers}
+	if a := h.Auth; a != nil {
+		switch {
+		case a.Bearer != nil:
+			tok, err := a.Bearer.Resolve(getenv)
+			if err != nil {
+				return nil, err
+			}
+			values["auth"] = map[string]any{"bearer": tok}
+		case a.Basic != nil:
+			u, err1 := a.Basic.Username.Resolve(getenv)
+			p, err2 := a.Basic.Password.Resolve(getenv)
+			if err := errors.Join(err1, err2); err != nil {
+				return nil, err
+			}
+			values["auth"] = map[string]any{"basic": map[string]any{"username": u, "password": p}}
+		case a.APIKey != nil:
+			v, err := a.APIKey.Value.Resolve(getenv)
+			if err != nil {
+				return nil, err
+			}
+			header := a.APIKey.Header
+			if header == "" {
+				header = "X-API-Key"
+			}
+			values["auth"] = map[string]any{"api_key": map[string]any{"header": header, "value": v}}
+		}
+	}
+	return values, nil
+}
+
+// Start opens the listeners and starts workers, schedules and the watcher.
+func (e *Engine) Start() error {
+	var err error
+	if e.triggerLn, err = net.Listen("tcp", e.opts.Listen); err != nil {
+		return fmt.Errorf("listen %s: %w", e.opts.Listen, err)
+	}
+	if e.adminLn, err = net.Listen("tcp", e.opts.AdminListen); err != nil {
+		e.triggerLn.Close()
+		return fmt.Errorf("admin listen %s: %w", e.opts.AdminListen, err)
+	}
+	if n, err := e.store.Recover(e.ctx); err != nil {
+		return fmt.Errorf("store: recover: %w", err)
+	} else if n > 0 {
+		e.log.Info("resuming messages that were in flight", "count", n)
+	}
+	e.trigger = &http.Server{Handler: http.HandlerFunc(e.serveTrigger), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	e.admin = &http.Server{Handler: e.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	e.goLoop(func() { _ = e.trigger.Serve(e.triggerLn) })
+	e.goLoop(func() { _ = e.admin.Serve(e.adminLn) })
+	e.mu.RLock()
+	for _, lf := range e.flows {
+		lf.pool.start()
+	}
+	e.mu.RUnlock()
+	e.sched = newScheduler(e)
+	e.sched.sync()
+	if e.opts.RescanInterval > 0 {
+		if err := e.startWatcher(); err != nil {
+			e.log.Warn("file watcher unavailable; relying on periodic rescans", "error", err)
+		}
+	}
+	e.ready.Store(true)
+	e.log.Info("conveyor started", "listen", e.TriggerAddr(), "admin", e.AdminAddr(), "workspace", e.opts.Workspace, "flows", len(e.flowIDs()))
+	return nil
+}
+
+func (e *Engine) goLoop(f func()) {
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); f() }()
+}
+
+// TriggerAddr is the trigger listener's address (useful with port 0).
+func (e *Engine) TriggerAddr() string { return e.triggerLn.Addr().String() }
+
+// AdminAddr is the admin listener's address.
+func (e *Engine) AdminAddr() string { return e.adminLn.Addr().String() }
+
+// ConfigError says why the last change to conveyor.yaml was not applied
+// ("" when it was, or there was none).
+func (e *Engine) ConfigError() string {
+	if p := e.configErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() store.Store { return e.store }
+
+// Shutdown stops accepting (new requests get 503), lets in-flight messages
+// finish until ctx or the shutdown timeout ends, and leaves the rest
+// queued for the next start.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	if !e.draining.CompareAndSwap(false, true) {
+		return nil
+	}
+	e.ready.Store(false)
+	ctx, cancel := context.WithTimeout(ctx, e.opts.ShutdownTimeout)
+	defer cancel()
+	e.log.Info("shutting down: no longer accepting, finishing in-flight work")
+	if e.sched != nil {
+		e.sched.stop()
+	}
+	e.mu.RLock()
+	for _, lf := range e.flows {
+		lf.pool.stop()
+	}
+	e.mu.RUnlock()
+	done := make(chan struct{})
+	go func() { e.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.log.Warn("shutdown deadline: interrupting in-flight messages; they stay queued")
+	}
+	e.cancel() // interrupts what is left; workers requeue those messages
+	<-done
+	var errs []error
+	if e.trigger != nil {
+		errs = append(errs, e.trigger.Shutdown(ctx))
+		errs = append(errs, e.admin.Shutdown(ctx))
+	}
+	e.wg.Wait()
+	e.mu.Lock()
+	for _, c := range e.conns {
+		c.Close()
+	}
+	e.mu.Unlock()
+	errs = append(errs, e.store.Close())
+	return errors.Join(errs...)
+}
+
+func (e *Engine) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !e.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+	})
+	if e.opts.Admin != nil {
+		mux.Handle("/", e.opts.Admin)
+	}
+	return mux
+}
+
+func (e *Engine) flowIDs() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]string, 0, len(e.flows))
+	for id := range e.flows {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,326 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/conveyor-run/conveyor/connectors/all"
+	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+// target is a fake downstream system: it records bodies by idempotency
+// key (a repeated key is a replay, not a new order) and can be scripted.
+type target struct {
+	mu      sync.Mutex
+	orders  map[string]map[string]any // idempotency key -> first body
+	replays int
+	calls   atomic.Int64
+	status  func(body map[string]any) int // nil: 201
+	srv     *httptest.Server
+}
+
+func newTarget(t *testing.T) *target {
+	tg := &target{orders: map[string]map[string]any{}}
+	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tg.calls.Add(1)
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		status := 201
+		if tg.status != nil {
+			status = tg.status(body)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if status >= 300 {
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"error": "status %d"}`, status)
+			return
+		}
+		key := r.Header.Get("Idempotency-Key")
+		tg.mu.Lock()
+		if _, seen := tg.orders[key]; seen {
+			tg.replays++
+		} else {
+			tg.orders[key] = body
+		}
+		n := len(tg.orders)
+		tg.mu.Unlock()
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"sales_order": "SO-%d", "status": "open", "allocation_id": "AL-%d"}`, n, n)
+	}))
+	t.Cleanup(tg.srv.Close)
+	return tg
+}
+
+func (tg *target) count() int {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return len(tg.orders)
+}
+
+// workspace writes a workspace with the given flows and one connection per
+// target, and returns its directory.
+func workspace(t *testing.T, targets map[string]*target, flows map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	var cfg strings.Builder
+	cfg.WriteString("connections:\n")
+	for name, tg := range targets {
+		fmt.Fprintf(&cfg, "  %s: {http: {base_url: %q, timeout: 2s}}\n", name, tg.srv.URL)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg.String()), 0o644))
+	must(t, os.Mkdir(filepath.Join(dir, "flows"), 0o755))
+	for name, src := range flows {
+		must(t, os.WriteFile(filepath.Join(dir, "flows", name+".yaml"), []byte(src), 0o644))
+	}
+	return dir
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func start(t *testing.T, dir string, opts runtime.Options) *runtime.Engine {
+	t.Helper()
+	opts.Workspace = dir
+	opts.Listen, opts.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	if opts.DataDir == "" {
+		opts.DataDir = filepath.Join(dir, "data")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.RescanInterval == 0 {
+		opts.RescanInterval = 100 * time.Millisecond
+	}
+	e, err := runtime.New(opts)
+	must(t, err)
+	must(t, e.Start())
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	return e
+}
+
+func post(t *testing.T, url string, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	must(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+const orderFlow = `
+trigger: {http: {path: /orders}}
+dedup: {key: 'string(body.id)', ttl: 1h}
+retry: {attempts: 30, initial: 100ms, max: 400ms}
+steps:
+  - validate:
+      - {rule: body.id != nil, message: id is required}
+  - map: {order_ref: '"O-" + string(body.id)', email: body.email}
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - call: {connection: wms, path: /allocations, body: '{so: vars.erp.body.sales_order}'}
+`
+
+func TestOrderReachesERPAndWMS(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": orderFlow})
+	e := start(t, dir, runtime.Options{})
+	status, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 820982911946154777, "email": "a@b.nl"}`)
+	if status != http.StatusAccepted || out["id"] == "" {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	eventually(t, 5*time.Second, "the WMS allocation", func() bool { return wms.count() == 1 })
+	for _, o := range erp.orders {
+		if o["order_ref"] != "O-820982911946154777" {
+			t.Errorf("erp got %v", o)
+		}
+	}
+	m, err := e.Store().Get(context.Background(), out["id"].(string))
+	must(t, err)
+	eventually(t, 2*time.Second, "completed status", func() bool {
+		m, _ = e.Store().Get(context.Background(), out["id"].(string))
+		return m.Status == store.Completed
+	})
+}
+
+func TestAcceptRejections(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{
+		"orders": orderFlow,
+		"small":  "trigger: {http: {path: /small, max_body: 64B}}\nrate_limit: {limit: 2, per: 1m}\nsteps: [{log: '\"x\"'}]\n",
+	})
+	e := start(t, dir, runtime.Options{})
+	base := "http://" + e.TriggerAddr()
+	if s, out := post(t, base+"/orders", `{"email": "x"}`); s != 422 || !strings.Contains(fmt.Sprint(out), "id is required") {
+		t.Errorf("validation: %d %v", s, out)
+	}
+	if s, out := post(t, base+"/orders", `{"id": 1,`); s != 400 || !strings.Contains(fmt.Sprint(out), "line 1, column") {
+		t.Errorf("bad json: %d %v", s, out)
+	}
+	if s, _ := post(t, base+"/nope", `{}`); s != 404 {
+		t.Errorf("unknown path: %d", s)
+	}
+	if s, _ := post(t, base+"/small", `{"pad": "`+strings.Repeat("x", 100)+`"}`); s != 413 {
+		t.Errorf("too large: %d", s)
+	}
+	post(t, base+"/small", `{}`)
+	post(t, base+"/small", `{}`)
+	resp, err := http.Post(base+"/small", "application/json", strings.NewReader(`{}`))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("rate limit: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if erp.calls.Load() != 0 {
+		t.Errorf("rejected messages reached the ERP: %d calls", erp.calls.Load())
+	}
+}
+
+func TestDuplicateWebhookMakesOneOrder(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": orderFlow})
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/orders"
+	s1, first := post(t, url, `{"id": 42}`)
+	s2, second := post(t, url, `{"id": 42}`)
+	if s1 != 202 || s2 != 200 || second["duplicate"] != true || second["id"] != first["id"] {
+		t.Fatalf("first %d %v, second %d %v", s1, first, s2, second)
+	}
+	eventually(t, 5*time.Second, "the allocation", func() bool { return wms.count() == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if n := erp.calls.Load(); n != 1 {
+		t.Errorf("erp called %d times, want 1", n)
+	}
+}
+
+func TestERPDownThenRecovers(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	var down atomic.Bool
+	down.Store(true)
+	erp.status = func(map[string]any) int {
+		if down.Load() {
+			return 503
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": orderFlow})
+	e := start(t, dir, runtime.Options{})
+	for i := 1; i <= 5; i++ {
+		if s, out := post(t, "http://"+e.TriggerAddr()+"/orders", fmt.Sprintf(`{"id": %d}`, i)); s != 202 {
+			t.Fatalf("accept: %d %v", s, out)
+		}
+	}
+	time.Sleep(5 * time.Second) // the ERP is down for 5 s
+	down.Store(false)
+	eventually(t, 5*time.Second, "all orders delivered after recovery", func() bool { return wms.count() == 5 })
+	if erp.count() != 5 || erp.replays != 0 {
+		t.Errorf("erp orders %d, replays %d; want 5 and 0", erp.count(), erp.replays)
+	}
+}
+
+func TestERPRejectsGoesToDeadLetters(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	erp.status = func(map[string]any) int { return 422 }
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": orderFlow})
+	e := start(t, dir, runtime.Options{})
+	_, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 7, "email": "x@y.z"}`)
+	id := out["id"].(string)
+	var m *store.Message
+	eventually(t, 5*time.Second, "the dead letter", func() bool {
+		m, _ = e.Store().Get(context.Background(), id)
+		return m != nil && m.Status == store.Dead
+	})
+	if m.FailedStep != "3" || len(m.Attempts) != 1 || !strings.Contains(m.Attempts[0].Error, "status 422") || m.Revision != 1 {
+		t.Errorf("dead letter: step %q attempts %+v revision %d", m.FailedStep, m.Attempts, m.Revision)
+	}
+	if !bytes.Contains(m.Body, []byte(`"email": "x@y.z"`)) && !bytes.Contains(m.Body, []byte(`"email":"x@y.z"`)) {
+		t.Errorf("payload not kept: %s", m.Body)
+	}
+	if erp.calls.Load() != 1 {
+		t.Errorf("a permanent failure was retried: %d calls", erp.calls.Load())
+	}
+}
+
+func TestSyncFlowAndCachedDuplicate(t *testing.T) {
+	erp := newTarget(t)
+	var fail atomic.Bool
+	erp.status = func(map[string]any) int {
+		if fail.Load() {
+			return 500
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"quote": `
+trigger: {http: {path: /quote, mode: sync}}
+dedup: {key: body.ref}
+steps:
+  - validate: [{rule: 'body.qty > 0', message: qty must be positive}]
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - respond: {status: 201, body: '{so: vars.erp.body.sales_order, qty: body.qty}'}
+`})
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/quote"
+	fail.Store(true)
+	if s, _ := post(t, url, `{"ref": "r1", "qty": 2}`); s != 503 {
+		t.Fatalf("failing target: status %d, want 503", s)
+	}
+	fail.Store(false)
+	// The failed run released its key: the sender's retry runs again.
+	s, out := post(t, url, `{"ref": "r1", "qty": 2}`)
+	if s != 201 || out["qty"] != float64(2) || out["so"] == nil {
+		t.Fatalf("retry: %d %v", s, out)
+	}
+	// Now the key is confirmed: a duplicate gets the cached response.
+	s2, out2 := post(t, url, `{"ref": "r1", "qty": 2}`)
+	if s2 != 201 || out2["so"] != out["so"] {
+		t.Fatalf("duplicate: %d %v, want the cached %v", s2, out2, out)
+	}
+	if n := erp.calls.Load(); n != 2 {
+		t.Errorf("erp called %d times, want 2 (failed run + retry)", n)
+	}
+	if s, _ := post(t, url, `{"ref": "r2", "qty": 0}`); s != 422 {
+		t.Errorf("validation: %d", s)
+	}
+}
+
+func TestEventFanOut(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{
+		"in":     "trigger: {http: {path: /in}}\nsteps: [{publish: {topic: order.accepted}}]\n",
+		"to-erp": "trigger: {event: {topic: order.accepted}}\nsteps: [{call: {connection: erp, path: /x}}]\n",
+		"to-wms": "trigger: {event: {topic: order.accepted}}\nsteps: [{call: {connection: wms, path: /y}}]\n",
+	})
+	e := start(t, dir, runtime.Options{})
+	post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 1}`)
+	eventually(t, 5*time.Second, "both subscribers", func() bool { return erp.count() == 1 && wms.count() == 1 })
+}

@@ -1,0 +1,81 @@
+package runtime
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/conveyor-run/conveyor/flows"
+)
+
+// Limiter is the embedded store's rate limiting: one token bucket per key
+// (golang.org/x/time/rate), refilled at Limit per Per, holding up to Burst
+// tokens (default Limit). A key idle for ten periods is forgotten.
+//
+// Burst semantics: a client idle long enough may send Burst requests at
+// once; after that, one request per Per/Limit.
+type Limiter struct {
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	sweep   time.Time
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	used time.Time
+	per  time.Duration
+}
+
+// NewLimiter returns an empty limiter.
+func NewLimiter() *Limiter { return &Limiter{buckets: map[string]*bucket{}} }
+
+func (l *Limiter) get(key string, rl flows.RateLimit, now time.Time) *bucket {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	limit := rate.Limit(float64(rl.Limit) / rl.Per.Seconds())
+	burst := max(rl.Burst, 1)
+	b, ok := l.buckets[key]
+	if !ok || b.lim.Limit() != limit || b.lim.Burst() != burst {
+		b = &bucket{lim: rate.NewLimiter(limit, burst), per: rl.Per}
+		l.buckets[key] = b
+	}
+	b.used = now
+	if now.Sub(l.sweep) > time.Minute {
+		l.sweep = now
+		for k, x := range l.buckets {
+			if now.Sub(x.used) > 10*x.per && now.Sub(x.used) > time.Minute {
+				delete(l.buckets, k)
+			}
+		}
+	}
+	return b
+}
+
+// Allow takes a token for key now, or says how long until one is free.
+func (l *Limiter) Allow(key string, rl flows.RateLimit) (bool, time.Duration) {
+	now := time.Now()
+	b := l.get(key, rl, now)
+	r := b.lim.ReserveN(now, 1)
+	if !r.OK() {
+		return false, rl.Per
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// Wait blocks until key has a token or ctx ends.
+func (l *Limiter) Wait(ctx context.Context, key string, rl flows.RateLimit) error {
+	return l.get(key, rl, time.Now()).lim.Wait(ctx)
+}
+
+// retryAfterSeconds rounds a wait up to whole seconds, at least one, as
+// the Retry-After header wants.
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}

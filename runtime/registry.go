@@ -1,0 +1,344 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+// FlowStatus is what the API shows of a flow's state.
+type FlowStatus string
+
+// The statuses of a flow.
+const (
+	StatusActive   FlowStatus = "active"   // a revision is live
+	StatusError    FlowStatus = "error"    // the file has errors; the last good revision (if any) keeps serving
+	StatusDisabled FlowStatus = "disabled" // turned off by an operator; its trigger answers 503
+)
+
+// liveFlow is a flow in the registry. The compiled flow is swapped
+// atomically: a message holds the *flows.Flow it started with and
+// finishes on it, whatever is swapped in meanwhile.
+type liveFlow struct {
+	id       string
+	file     string
+	cur      atomic.Pointer[flows.Flow]
+	revision atomic.Int64
+	hash     string
+	diags    atomic.Pointer[dsl.Diagnostics]
+	disabled atomic.Bool
+	pool     *pool
+}
+
+// FlowInfo is a snapshot of one flow for the API and the CLI.
+type FlowInfo struct {
+	ID          string          `json:"id"`
+	File        string          `json:"file"`
+	Description string          `json:"description"`
+	Trigger     string          `json:"trigger"`
+	Revision    int             `json:"revision"`
+	Status      FlowStatus      `json:"status"`
+	Diagnostics dsl.Diagnostics `json:"diagnostics"`
+}
+
+func (lf *liveFlow) info() FlowInfo {
+	fi := FlowInfo{ID: lf.id, File: lf.file, Revision: int(lf.revision.Load()), Status: StatusActive, Diagnostics: dsl.Diagnostics{}}
+	if f := lf.cur.Load(); f != nil {
+		fi.Description = f.Description
+		fi.Trigger = triggerSummary(f)
+	}
+	if ds := lf.diags.Load(); ds != nil && len(*ds) > 0 {
+		fi.Status, fi.Diagnostics = StatusError, *ds
+	}
+	if lf.disabled.Load() {
+		fi.Status = StatusDisabled
+	}
+	return fi
+}
+
+func triggerSummary(f *flows.Flow) string {
+	t := f.Trigger
+	switch {
+	case t.HTTP != nil:
+		m := t.HTTP.Method
+		if m == "" {
+			m = "POST"
+		}
+		mode := t.HTTP.Mode
+		if mode == "" {
+			mode = "async"
+		}
+		return fmt.Sprintf("http %s %s (%s)", m, t.HTTP.Path, mode)
+	case t.Schedule != nil:
+		return "schedule " + t.Schedule.Cron
+	case t.File != nil:
+		return "file " + t.File.Dir
+	case t.Event != nil:
+		return "event " + t.Event.Topic
+	}
+	return ""
+}
+
+// Flows lists every flow the engine knows, sorted by id.
+func (e *Engine) Flows() []FlowInfo {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]FlowInfo, 0, len(e.flows))
+	for _, lf := range e.flows {
+		out = append(out, lf.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Flow returns one flow's snapshot.
+func (e *Engine) Flow(id string) (FlowInfo, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	lf, ok := e.flows[id]
+	if !ok {
+		return FlowInfo{}, false
+	}
+	return lf.info(), true
+}
+
+// live returns the current compiled flow of id, if one is live.
+func (e *Engine) live(id string) (*liveFlow, *flows.Flow) {
+	e.mu.RLock()
+	lf := e.flows[id]
+	e.mu.RUnlock()
+	if lf == nil {
+		return nil, nil
+	}
+	return lf, lf.cur.Load()
+}
+
+func hashOf(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// applyWorkspace brings the registry in line with a freshly loaded
+// workspace: new revisions swap in, broken files keep the old revision
+// serving, removed files stop their flows (their queues are kept).
+func (e *Engine) applyWorkspace(ws *Workspace, author string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ws = ws
+	bad := map[string]dsl.Diagnostics{}
+	for _, d := range ws.Diagnostics {
+		if id, ok := flowOfFile(ws, d.File); ok {
+			bad[id] = append(bad[id], d)
+		}
+	}
+	seen := map[string]bool{}
+	for id, file := range ws.FlowFiles {
+		seen[id] = true
+		lf := e.flows[id]
+		if lf == nil {
+			lf = &liveFlow{id: id, file: file}
+			lf.pool = newPool(e, lf)
+			e.flows[id] = lf
+			if e.ready.Load() {
+				lf.pool.start()
+			}
+		}
+		lf.file = file
+		if ds := bad[id]; len(ds) > 0 {
+			lf.diags.Store(&ds)
+			e.metrics.reloads.WithLabelValues(id, "failed").Inc()
+			e.log.Error("flow not reloaded: the file has errors; the previous revision keeps serving",
+				"flow", id, "revision", lf.revision.Load(), "errors", ds.Error())
+			continue
+		}
+		f := ws.Flows[id]
+		if f == nil || f == lf.cur.Load() {
+			continue // not compiled, or unchanged by this reload
+		}
+		src, _ := os.ReadFile(file)
+		hash := hashOf(src)
+		empty := dsl.Diagnostics{}
+		lf.diags.Store(&empty)
+		rev := e.nextRevision(id, hash, string(src), author)
+		f.Revision = rev
+		if old := lf.cur.Load(); old != nil {
+			e.keepRevision(old)
+		}
+		lf.hash = hash
+		lf.cur.Store(f)
+		lf.revision.Store(int64(rev))
+		e.metrics.revision.WithLabelValues(id).Set(float64(rev))
+		e.metrics.reloads.WithLabelValues(id, "ok").Inc()
+		e.log.Info("flow live", "flow", id, "revision", rev, "trigger", triggerSummary(f))
+	}
+	for id, lf := range e.flows {
+		if !seen[id] {
+			e.log.Info("flow file removed: flow stopped, its queue is kept", "flow", id)
+			lf.pool.stop()
+			delete(e.flows, id)
+		}
+	}
+	e.rebuildRoutes()
+	if e.sched != nil {
+		go e.sched.sync()
+	}
+}
+
+// flowOfFile maps a diagnostic's file to the flow whose file it is.
+func flowOfFile(ws *Workspace, file string) (string, bool) {
+	for id, f := range ws.FlowFiles {
+		if f == file {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// nextRevision returns the revision number for a flow file's content,
+// storing a new revision when the content is new.
+func (e *Engine) nextRevision(id, hash, src, author string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	revs, err := e.store.Revisions(ctx, id)
+	if err != nil {
+		e.log.Error("cannot read revisions", "flow", id, "error", err)
+	}
+	if n := len(revs); n > 0 && revs[n-1].Hash == hash {
+		return revs[n-1].Number
+	}
+	next := 1
+	if n := len(revs); n > 0 {
+		next = revs[n-1].Number + 1
+	}
+	if err := e.store.AddRevision(ctx, store.Revision{Flow: id, Number: next, Hash: hash, Source: src, Author: author, At: time.Now().UTC()}); err != nil {
+		e.log.Error("cannot store revision", "flow", id, "error", err)
+	}
+	return next
+}
+
+// keepRevision remembers a replaced compiled flow so that messages
+// accepted under it retry on it (their checkpoints index its steps).
+func (e *Engine) keepRevision(f *flows.Flow) {
+	m := e.revs[f.ID]
+	if m == nil {
+		m = map[int]*flows.Flow{}
+		e.revs[f.ID] = m
+	}
+	m[f.Revision] = f
+}
+
+// flowFor returns the compiled flow for a message of flow id at revision
+// rev: the live one, a kept older one, or the stored source compiled now.
+func (e *Engine) flowFor(id string, rev int) (*flows.Flow, error) {
+	lf, cur := e.live(id)
+	if cur != nil && (rev == 0 || cur.Revision == rev) {
+		return cur, nil
+	}
+	e.mu.RLock()
+	old := e.revs[id][rev]
+	ws := e.ws
+	e.mu.RUnlock()
+	if old != nil {
+		return old, nil
+	}
+	revs, err := e.store.Revisions(context.Background(), id)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range revs {
+		if r.Number != rev {
+			continue
+		}
+		df, ds := dsl.ParseFlow(fileOr(lf, id), []byte(r.Source))
+		if len(ds) > 0 {
+			return nil, fmt.Errorf("revision %d of %s no longer loads: %v", rev, id, ds)
+		}
+		f, ds := flows.Compile(df, ws.FlowEnv(e.opts.Getenv))
+		if len(ds) > 0 {
+			return nil, fmt.Errorf("revision %d of %s no longer compiles: %v", rev, id, ds)
+		}
+		f.Revision = rev
+		e.mu.Lock()
+		e.keepRevision(f)
+		e.mu.Unlock()
+		return f, nil
+	}
+	if cur != nil {
+		return cur, nil // the revision is gone: run on the live one
+	}
+	return nil, fmt.Errorf("flow %s has no live revision", id)
+}
+
+func fileOr(lf *liveFlow, id string) string {
+	if lf != nil {
+		return lf.file
+	}
+	return "flows/" + id + ".yaml"
+}
+
+// rebuildRoutes builds the trigger mux for the live http flows and swaps
+// it in. Callers hold e.mu.
+func (e *Engine) rebuildRoutes() {
+	mux := http.NewServeMux()
+	for id, lf := range e.flows {
+		f := lf.cur.Load()
+		if f == nil || f.Trigger.HTTP == nil {
+			continue
+		}
+		method := f.Trigger.HTTP.Method
+		if method == "" {
+			method = "POST"
+		}
+		pattern := method + " " + muxPath(f.Trigger.HTTP.Path)
+		id := id
+		func() {
+			defer func() {
+				if r := recover(); r != nil { // a conflicting pattern: refuse the later flow
+					e.log.Error("route conflict", "flow", id, "pattern", pattern, "error", r)
+				}
+			}()
+			mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { e.accept(w, r, id) })
+		}()
+	}
+	e.routes.Store(mux)
+}
+
+// muxPath turns /orders/:id into /orders/{id} for net/http patterns.
+func muxPath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		if strings.HasPrefix(s, ":") {
+			parts[i] = "{" + s[1:] + "}"
+		}
+	}
+	out := strings.Join(parts, "/")
+	if strings.HasSuffix(out, "/") && len(out) > 1 {
+		out += "{$}"
+	}
+	return out
+}
+
+// pathParams names the {params} of a trigger path.
+func pathParams(p string) []string {
+	var out []string
+	for _, s := range strings.Split(p, "/") {
+		switch {
+		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}"):
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(s[1:len(s)-1], "..."), "$"), "..."))
+		case strings.HasPrefix(s, ":"):
+			out = append(out, s[1:])
+		}
+	}
+	return out
+}

@@ -1,0 +1,118 @@
+package runtime_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/conveyor-run/conveyor/runtime"
+)
+
+const echoV1 = "trigger: {http: {path: /echo, mode: sync}}\nsteps: [{respond: {body: '{v: 1, id: body.id}'}}]\n"
+const echoV2 = "trigger: {http: {path: /echo, mode: sync}}\nsteps: [{respond: {body: '{v: 2, id: body.id}'}}]\n"
+const echoBroken = "trigger: {http: {path: /echo, mode: sync}}\nsteps: [{respond: {body: '{v: 3, id: bdy.id}'}}]\n"
+
+// A broken save under load keeps the old revision serving with no failed
+// request; the fixed file goes live within a second.
+func TestBrokenSaveUnderLoadKeepsServing(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/echo"
+	file := filepath.Join(dir, "flows", "echo.yaml")
+
+	var failed, total atomic.Int64
+	var seenV2 atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Post(url, "application/json", strings.NewReader(fmt.Sprintf(`{"id": %d}`, i)))
+				total.Add(1)
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+					if resp != nil {
+						resp.Body.Close()
+					}
+					continue
+				}
+				var b [64]byte
+				n, _ := resp.Body.Read(b[:])
+				resp.Body.Close()
+				if strings.Contains(string(b[:n]), `"v":2`) {
+					seenV2.Store(true)
+				}
+			}
+		}(w)
+	}
+	time.Sleep(300 * time.Millisecond)
+	must(t, os.WriteFile(file, []byte(echoBroken), 0o644))
+	eventually(t, 2*time.Second, "the broken save to be reported", func() bool {
+		fi, _ := e.Flow("echo")
+		return fi.Status == runtime.StatusError && len(fi.Diagnostics) > 0
+	})
+	fi, _ := e.Flow("echo")
+	if !strings.Contains(fi.Diagnostics[0].String(), `unknown name "bdy" (did you mean "body"?)`) || fi.Revision != 1 {
+		t.Errorf("diagnostics %v at revision %d", fi.Diagnostics, fi.Revision)
+	}
+	time.Sleep(300 * time.Millisecond)
+	fixed := time.Now()
+	must(t, os.WriteFile(file, []byte(echoV2), 0o644))
+	eventually(t, time.Second, "the fixed file to go live within 1 s", seenV2.Load)
+	t.Logf("fixed revision live after %s", time.Since(fixed))
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed during reloads", failed.Load(), total.Load())
+	}
+	if fi, _ := e.Flow("echo"); fi.Revision != 2 || fi.Status != runtime.StatusActive {
+		t.Errorf("after the fix: revision %d status %s", fi.Revision, fi.Status)
+	}
+}
+
+// A deleted file stops its flow (404) and keeps its queue; static settings
+// are refused at reload.
+func TestDeleteStopsFlowAndStaticSettingsAreRefused(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/echo"
+	if s, _ := post(t, url, `{}`); s != 200 {
+		t.Fatalf("status %d", s)
+	}
+	cfg := filepath.Join(dir, "conveyor.yaml")
+	old, _ := os.ReadFile(cfg)
+	must(t, os.WriteFile(cfg, append(old, []byte("store: {path: elsewhere}\n")...), 0o644))
+	must(t, os.Remove(filepath.Join(dir, "flows", "echo.yaml")))
+	eventually(t, 2*time.Second, "the flow to stop", func() bool {
+		s, _ := post(t, url, `{}`)
+		return s == 404
+	})
+	e.Reload()
+	if _, ok := e.Flow("echo"); ok {
+		t.Errorf("deleted flow still listed")
+	}
+	if got := e.ConfigError(); !strings.Contains(got, `reload not supported for store.path: "" -> "elsewhere"`) {
+		t.Errorf("config error %q", got)
+	}
+	// Two flows claiming one path: the later one is refused.
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "a.yaml"), []byte(echoV1), 0o644))
+	eventually(t, 2*time.Second, "flow a", func() bool { s, _ := post(t, url, `{}`); return s == 200 })
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "b.yaml"), []byte(echoV2), 0o644))
+	eventually(t, 2*time.Second, "flow b refused", func() bool {
+		fi, _ := e.Flow("b")
+		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), `already claimed by flow "a"`)
+	})
+}

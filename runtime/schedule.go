@@ -1,0 +1,126 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+// scheduler fires schedule triggers. A firing enqueues a message whose id
+// derives from the flow and the scheduled time, so it is stored once; a
+// firing while the previous run is still pending is skipped, so runs
+// never overlap.
+type scheduler struct {
+	e    *Engine
+	mu   sync.Mutex
+	jobs map[string]*job // flow id -> job
+}
+
+type job struct {
+	spec, tz string
+	stop     chan struct{}
+	last     string // id of the last message it enqueued
+}
+
+func newScheduler(e *Engine) *scheduler { return &scheduler{e: e, jobs: map[string]*job{}} }
+
+// sync starts, restarts and stops jobs to match the live flows.
+func (s *scheduler) sync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := map[string]*dsl.ScheduleTrigger{}
+	s.e.mu.RLock()
+	for id, lf := range s.e.flows {
+		if f := lf.cur.Load(); f != nil && f.Trigger.Schedule != nil {
+			want[id] = f.Trigger.Schedule
+		}
+	}
+	s.e.mu.RUnlock()
+	for id, j := range s.jobs {
+		if w, ok := want[id]; !ok || w.Cron != j.spec || w.Timezone != j.tz {
+			close(j.stop)
+			delete(s.jobs, id)
+		}
+	}
+	for id, t := range want {
+		if _, running := s.jobs[id]; running {
+			continue
+		}
+		sched, err := dsl.ParseCron(t.Cron)
+		if err != nil {
+			continue // lint reported it; the flow never went live
+		}
+		loc := time.UTC
+		if t.Timezone != "" {
+			if l, err := time.LoadLocation(t.Timezone); err == nil {
+				loc = l
+			}
+		}
+		j := &job{spec: t.Cron, tz: t.Timezone, stop: make(chan struct{})}
+		s.jobs[id] = j
+		s.e.goLoop(func() { s.run(id, j, sched, loc) })
+	}
+}
+
+func (s *scheduler) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, j := range s.jobs {
+		close(j.stop)
+		delete(s.jobs, id)
+	}
+}
+
+func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Location) {
+	for {
+		next := sched.Next(time.Now().In(loc))
+		timer := time.NewTimer(time.Until(next))
+		select {
+		case <-j.stop:
+			timer.Stop()
+			return
+		case <-s.e.ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		s.fire(id, j, next)
+	}
+}
+
+func (s *scheduler) fire(id string, j *job, at time.Time) {
+	e := s.e
+	lf, f := e.live(id)
+	if f == nil || lf.disabled.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	if j.last != "" {
+		if prev, err := e.store.Get(ctx, j.last); err == nil && prev.Status.Pending() {
+			e.metrics.skipped.WithLabelValues(id).Inc()
+			e.log.Warn("schedule skipped: the previous run is still pending", "flow", id, "previous", prev.ID)
+			return
+		}
+	}
+	body, _ := jsonv.Marshal(map[string]any{"scheduled_at": at.UTC().Format(time.RFC3339), "timezone": at.Location().String()})
+	h := sha256.Sum256([]byte(id + "\x00" + at.UTC().Format(time.RFC3339Nano)))
+	m := &store.Message{ID: "sch-" + hex.EncodeToString(h[:16]), Flow: id, Revision: f.Revision, Status: store.Queued, Source: "schedule",
+		ReceivedAt: time.Now().UTC(), DueAt: time.Now(), Body: body}
+	e.metrics.received.WithLabelValues(id).Inc()
+	if _, err := e.store.Accept(ctx, m, 0); err != nil {
+		e.log.Error("cannot enqueue a scheduled run", "flow", id, "error", err)
+		return
+	}
+	j.last = m.ID
+	e.metrics.accepted.WithLabelValues(id).Inc()
+	lf.pool.wake()
+}

@@ -1,0 +1,129 @@
+// Package store defines what the engine keeps durably — the message queue
+// with its checkpoints, memos and dead letters, the message journal, dedup
+// keys and flow revisions — and implements it on an embedded bbolt file.
+// The Redis implementation and the shared conformance suite (storetest)
+// hold every implementation to the same semantics.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Status is where a message stands.
+type Status string
+
+// The statuses of a message.
+const (
+	Queued    Status = "queued"    // waiting for a worker, due at DueAt
+	Running   Status = "running"   // leased by a worker
+	Retrying  Status = "retrying"  // failed transiently, due again at DueAt
+	Completed Status = "completed" // every step done
+	Filtered  Status = "filtered"  // a filter step ended it
+	Dead      Status = "dead"      // in the dead-letter queue
+	Discarded Status = "discarded" // removed from the dead-letter queue
+	Failed    Status = "failed"    // sync run that failed (journal only)
+)
+
+// Pending reports whether a message with status s still waits for a worker.
+func (s Status) Pending() bool { return s == Queued || s == Retrying || s == Running }
+
+// Attempt is one failed try of a message.
+type Attempt struct {
+	At    time.Time `json:"at"`
+	Step  string    `json:"step,omitempty"`
+	Class string    `json:"class,omitempty"`
+	Error string    `json:"error"`
+}
+
+// Message is a stored message: the accepted payload and everything that
+// happened to it.
+type Message struct {
+	ID         string                     `json:"id"`
+	Flow       string                     `json:"flow"`
+	Revision   int                        `json:"revision"`
+	Status     Status                     `json:"status"`
+	Source     string                     `json:"source,omitempty"` // http, event:<topic>, schedule, replay:<id>
+	DedupKey   string                     `json:"dedup_key,omitempty"`
+	ReceivedAt time.Time                  `json:"received_at"`
+	UpdatedAt  time.Time                  `json:"updated_at"`
+	DueAt      time.Time                  `json:"due_at"`
+	Attempt    int                        `json:"attempt"` // attempts started
+	Body       json.RawMessage            `json:"body"`
+	Headers    map[string]string          `json:"headers,omitempty"`
+	Query      map[string]string          `json:"query,omitempty"`
+	Params     map[string]string          `json:"params,omitempty"`
+	State      json.RawMessage            `json:"state,omitempty"` // checkpoint: flows.State
+	Memo       map[string]json.RawMessage `json:"memo,omitempty"`  // idempotency key -> response
+	Attempts   []Attempt                  `json:"attempts,omitempty"`
+	FailedStep string                     `json:"failed_step,omitempty"`
+	Error      string                     `json:"error,omitempty"`
+	Trace      json.RawMessage            `json:"trace,omitempty"`
+	Response   json.RawMessage            `json:"response,omitempty"`
+	Reason     string                     `json:"reason,omitempty"` // why it was discarded
+}
+
+// Filter selects messages from the journal. Zero fields match all.
+type Filter struct {
+	Flow   string
+	Status Status
+	Key    string // dedup key
+	Since  time.Time
+	Limit  int // default 100
+}
+
+// Revision is one version of a flow file that went live.
+type Revision struct {
+	Flow   string    `json:"flow"`
+	Number int       `json:"revision"`
+	Hash   string    `json:"hash"`
+	Source string    `json:"source"`
+	Author string    `json:"author"`
+	At     time.Time `json:"at"`
+}
+
+// ErrNotFound is returned for an unknown message id.
+var ErrNotFound = errors.New("not found")
+
+// Store is the engine's durable state. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Accept stores m as queued and claims m.DedupKey for ttl, in one
+	// transaction, durably, before it returns. When the key is held by a
+	// live message, or a message with m.ID exists, nothing is stored and
+	// that message is returned.
+	Accept(ctx context.Context, m *Message, ttl time.Duration) (existing *Message, err error)
+	// Lease hands out up to n messages of flow that are due at now, marking
+	// them running. A message is leased to one worker at a time.
+	Lease(ctx context.Context, flow string, now time.Time, n int) ([]*Message, error)
+	// Save writes m. Status Queued or Retrying (re)queues it at DueAt;
+	// other statuses take it off the queue.
+	Save(ctx context.Context, m *Message) error
+	// Get returns a message by id.
+	Get(ctx context.Context, id string) (*Message, error)
+	// List returns messages newest first.
+	List(ctx context.Context, f Filter) ([]*Message, error)
+	// Recover requeues messages leased by workers that are gone (all of
+	// them for the embedded store, at start).
+	Recover(ctx context.Context) (int, error)
+	// Depth returns the number of queued messages of flow and the
+	// receive time of the oldest.
+	Depth(ctx context.Context, flow string) (int, time.Time, error)
+
+	// ClaimKey claims a dedup key for a sync run: ok is false and holder
+	// names the message when it is taken.
+	ClaimKey(ctx context.Context, key, messageID string, ttl time.Duration) (holder string, ok bool, err error)
+	// ConfirmKey keeps a claimed key for ttl once the run succeeded.
+	ConfirmKey(ctx context.Context, key, messageID string, ttl time.Duration) error
+	// ReleaseKey frees a key claimed by messageID, so the sender's retry runs.
+	ReleaseKey(ctx context.Context, key, messageID string) error
+
+	// AddRevision stores a revision of a flow.
+	AddRevision(ctx context.Context, r Revision) error
+	// Revisions lists the revisions of a flow, oldest first.
+	Revisions(ctx context.Context, flow string) ([]Revision, error)
+
+	Close() error
+}

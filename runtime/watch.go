@@ -1,0 +1,266 @@
+package runtime
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/flows"
+)
+
+// startWatcher watches the workspace directories (not files: editors save
+// by rename), debounces bursts of events, and rescans periodically in case
+// an event was lost (overflow, network file systems).
+func (e *Engine) startWatcher() error {
+	e.hashes = e.scanFiles()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		e.goLoop(func() { e.rescanLoop(nil, nil) })
+		return err
+	}
+	for _, d := range e.watchDirs() {
+		if err := w.Add(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			e.log.Warn("cannot watch directory", "dir", d, "error", err)
+		}
+	}
+	e.goLoop(func() { e.rescanLoop(w.Events, w.Errors); w.Close() })
+	return nil
+}
+
+func (e *Engine) watchDirs() []string {
+	dir := e.opts.Workspace
+	return []string{dir, filepath.Join(dir, "flows"), filepath.Join(dir, "mappings"), filepath.Join(dir, "lookups")}
+}
+
+const debounce = 200 * time.Millisecond
+
+func (e *Engine) rescanLoop(events chan fsnotify.Event, errs chan error) {
+	tick := time.NewTicker(e.opts.RescanInterval)
+	defer tick.Stop()
+	var fire <-chan time.Time
+	var timer *time.Timer
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ev.Op&fsnotify.Create != 0 {
+				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
+					for _, d := range e.watchDirs() {
+						if filepath.Clean(d) == filepath.Clean(ev.Name) {
+							e.log.Info("watching new directory", "dir", d)
+						}
+					}
+				}
+			}
+			if timer == nil {
+				timer = time.NewTimer(debounce)
+			} else {
+				timer.Reset(debounce)
+			}
+			fire = timer.C
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			e.log.Warn("file watcher error; rescanning", "error", err)
+			e.Reload()
+		case <-fire:
+			fire = nil
+			e.Reload()
+		case <-tick.C:
+			e.Reload()
+		}
+	}
+}
+
+// scanFiles hashes every file a reload depends on.
+func (e *Engine) scanFiles() map[string]string {
+	out := map[string]string{}
+	dir := e.opts.Workspace
+	add := func(path string) {
+		if b, err := os.ReadFile(path); err == nil {
+			h := sha256.Sum256(b)
+			out[path] = hex.EncodeToString(h[:])
+		}
+	}
+	add(filepath.Join(dir, "conveyor.yaml"))
+	for _, sub := range []string{"flows", "mappings", "lookups"} {
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, en := range entries {
+			name := en.Name()
+			if en.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") || strings.HasSuffix(name, ".csv")) {
+				continue
+			}
+			add(filepath.Join(dir, sub, name))
+		}
+	}
+	return out
+}
+
+// Reload applies what changed on disk since the last load: a changed flow
+// file recompiles that flow; a changed mapping, lookup or connection
+// recompiles every flow. Each flow swaps atomically or, when it has
+// errors, keeps its previous revision. Byte-identical files are skipped.
+func (e *Engine) Reload() {
+	e.reloadM.Lock()
+	defer e.reloadM.Unlock()
+	files := e.scanFiles()
+	var changed []string
+	shared := false
+	for p, h := range files {
+		if e.hashes[p] != h {
+			changed = append(changed, p)
+		}
+	}
+	for p := range e.hashes {
+		if _, ok := files[p]; !ok {
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	for _, p := range changed {
+		if !strings.Contains(filepath.ToSlash(p), "/flows/") {
+			shared = true
+		}
+	}
+	e.hashes = files
+	e.mu.RLock()
+	prev := e.ws
+	e.mu.RUnlock()
+	var ws *Workspace
+	if shared {
+		ws = LoadWorkspace(e.opts.Workspace, e.opts.Getenv)
+		if !e.reloadConfig(prev, ws) {
+			// keep the previous configuration, connections and shared files
+			ws = prev.withFlows(e.opts.Workspace, changed, e.opts.Getenv)
+		}
+	} else {
+		ws = prev.withFlows(e.opts.Workspace, changed, e.opts.Getenv)
+	}
+	e.log.Info("workspace changed", "files", changed)
+	e.applyWorkspace(ws, "file")
+}
+
+// reloadConfig checks a changed conveyor.yaml: static settings cannot
+// change at run time; connections are rebuilt. It reports whether ws may
+// be applied.
+func (e *Engine) reloadConfig(prev, ws *Workspace) bool {
+	refuse := func(result, msg string) bool {
+		e.metrics.reloads.WithLabelValues("conveyor.yaml", result).Inc()
+		e.log.Error(msg)
+		e.configErr.Store(&msg)
+		return false
+	}
+	if ds := configDiagnostics(ws); len(ds) > 0 {
+		return refuse("failed", "conveyor.yaml not reloaded: "+ds.Error())
+	}
+	old, now := staticOf(prev.Config), staticOf(ws.Config)
+	if old != now {
+		field, from, to := staticDiff(old, now)
+		return refuse("refused", fmt.Sprintf("reload not supported for %s: %q -> %q (restart to apply)", field, from, to))
+	}
+	conns, err := e.buildConnections(ws.Config)
+	if err != nil {
+		return refuse("failed", "conveyor.yaml not reloaded: "+err.Error())
+	}
+	e.configErr.Store(nil)
+	e.mu.Lock()
+	old2 := e.conns
+	e.conns = conns
+	e.mu.Unlock()
+	for _, c := range old2 {
+		c.Close()
+	}
+	return true
+}
+
+func staticDiff(a, b staticConfig) (string, string, string) {
+	switch {
+	case a.listen != b.listen:
+		return "listen", a.listen, b.listen
+	case a.adminListen != b.adminListen:
+		return "admin_listen", a.adminListen, b.adminListen
+	case a.backend != b.backend:
+		return "store.backend", a.backend, b.backend
+	case a.path != b.path:
+		return "store.path", a.path, b.path
+	}
+	return "store.url", "(hidden)", "(hidden)"
+}
+
+// withFlows returns a copy of ws with the given flow files re-read (or
+// dropped when gone); other flows keep their compiled programs.
+func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string) (string, bool)) *Workspace {
+	out := *ws
+	out.Sources, out.Flows, out.FlowFiles = map[string]*dsl.Flow{}, map[string]*flows.Flow{}, map[string]string{}
+	isChanged := map[string]bool{}
+	for _, p := range changed {
+		isChanged[filepath.Clean(p)] = true
+	}
+	for id, f := range ws.FlowFiles {
+		if isChanged[filepath.Clean(f)] {
+			continue
+		}
+		out.FlowFiles[id] = f
+		if s := ws.Sources[id]; s != nil {
+			out.Sources[id] = s
+		}
+		if f := ws.Flows[id]; f != nil {
+			out.Flows[id] = f
+		}
+	}
+	out.Diagnostics = nil
+	for _, d := range ws.Diagnostics {
+		if !isChanged[filepath.Clean(d.File)] {
+			out.Diagnostics = append(out.Diagnostics, d)
+		}
+	}
+	env := out.FlowEnv(getenv)
+	var fresh []string
+	for _, p := range changed {
+		if !strings.Contains(filepath.ToSlash(p), "/flows/") {
+			continue
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			continue // removed
+		}
+		df, ds := dsl.ParseFlow(p, src)
+		if prev, dup := out.FlowFiles[df.ID]; dup && filepath.Clean(prev) != filepath.Clean(p) {
+			out.Diagnostics = append(out.Diagnostics, dsl.Diagnostic{File: p, Line: 1, Col: 1, Message: fmt.Sprintf("flow id %q is already used by %s", df.ID, prev)})
+			continue
+		}
+		out.FlowFiles[df.ID] = p
+		out.Diagnostics = append(out.Diagnostics, ds...)
+		if len(ds) > 0 {
+			continue
+		}
+		out.Sources[df.ID] = df
+		f, ds := flows.Compile(df, env)
+		out.Diagnostics = append(out.Diagnostics, ds...)
+		if f != nil {
+			out.Flows[df.ID] = f
+			fresh = append(fresh, df.ID)
+		}
+	}
+	out.checkRoutes(fresh...)
+	out.Diagnostics.Sort()
+	return &out
+}

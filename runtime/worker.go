@@ -1,0 +1,317 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+// pool delivers one flow's queued messages: a dispatcher leases due
+// messages up to the flow's concurrency and runs each on its own goroutine.
+type pool struct {
+	e       *Engine
+	lf      *liveFlow
+	wakeCh  chan struct{}
+	doneCh  chan struct{}
+	stopCh  chan struct{}
+	once    sync.Once
+	started bool
+	mu      sync.Mutex
+}
+
+func newPool(e *Engine, lf *liveFlow) *pool {
+	return &pool{e: e, lf: lf, wakeCh: make(chan struct{}, 1), doneCh: make(chan struct{}, 1024), stopCh: make(chan struct{})}
+}
+
+func (p *pool) wake() {
+	select {
+	case p.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pool) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return
+	}
+	p.started = true
+	p.e.goLoop(p.dispatch)
+}
+
+func (p *pool) stop() { p.once.Do(func() { close(p.stopCh) }) }
+
+const idlePoll = 200 * time.Millisecond
+
+func (p *pool) dispatch() {
+	inflight := 0
+	for {
+		select {
+		case <-p.stopCh:
+			for ; inflight > 0; inflight-- {
+				<-p.doneCh
+			}
+			return
+		default:
+		}
+		f := p.lf.cur.Load()
+		limit := 4
+		if f != nil {
+			limit = f.Concurrency
+		}
+		leased := 0
+		if free := limit - inflight; free > 0 && !p.lf.disabled.Load() {
+			msgs, err := p.e.store.Lease(p.e.ctx, p.lf.id, time.Now(), free)
+			if err != nil {
+				p.e.log.Error("cannot lease messages", "flow", p.lf.id, "error", err)
+			}
+			for _, m := range msgs {
+				inflight++
+				leased++
+				p.e.inflight.Add(1)
+				go func(m *store.Message) {
+					defer p.e.inflight.Done()
+					p.e.process(m)
+					p.doneCh <- struct{}{}
+				}(m)
+			}
+		}
+		if leased > 0 && inflight < limit {
+			continue // there may be more due right away
+		}
+		timer := time.NewTimer(idlePoll)
+		select {
+		case <-p.stopCh:
+		case <-p.wakeCh:
+		case <-p.doneCh:
+			inflight--
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// stateJSON is flows.State as stored: body and vars as raw JSON, decoded
+// with jsonv so that numbers keep every digit.
+type stateJSON struct {
+	Next     int             `json:"next"`
+	Body     json.RawMessage `json:"body"`
+	Vars     json.RawMessage `json:"vars"`
+	Response json.RawMessage `json:"response,omitempty"`
+}
+
+func encodeState(s *flows.State) json.RawMessage {
+	body, _ := jsonv.Marshal(s.Body)
+	vars, _ := jsonv.Marshal(s.Vars)
+	sj := stateJSON{Next: s.Next, Body: body, Vars: vars}
+	if s.Response != nil {
+		sj.Response, _ = jsonv.Marshal(map[string]any{"status": s.Response.Status, "headers": s.Response.Headers, "body": s.Response.Body})
+	}
+	b, _ := json.Marshal(sj)
+	return b
+}
+
+func decodeState(raw json.RawMessage) (*flows.State, error) {
+	var sj stateJSON
+	if err := json.Unmarshal(raw, &sj); err != nil {
+		return nil, err
+	}
+	st := &flows.State{Next: sj.Next, Vars: map[string]any{}}
+	var err error
+	if st.Body, err = jsonv.Decode(sj.Body); err != nil {
+		return nil, err
+	}
+	if len(sj.Vars) > 0 {
+		v, err := jsonv.Decode(sj.Vars)
+		if err != nil {
+			return nil, err
+		}
+		if mv, ok := v.(map[string]any); ok {
+			st.Vars = mv
+		}
+	}
+	if len(sj.Response) > 0 {
+		v, err := jsonv.Decode(sj.Response)
+		if err != nil {
+			return nil, err
+		}
+		r := responseOf(v)
+		st.Response = &r
+	}
+	return st, nil
+}
+
+// storeMemo keeps a message's memo in its stored record: a succeeded call
+// is written before the run moves on, with the latest checkpoint.
+type storeMemo struct {
+	e   *Engine
+	m   *store.Message
+	mu  sync.Mutex
+	ctx context.Context
+}
+
+func (s *storeMemo) Get(key string) (*flows.Response, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, ok := s.m.Memo[key]
+	if !ok {
+		return nil, false
+	}
+	v, err := jsonv.Decode(raw)
+	if err != nil {
+		return nil, false
+	}
+	r := responseOf(v)
+	return &r, true
+}
+
+func (s *storeMemo) Put(key string, r *flows.Response) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, err := jsonv.Marshal(map[string]any{"status": r.Status, "headers": r.Headers, "body": r.Body})
+	if err != nil {
+		return err
+	}
+	if s.m.Memo == nil {
+		s.m.Memo = map[string]json.RawMessage{}
+	}
+	s.m.Memo[key] = raw
+	// Never interrupted by shutdown: the effect already happened.
+	return s.e.store.Save(context.WithoutCancel(s.ctx), s.m)
+}
+
+// deps are the outside world of a run of f.
+func (e *Engine) deps(f *flows.Flow, m *store.Message) flows.Deps {
+	return flows.Deps{
+		Caller:    e,
+		Publisher: e,
+		Limiter:   e.limiter,
+		Logger:    slogLogger{e.log},
+		Trace:     true,
+		Observe: func(step, kind string, d time.Duration, err error) {
+			e.metrics.stepLatency.WithLabelValues(f.ID, step, kind).Observe(d.Seconds())
+		},
+	}
+}
+
+// Call routes an outbound call to its connection.
+func (e *Engine) Call(ctx context.Context, req flows.Request) (*flows.Response, error) {
+	e.mu.RLock()
+	c := e.conns[req.Connection]
+	e.mu.RUnlock()
+	if c == nil {
+		return nil, errors.New("connection " + req.Connection + " is not configured")
+	}
+	return c.Call(ctx, req)
+}
+
+// process runs one leased message and records the outcome: completed,
+// retried later, or dead-lettered with its whole history.
+func (e *Engine) process(m *store.Message) {
+	ctx := e.ctx
+	f, err := e.flowFor(m.Flow, m.Revision)
+	if err != nil {
+		e.deadLetter(m, "", "permanent", err.Error())
+		return
+	}
+	var state *flows.State
+	if len(m.State) > 0 {
+		if state, err = decodeState(m.State); err != nil {
+			e.deadLetter(m, "", "permanent", "stored checkpoint unreadable: "+err.Error())
+			return
+		}
+	}
+	body, err := jsonv.Decode(m.Body)
+	if err != nil {
+		e.deadLetter(m, "", "permanent", "stored body unreadable: "+err.Error())
+		return
+	}
+	m.Attempt++
+	memo := &storeMemo{e: e, m: m, ctx: ctx}
+	deps := e.deps(f, m)
+	deps.Memo = memo
+	deps.Checkpoint = func(s flows.State) error {
+		memo.mu.Lock()
+		m.State = encodeState(&s)
+		memo.mu.Unlock()
+		return nil
+	}
+	msg := &flows.Message{ID: m.ID, ReceivedAt: m.ReceivedAt, Attempt: m.Attempt, Revision: f.Revision, Body: body, Headers: m.Headers, Query: m.Query, Params: m.Params}
+	res := f.Run(ctx, msg, state, 0, deps)
+	if tr, err := json.Marshal(res.Trace); err == nil {
+		m.Trace = tr
+	}
+	m.State = encodeState(&res.State)
+	saveCtx := context.WithoutCancel(ctx)
+	switch res.Outcome {
+	case flows.Completed, flows.Filtered:
+		m.Status, m.Error, m.FailedStep = store.Completed, "", ""
+		if res.Outcome == flows.Filtered {
+			m.Status = store.Filtered
+			e.metrics.filtered.WithLabelValues(m.Flow).Inc()
+		} else {
+			e.metrics.completed.WithLabelValues(m.Flow).Inc()
+		}
+		if err := e.store.Save(saveCtx, m); err != nil {
+			e.log.Error("cannot record a completed message", "flow", m.Flow, "message", m.ID, "error", err)
+		}
+		return
+	}
+	var se *flows.StepError
+	if !errors.As(res.Err, &se) {
+		se = &flows.StepError{Class: flows.Permanent, Err: res.Err}
+	}
+	if ctx.Err() != nil {
+		// Shutdown interrupted the run: not the target's fault; requeue
+		// without counting the attempt.
+		m.Attempt--
+		m.Status, m.DueAt = store.Queued, time.Now()
+		if err := e.store.Save(saveCtx, m); err != nil {
+			e.log.Error("cannot requeue an interrupted message", "flow", m.Flow, "message", m.ID, "error", err)
+		}
+		return
+	}
+	m.Attempts = append(m.Attempts, store.Attempt{At: time.Now().UTC(), Step: se.Step, Class: string(se.Class), Error: se.Error()})
+	policy := f.PolicyFor(se.Step)
+	if se.Class == flows.Transient && m.Attempt < policy.Attempts {
+		delay := jitter(policy.Delay(m.Attempt + 1))
+		delay = max(delay, se.RetryAfter)
+		m.Status, m.DueAt, m.FailedStep, m.Error = store.Retrying, time.Now().Add(delay), se.Step, se.Error()
+		e.metrics.retried.WithLabelValues(m.Flow).Inc()
+		e.log.Warn("step failed; will retry", "flow", m.Flow, "message", m.ID, "step", se.Step, "attempt", m.Attempt, "retry_in", delay.String(), "error", se.Error())
+		if err := e.store.Save(saveCtx, m); err != nil {
+			e.log.Error("cannot schedule a retry", "flow", m.Flow, "message", m.ID, "error", err)
+		}
+		return
+	}
+	e.deadLetter(m, se.Step, string(se.Class), se.Error())
+}
+
+// jitter is "full jitter": a random wait between zero and d, so retries
+// of many messages spread out instead of arriving together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d + 1)
+}
+
+func (e *Engine) deadLetter(m *store.Message, step, class, msg string) {
+	if len(m.Attempts) == 0 || m.Attempts[len(m.Attempts)-1].Error != msg {
+		m.Attempts = append(m.Attempts, store.Attempt{At: time.Now().UTC(), Step: step, Class: class, Error: msg})
+	}
+	m.Status, m.FailedStep, m.Error = store.Dead, step, msg
+	e.metrics.deadLettered.WithLabelValues(m.Flow).Inc()
+	e.log.Error("message dead-lettered", "flow", m.Flow, "message", m.ID, "step", step, "class", class, "attempts", m.Attempt, "error", msg)
+	if err := e.store.Save(context.Background(), m); err != nil {
+		e.log.Error("cannot dead-letter a message", "flow", m.Flow, "message", m.ID, "error", err)
+	}
+}

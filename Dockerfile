@@ -16,4 +16,4 @@ WORKDIR /workspace
 EXPOSE 8080 8081
 USER nonroot:nonroot
 ENTRYPOINT ["/usr/local/bin/conveyor"]
-CMD ["lint", "/workspace"]
+CMD ["serve", "--workspace", "/workspace", "--listen", "0.0.0.0:8080", "--admin-listen", "0.0.0.0:8081"]

@@ -54,6 +54,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(lintCmd(), testCmd(), runCmd(), schemaCmd(), serveCmd())
+	root.AddCommand(lintCmd(), testCmd(), runCmd(), schemaCmd(), serveCmd(), demoCmd())
 	return root
 }

@@ -1,0 +1,108 @@
+package examples_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/conveyor-run/conveyor/connectors/all"
+	"github.com/conveyor-run/conveyor/examples/simulator"
+	"github.com/conveyor-run/conveyor/runtime"
+)
+
+// The example workspace served for real against the simulator: a signed
+// webshop order reaches the ERP and the WMS once, even when the webhook is
+// delivered twice, and the sync shipment webhook answers inline.
+func TestExampleWorkspaceAgainstSimulator(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sims, err := simulator.Start(ctx, simulator.EphemeralAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	env := sims.Env()
+	e, err := runtime.New(runtime.Options{Workspace: "distribution", Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
+		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	for _, fi := range e.Flows() {
+		if fi.Status != runtime.StatusActive {
+			t.Fatalf("flow %s: %s %v", fi.ID, fi.Status, fi.Diagnostics)
+		}
+	}
+	base := "http://" + e.TriggerAddr()
+
+	order, err := os.ReadFile(filepath.Join("distribution", "samples", "shopify-order.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(secret string, body []byte) []byte {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write(body)
+		return m.Sum(nil)
+	}
+	send := func(url string, body []byte, headers map[string]string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(string(body)))
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	h := map[string]string{"X-Shopify-Hmac-Sha256": base64.StdEncoding.EncodeToString(sign("dev-secret", order)), "X-Shopify-Shop-Domain": "demo.myshopify.com"}
+	s1, first := send(base+"/hooks/shopify/orders", order, h)
+	s2, second := send(base+"/hooks/shopify/orders", order, h)
+	if s1 != 202 || s2 != 200 || second["duplicate"] != true || second["id"] != first["id"] {
+		t.Fatalf("webhook: %d %v; again: %d %v", s1, first, s2, second)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sims.WMS.Orders() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("order did not reach the WMS; erp %d orders, received %v", sims.ERP.Orders(), sims.ERP.Received())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	so, ok := sims.ERP.SalesOrder("SHP-820982911946154777")
+	if !ok || sims.ERP.Orders() != 1 {
+		t.Fatalf("ERP orders %d, sales order %v", sims.ERP.Orders(), so)
+	}
+	if name := so["customer"].(map[string]any)["name"]; name != "Zoë van den Berg" {
+		t.Errorf("customer name %q", name)
+	}
+
+	shipment, err := os.ReadFile(filepath.Join("distribution", "samples", "wms-shipment.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, out := send(base+"/hooks/wms/shipments", shipment, map[string]string{"X-Signature-256": "sha256=" + hex.EncodeToString(sign("dev-secret", shipment))})
+	if st != 200 || out["received"] != true {
+		t.Fatalf("shipment: %d %v", st, out)
+	}
+	if sims.Notify.Orders() != 1 {
+		t.Errorf("customer e-mails sent: %d", sims.Notify.Orders())
+	}
+}

@@ -127,7 +127,12 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 			}
 			key = id + ":" + textOf(v)
 		}
-		if ok, wait := e.limiter.Allow(key, *rl); !ok {
+		ok, wait, err := e.limiter.Allow(r.Context(), key, *rl)
+		if err != nil {
+			e.log.Warn("rate limiter unavailable; letting the request through", "flow", id, "error", err)
+			ok = true
+		}
+		if !ok {
 			m.rateLimited.WithLabelValues(id).Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 			apiError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %d requests per %s", rl.Limit, rl.Per), nil)

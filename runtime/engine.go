@@ -34,6 +34,8 @@ type Options struct {
 	Connectors  *connectors.Registry // default connectors.Default
 	// Store replaces the store named by the configuration (tests, Redis).
 	Store store.Store
+	// Limiter replaces the in-process rate limiter (Redis: shared buckets).
+	Limiter RateLimiter
 	// Admin, when set, serves every admin path not served by the engine
 	// (the editor API mounts itself here).
 	Admin http.Handler
@@ -50,7 +52,7 @@ type Engine struct {
 	log     *slog.Logger
 	store   store.Store
 	metrics *metrics
-	limiter *Limiter
+	limiter RateLimiter
 
 	mu      sync.RWMutex // guards ws, flows, conns, revs
 	ws      *Workspace
@@ -95,7 +97,10 @@ func New(opts Options) (*Engine, error) {
 	if opts.RescanInterval == 0 {
 		opts.RescanInterval = 5 * time.Second
 	}
-	e := &Engine{opts: opts, log: opts.Logger, limiter: NewLimiter(), flows: map[string]*liveFlow{},
+	if opts.Limiter == nil {
+		opts.Limiter = NewLimiter()
+	}
+	e := &Engine{opts: opts, log: opts.Logger, limiter: opts.Limiter, flows: map[string]*liveFlow{},
 		revs: map[string]map[int]*flows.Flow{}, hashes: map[string]string{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	ws := LoadWorkspace(opts.Workspace, opts.Getenv)

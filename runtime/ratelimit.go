@@ -11,6 +11,19 @@ import (
 	"github.com/conveyor-run/conveyor/flows"
 )
 
+// RateLimiter enforces rate limits: inbound requests are refused when
+// over (Allow), outbound calls wait (Wait). The embedded Limiter keeps
+// buckets in process; the Redis one shares them between replicas.
+type RateLimiter interface {
+	// Allow takes a token for key now, or says how long until one is free.
+	// An error means the limiter could not be asked.
+	Allow(ctx context.Context, key string, rl flows.RateLimit) (bool, time.Duration, error)
+	// Wait blocks until key has a token or ctx ends.
+	Wait(ctx context.Context, key string, rl flows.RateLimit) error
+}
+
+var _ RateLimiter = (*Limiter)(nil)
+
 // Limiter is the embedded store's rate limiting: one token bucket per key
 // (golang.org/x/time/rate), refilled at Limit per Per, holding up to Burst
 // tokens (default Limit). A key idle for ten periods is forgotten.
@@ -55,18 +68,18 @@ func (l *Limiter) get(key string, rl flows.RateLimit, now time.Time) *bucket {
 }
 
 // Allow takes a token for key now, or says how long until one is free.
-func (l *Limiter) Allow(key string, rl flows.RateLimit) (bool, time.Duration) {
+func (l *Limiter) Allow(_ context.Context, key string, rl flows.RateLimit) (bool, time.Duration, error) {
 	now := time.Now()
 	b := l.get(key, rl, now)
 	r := b.lim.ReserveN(now, 1)
 	if !r.OK() {
-		return false, rl.Per
+		return false, rl.Per, nil
 	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return false, d
+		return false, d, nil
 	}
-	return true, 0
+	return true, 0, nil
 }
 
 // Wait blocks until key has a token or ctx ends.

@@ -25,6 +25,8 @@ import (
 //	dedup     key -> dedupEntry (JSON)
 //	journal   received(8) id -> ""                       newest-first listing
 //	revisions flow 0x00 number(8) -> Revision (JSON)
+//	audit     at(8) seq(8) -> AuditEntry (JSON)
+//	meta      key -> value
 type Bolt struct {
 	db *bolt.DB
 }
@@ -36,6 +38,8 @@ var (
 	bDedup     = []byte("dedup")
 	bJournal   = []byte("journal")
 	bRevisions = []byte("revisions")
+	bAudit     = []byte("audit")
+	bMeta      = []byte("meta")
 )
 
 type dedupEntry struct {
@@ -55,7 +59,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 	}
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMessages, bQueue, bRunning, bDedup, bJournal, bRevisions} {
+		for _, b := range [][]byte{bMessages, bQueue, bRunning, bDedup, bJournal, bRevisions, bAudit, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -393,6 +397,64 @@ func (s *Bolt) Revisions(ctx context.Context, flow string) ([]Revision, error) {
 				return err
 			}
 			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AppendAudit implements Store.
+func (s *Bolt) AppendAudit(ctx context.Context, a AuditEntry) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bAudit)
+		seq, _ := bk.NextSequence()
+		var k [16]byte
+		binary.BigEndian.PutUint64(k[:8], uint64(a.At.UnixNano()))
+		binary.BigEndian.PutUint64(k[8:], seq)
+		return bk.Put(k[:], b)
+	})
+}
+
+// Audit implements Store.
+func (s *Bolt) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []AuditEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bAudit).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var a AuditEntry
+			if err := json.Unmarshal(v, &a); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutMeta implements Store.
+func (s *Bolt) PutMeta(ctx context.Context, key string, value []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if value == nil {
+			return tx.Bucket(bMeta).Delete([]byte(key))
+		}
+		return tx.Bucket(bMeta).Put([]byte(key), value)
+	})
+}
+
+// GetMeta implements Store.
+func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get([]byte(key)); v != nil {
+			out = append([]byte(nil), v...)
 		}
 		return nil
 	})

@@ -84,6 +84,15 @@ type Revision struct {
 	At     time.Time `json:"at"`
 }
 
+// AuditEntry records one change made through the API or on disk.
+type AuditEntry struct {
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`  // token name, or "file"
+	Action string    `json:"action"` // e.g. flow.update, flow.rollback, message.replay
+	Target string    `json:"target"` // flow or message id
+	Detail string    `json:"detail,omitempty"`
+}
+
 // ErrNotFound is returned for an unknown message id.
 var ErrNotFound = errors.New("not found")
 
@@ -124,6 +133,15 @@ type Store interface {
 	AddRevision(ctx context.Context, r Revision) error
 	// Revisions lists the revisions of a flow, oldest first.
 	Revisions(ctx context.Context, flow string) ([]Revision, error)
+
+	// AppendAudit records a change; Audit lists the newest first.
+	AppendAudit(ctx context.Context, a AuditEntry) error
+	Audit(ctx context.Context, limit int) ([]AuditEntry, error)
+
+	// PutMeta and GetMeta keep small settings across restarts (such as
+	// which flows are disabled). GetMeta returns nil for an absent key.
+	PutMeta(ctx context.Context, key string, value []byte) error
+	GetMeta(ctx context.Context, key string) ([]byte, error)
 
 	Close() error
 }

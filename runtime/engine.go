@@ -44,6 +44,9 @@ type Options struct {
 	// RescanInterval is how often the workspace is rescanned besides
 	// file-system events (default 5s; negative disables the watcher).
 	RescanInterval time.Duration
+	// Retention is how long finished messages stay in the journal of a
+	// store that does not expire them itself (default 7 days).
+	Retention time.Duration
 }
 
 // Engine runs a workspace: triggers, workers, hot reload, metrics.
@@ -262,6 +265,9 @@ func (e *Engine) Start() error {
 			e.log.Warn("file watcher unavailable; relying on periodic rescans", "error", err)
 		}
 	}
+	if sw, ok := e.store.(sweeper); ok {
+		e.goLoop(func() { e.sweepLoop(sw) })
+	}
 	e.ready.Store(true)
 	e.log.Info("conveyor started", "listen", e.TriggerAddr(), "admin", e.AdminAddr(), "workspace", e.opts.Workspace, "flows", len(e.flowIDs()))
 	return nil
@@ -361,4 +367,30 @@ func (e *Engine) flowIDs() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// sweeper is a store that needs telling when to forget old messages.
+type sweeper interface {
+	Sweep(ctx context.Context, olderThan time.Time) (int, error)
+}
+
+func (e *Engine) sweepLoop(sw sweeper) {
+	retention := e.opts.Retention
+	if retention <= 0 {
+		retention = 7 * 24 * time.Hour
+	}
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		if n, err := sw.Sweep(e.ctx, time.Now().Add(-retention)); err != nil {
+			e.log.Error("cannot sweep the message journal", "error", err)
+		} else if n > 0 {
+			e.log.Info("swept finished messages from the journal", "count", n, "older_than", retention.String())
+		}
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -476,3 +476,49 @@ func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
 	})
 	return out, err
 }
+
+// Sweep deletes finished messages (completed, filtered, failed, discarded)
+// received before olderThan, and expired dedup keys. Dead letters and
+// pending messages stay whatever their age.
+func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		j, msgs := tx.Bucket(bJournal), tx.Bucket(bMessages)
+		c := j.Cursor()
+		cutoff := be(olderThan)
+		var drop [][]byte
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.Next() {
+			m, err := getMsg(tx, string(k[8:]))
+			if err == nil && (m.Status.Pending() || m.Status == Dead) {
+				continue
+			}
+			drop = append(drop, append([]byte(nil), k...))
+		}
+		for _, k := range drop {
+			if err := j.Delete(k); err != nil {
+				return err
+			}
+			if err := msgs.Delete(k[8:]); err != nil {
+				return err
+			}
+			n++
+		}
+		now := time.Now()
+		var expired [][]byte
+		_ = tx.Bucket(bDedup).ForEach(func(k, v []byte) error {
+			var e dedupEntry
+			if json.Unmarshal(v, &e) != nil || now.After(e.Expires) {
+				expired = append(expired, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range expired {
+			if err := tx.Bucket(bDedup).Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}

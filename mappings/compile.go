@@ -16,6 +16,7 @@ import (
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/optimizer"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/conveyor-run/conveyor/dsl"
@@ -117,12 +118,11 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 	base := c.configs.Get().(*conf.Config)
 	defer c.configs.Put(base)
 	cfg := *base
-	cfg.Visitors = []ast.Visitor{check}
 	if scope.Want == Bool {
 		cfg.Expect, cfg.ExpectAny = reflect.Bool, true
 	}
 	src, inserted := objectPredicates(e.Src)
-	prog, err := compileSafe(src, &cfg)
+	prog, err := compileSafe(src, &cfg, check)
 	if check.diag != nil {
 		d := check.diag
 		p := e.PosOf(lineCol(e.Src, originalOffset(check.at, inserted)))
@@ -137,14 +137,26 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 // compileSafe is expr.Compile over a prepared configuration. A panic
 // inside the expression compiler becomes an error: hostile input must never
 // take the process down.
-func compileSafe(src string, cfg *conf.Config) (p *vm.Program, err error) {
+//
+// The scope check walks the parsed tree before type checking instead of
+// being an expr patcher: with a patcher expr type-checks the tree twice,
+// and the second pass no longer reports unknown names inside arguments of
+// typed functions (dec_round(bdy.a, 1) compiled).
+func compileSafe(src string, cfg *conf.Config, check *scopeCheck) (p *vm.Program, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("cannot compile expression: %v", r)
 		}
 	}()
-	tree, err := checker.ParseCheck(src, cfg)
+	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
+		return nil, err
+	}
+	ast.Walk(&tree.Node, check)
+	if check.diag != nil {
+		return nil, errors.New(check.diag.Message)
+	}
+	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Optimize {

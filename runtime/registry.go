@@ -136,12 +136,7 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.ws = ws
-	bad := map[string]dsl.Diagnostics{}
-	for _, d := range ws.Diagnostics {
-		if id, ok := flowOfFile(ws, d.File); ok {
-			bad[id] = append(bad[id], d)
-		}
-	}
+	bad := ws.FlowDiags
 	seen := map[string]bool{}
 	for id, file := range ws.FlowFiles {
 		seen[id] = true
@@ -193,16 +188,6 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 	if e.sched != nil {
 		go e.sched.sync()
 	}
-}
-
-// flowOfFile maps a diagnostic's file to the flow whose file it is.
-func flowOfFile(ws *Workspace, file string) (string, bool) {
-	for id, f := range ws.FlowFiles {
-		if f == file {
-			return id, true
-		}
-	}
-	return "", false
 }
 
 // nextRevision returns the revision number for a flow file's content,

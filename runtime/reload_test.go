@@ -116,3 +116,30 @@ func TestDeleteStopsFlowAndStaticSettingsAreRefused(t *testing.T) {
 		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), `already claimed by flow "a"`)
 	})
 }
+
+// A changed mapping file recompiles the flows that use it; a broken one
+// leaves them on their previous revision.
+func TestMappingChangeRecompilesUsers(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"quote": "trigger: {http: {path: /q, mode: sync}}\nsteps: [{map: {use: money}}, {respond: {}}]\n"})
+	must(t, os.MkdirAll(filepath.Join(dir, "mappings"), 0o755))
+	mapping := filepath.Join(dir, "mappings", "money.yaml")
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'decimal(body.a)'}\n"), 0o644))
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/q"
+	if s, out := post(t, url, `{"a": "1.50"}`); s != 200 || out["amount"] != "1.50" {
+		t.Fatalf("%d %v", s, out)
+	}
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'dec_round(body.a, 1)', currency: '\"EUR\"'}\n"), 0o644))
+	eventually(t, 2*time.Second, "the new mapping", func() bool {
+		_, out := post(t, url, `{"a": "1.55"}`)
+		return out["amount"] == "1.6" && out["currency"] == "EUR"
+	})
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'dec_round(bdy.a, 1)'}\n"), 0o644))
+	eventually(t, 2*time.Second, "the broken mapping reported", func() bool {
+		fi, _ := e.Flow("quote")
+		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), "mappings/money.yaml:1:26: unknown name \"bdy\"")
+	})
+	if _, out := post(t, url, `{"a": "2.25"}`); out["currency"] != "EUR" {
+		t.Errorf("the previous revision stopped serving: %v", out)
+	}
+}

@@ -119,13 +119,27 @@ func (e *Engine) scanFiles() map[string]string {
 func (e *Engine) Reload() {
 	e.reloadM.Lock()
 	defer e.reloadM.Unlock()
+	if e.ctx.Err() != nil {
+		return
+	}
 	files := e.scanFiles()
 	var changed []string
 	shared := false
+	settling := false
 	for p, h := range files {
-		if e.hashes[p] != h {
-			changed = append(changed, p)
+		if e.hashes[p] == h {
+			continue
 		}
+		// A file written in the last moments may be half written (editors
+		// and os.WriteFile truncate first): look again once it settles.
+		if info, err := os.Stat(p); err == nil && time.Since(info.ModTime()) < debounce {
+			files[p], settling = e.hashes[p], true
+			continue
+		}
+		changed = append(changed, p)
+	}
+	if settling {
+		time.AfterFunc(debounce, e.Reload)
 	}
 	for p := range e.hashes {
 		if _, ok := files[p]; !ok {
@@ -144,10 +158,14 @@ func (e *Engine) Reload() {
 	e.mu.RLock()
 	prev := e.ws
 	e.mu.RUnlock()
+	configChanged := false
+	for _, p := range changed {
+		configChanged = configChanged || filepath.Base(p) == "conveyor.yaml"
+	}
 	var ws *Workspace
 	if shared {
 		ws = LoadWorkspace(e.opts.Workspace, e.opts.Getenv)
-		if !e.reloadConfig(prev, ws) {
+		if configChanged && !e.reloadConfig(prev, ws) {
 			// keep the previous configuration, connections and shared files
 			ws = prev.withFlows(e.opts.Workspace, changed, e.opts.Getenv)
 		}
@@ -226,6 +244,12 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 			out.Flows[id] = f
 		}
 	}
+	out.FlowDiags = map[string]dsl.Diagnostics{}
+	for id, ds := range ws.FlowDiags {
+		if !isChanged[filepath.Clean(ws.FlowFiles[id])] {
+			out.FlowDiags[id] = ds
+		}
+	}
 	out.Diagnostics = nil
 	for _, d := range ws.Diagnostics {
 		if !isChanged[filepath.Clean(d.File)] {
@@ -250,11 +274,15 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 		out.FlowFiles[df.ID] = p
 		out.Diagnostics = append(out.Diagnostics, ds...)
 		if len(ds) > 0 {
+			out.FlowDiags[df.ID] = ds
 			continue
 		}
 		out.Sources[df.ID] = df
 		f, ds := flows.Compile(df, env)
 		out.Diagnostics = append(out.Diagnostics, ds...)
+		if len(ds) > 0 {
+			out.FlowDiags[df.ID] = ds
+		}
 		if f != nil {
 			out.Flows[df.ID] = f
 			fresh = append(fresh, df.ID)

@@ -33,6 +33,9 @@ type Workspace struct {
 	FlowFiles   map[string]string      // flow id -> file
 	TestFiles   []*dsl.TestFile
 	Diagnostics dsl.Diagnostics
+	// FlowDiags are the diagnostics that keep each flow from going live,
+	// whichever file they point into (its own, or a mapping it uses).
+	FlowDiags map[string]dsl.Diagnostics
 	getenv      func(string) (string, bool)
 }
 
@@ -49,7 +52,7 @@ func IsWorkspace(dir string) bool {
 // LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
 // every file are collected; the returned workspace holds what is valid.
 func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
-	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, getenv: getenv}
+	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, FlowDiags: map[string]dsl.Diagnostics{}, getenv: getenv}
 	ws.Config = &dsl.Config{}
 	cfgPath := filepath.Join(dir, "conveyor.yaml")
 	if src, err := os.ReadFile(cfgPath); err == nil {
@@ -93,6 +96,8 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 		ws.FlowFiles[f.ID] = path
 		if len(ds) == 0 {
 			ws.Sources[f.ID] = f
+		} else {
+			ws.FlowDiags[f.ID] = ds
 		}
 	}
 	ws.compileAll()
@@ -150,6 +155,9 @@ func (ws *Workspace) compileAll() {
 	wg.Wait()
 	for i, id := range ids {
 		ws.Diagnostics = append(ws.Diagnostics, diags[i]...)
+		if len(diags[i]) > 0 {
+			ws.FlowDiags[id] = diags[i]
+		}
 		if results[i] != nil {
 			ws.Flows[id] = results[i]
 		}
@@ -184,8 +192,10 @@ func (ws *Workspace) checkRoutes(last ...string) {
 		}
 		if other, taken := claimed[key]; taken {
 			at := f.Source.Trigger.At
-			ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
-				Message: fmt.Sprintf("trigger: %s is already claimed by flow %q", key, other), Hint: "give this flow its own path"})
+			d := dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
+				Message: fmt.Sprintf("trigger: %s is already claimed by flow %q", key, other), Hint: "give this flow its own path"}
+			ws.Diagnostics = append(ws.Diagnostics, d)
+			ws.FlowDiags[id] = append(ws.FlowDiags[id], d)
 			delete(ws.Flows, id)
 			continue
 		}

@@ -36,7 +36,7 @@ type Workspace struct {
 	// FlowDiags are the diagnostics that keep each flow from going live,
 	// whichever file they point into (its own, or a mapping it uses).
 	FlowDiags map[string]dsl.Diagnostics
-	getenv      func(string) (string, bool)
+	getenv    func(string) (string, bool)
 }
 
 // IsWorkspace reports whether dir looks like a workspace root.

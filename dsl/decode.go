@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -27,6 +28,7 @@ type unmarshaler interface {
 // collecting every diagnostic instead of stopping at the first.
 type decoder struct {
 	file    string
+	lines   [][]rune // the file, for mapping positions inside scalars
 	diags   Diagnostics
 	ctx     []segment
 	anchors map[string]ast.Node
@@ -44,6 +46,9 @@ const maxDepth = 200
 func decodeFile(file string, src []byte, out any) Diagnostics {
 	d := &decoder{file: file, anchors: map[string]ast.Node{}}
 	src = []byte(strings.TrimPrefix(string(src), "\ufeff")) // a byte order mark is not part of the first key
+	for _, l := range strings.Split(string(src), "\n") {
+		d.lines = append(d.lines, []rune(l))
+	}
 	f, err := parser.ParseBytes(src, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		d.syntaxError(err)
@@ -51,7 +56,10 @@ func decodeFile(file string, src []byte, out any) Diagnostics {
 	}
 	var docs []*ast.DocumentNode
 	for _, doc := range f.Docs {
-		if doc != nil && doc.Body != nil {
+		if doc == nil || doc.Body == nil {
+			continue
+		}
+		if _, directive := doc.Body.(*ast.DirectiveNode); !directive { // %YAML 1.2
 			docs = append(docs, doc)
 		}
 	}
@@ -285,6 +293,11 @@ func (d *decoder) decode(n ast.Node, v reflect.Value) {
 		d.errorAt(n, "nesting is too deep", "")
 		return
 	}
+	if _, alias := n.(*ast.AliasNode); alias {
+		if n = d.resolve(n); n == nil {
+			return // an unknown alias, reported by resolve
+		}
+	}
 	n = d.resolve(n)
 	if v.CanAddr() && v.Addr().Type().Implements(unmarshalerType) {
 		v.Addr().Interface().(unmarshaler).decodeYAML(d, n)
@@ -434,12 +447,12 @@ type field struct {
 	pattern  string
 }
 
-var fieldCache = map[reflect.Type][]field{}
+var fieldCache sync.Map // reflect.Type -> []field
 
 // structFields lists the YAML fields of t, read from its tags.
 func structFields(t reflect.Type) []field {
-	if fs, ok := fieldCache[t]; ok {
-		return fs
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.([]field)
 	}
 	var fs []field
 	for i := 0; i < t.NumField(); i++ {
@@ -455,7 +468,7 @@ func structFields(t reflect.Type) []field {
 		}
 		fs = append(fs, f)
 	}
-	fieldCache[t] = fs
+	fieldCache.Store(t, fs)
 	return fs
 }
 
@@ -510,6 +523,14 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value) {
 		d.decode(e.value, fv)
 		if len(d.diags) == before {
 			d.checkField(f, e.value, fv)
+		}
+		// A field FooAt of type Pos holds where the value of Foo is.
+		if at := v.FieldByName(t.Field(f.index).Name + "At"); at.IsValid() && at.Type() == reflect.TypeOf(Pos{}) {
+			at.Set(reflect.ValueOf(posOf(e.value)))
+		}
+		// filter:, map:, log: with nothing after them set no kind.
+		if f.kind && fv.Kind() == reflect.Pointer && fv.IsNil() && len(d.diags) == before {
+			d.errorAt(e.keyN, fmt.Sprintf("%s needs a value", e.key), "")
 		}
 		if !quiet {
 			d.pop()

@@ -102,11 +102,11 @@ func ParseCron(spec string) (cron.Schedule, error) { return cronParser.Parse(spe
 func (c *checker) trigger(t *Trigger) {
 	if s := t.Schedule; s != nil {
 		if _, err := ParseCron(s.Cron); err != nil && s.Cron != "" {
-			c.add(s.At, fmt.Sprintf("trigger.schedule.cron: %q: %v", s.Cron, err), "five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\"")
+			c.add(s.CronAt, fmt.Sprintf("trigger.schedule.cron: %q: %v", s.Cron, err), "five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\"")
 		}
 		if s.Timezone != "" {
 			if _, err := time.LoadLocation(s.Timezone); err != nil {
-				c.add(s.At, fmt.Sprintf("trigger.schedule.timezone: unknown time zone %q", s.Timezone), "an IANA name such as Europe/Amsterdam")
+				c.add(s.TimezoneAt, fmt.Sprintf("trigger.schedule.timezone: unknown time zone %q", s.Timezone), "an IANA name such as Europe/Amsterdam")
 			}
 		}
 	}

@@ -103,9 +103,11 @@ type APIKeyAuth struct {
 
 // ScheduleTrigger starts a run on a cron schedule.
 type ScheduleTrigger struct {
-	Cron     string `yaml:"cron" required:"true" desc:"Five-field cron spec (minute hour day month weekday) or @every 5m, @hourly, @daily"`
-	Timezone string `yaml:"timezone" default:"UTC" desc:"IANA time zone the cron spec is read in, e.g. Europe/Amsterdam"`
-	At       Pos    `yaml:"-"`
+	Cron       string `yaml:"cron" required:"true" desc:"Five-field cron spec (minute hour day month weekday) or @every 5m, @hourly, @daily"`
+	Timezone   string `yaml:"timezone" default:"UTC" desc:"IANA time zone the cron spec is read in, e.g. Europe/Amsterdam"`
+	At         Pos    `yaml:"-"`
+	CronAt     Pos    `yaml:"-"`
+	TimezoneAt Pos    `yaml:"-"`
 }
 
 // FileTrigger starts a run for each file dropped into a directory.
@@ -218,18 +220,19 @@ type Split struct {
 
 // Call sends a request over a connection.
 type Call struct {
-	Connection string     `yaml:"connection" required:"true" desc:"Connection name from conveyor.yaml"`
-	Method     string     `yaml:"method" enum:"GET,POST,PUT,PATCH,DELETE" default:"POST" desc:"HTTP method"`
-	Path       Template   `yaml:"path" desc:"Path under the connection's base URL; {{ expr }} inserts an escaped value"`
-	Query      ExprMap    `yaml:"query" desc:"Query parameters: name -> expression"`
-	Headers    ExprMap    `yaml:"headers" desc:"Extra headers: name -> expression"`
-	Body       *Expr      `yaml:"body" desc:"Expression giving the request body; defaults to body (none for GET and DELETE)"`
-	As         string     `yaml:"as" desc:"Stores the response (status, headers, body) in vars.<as>"`
-	RateLimit  *RateLimit `yaml:"rate_limit" desc:"Outbound rate limit: the call waits for a token"`
-	Retry      *Retry     `yaml:"retry" desc:"Retry policy; defaults to the flow's"`
-	Timeout    *Duration  `yaml:"timeout" desc:"Per attempt; defaults to the connection's"`
-	Accept     []int      `yaml:"accept" desc:"Error statuses that do not fail the step (e.g. [404]); the response lands in vars.<as> for a choice to handle"`
-	At         Pos        `yaml:"-"`
+	Connection   string     `yaml:"connection" required:"true" desc:"Connection name from conveyor.yaml"`
+	ConnectionAt Pos        `yaml:"-"`
+	Method       string     `yaml:"method" enum:"GET,POST,PUT,PATCH,DELETE" default:"POST" desc:"HTTP method"`
+	Path         Template   `yaml:"path" desc:"Path under the connection's base URL; {{ expr }} inserts an escaped value"`
+	Query        ExprMap    `yaml:"query" desc:"Query parameters: name -> expression"`
+	Headers      ExprMap    `yaml:"headers" desc:"Extra headers: name -> expression"`
+	Body         *Expr      `yaml:"body" desc:"Expression giving the request body; defaults to body (none for GET and DELETE)"`
+	As           string     `yaml:"as" desc:"Stores the response (status, headers, body) in vars.<as>"`
+	RateLimit    *RateLimit `yaml:"rate_limit" desc:"Outbound rate limit: the call waits for a token"`
+	Retry        *Retry     `yaml:"retry" desc:"Retry policy; defaults to the flow's"`
+	Timeout      *Duration  `yaml:"timeout" desc:"Per attempt; defaults to the connection's"`
+	Accept       []int      `yaml:"accept" desc:"Error statuses that do not fail the step (e.g. [404]); the response lands in vars.<as> for a choice to handle"`
+	At           Pos        `yaml:"-"`
 }
 
 // Publish sends a message to an internal topic.

@@ -33,6 +33,9 @@ type Expr struct {
 	At     Pos // first character of Src
 	Style  Style
 	Indent int // block scalars: the column content lines start at
+	// pos is the file position of every rune of Src, when Src is not a
+	// plain copy of one line of the file (escapes, folded lines, blocks).
+	pos []Pos
 }
 
 // IsSet reports whether the expression was written.
@@ -43,6 +46,24 @@ func (e *Expr) IsSet() bool { return e != nil && e.At.Line > 0 }
 func (e Expr) PosOf(line, col int) Pos {
 	if line < 1 {
 		line = 1
+	}
+	if e.pos != nil {
+		l, off := 1, 0
+		for _, r := range e.Src {
+			if l == line {
+				break
+			}
+			if r == '\n' {
+				l++
+			}
+			off++
+		}
+		if i := off + max(col, 0); i < len(e.pos) {
+			return e.pos[i]
+		}
+		if len(e.pos) > 0 {
+			return e.pos[len(e.pos)-1]
+		}
 	}
 	switch e.Style {
 	case Literal, Folded:
@@ -57,6 +78,97 @@ func (e *Expr) decodeYAML(d *decoder, n ast.Node) {
 }
 
 func exprOf(d *decoder, n ast.Node) Expr {
+	e := exprOf1(d, n)
+	e.pos = d.align(e)
+	return e
+}
+
+// align finds the file position of every rune of e.Src by walking the
+// file from where the scalar starts: unescaping \x and doubled single quotes as YAML does,
+// and skipping the line breaks and indentation folding removed. It returns
+// nil when Src is a plain copy of one line of the file.
+func (d *decoder) align(e Expr) []Pos {
+	if e.At.Line < 1 || e.At.Line > len(d.lines) {
+		return nil
+	}
+	line, col := e.At.Line-1, e.At.Col-1
+	if e.Style == Literal || e.Style == Folded {
+		col = 0
+	}
+	src := []rune(e.Src)
+	out := make([]Pos, 0, len(src)+1)
+	simple := e.Style != Literal && e.Style != Folded
+	at := func() rune { // the rune at line:col, '\n' at a line's end, 0 at the file's
+		switch {
+		case line >= len(d.lines):
+			return 0
+		case col < len(d.lines[line]):
+			return d.lines[line][col]
+		case line+1 < len(d.lines):
+			return '\n'
+		}
+		return 0
+	}
+	next := func(n int) {
+		for ; n > 0; n-- {
+			if at() == '\n' {
+				line, col = line+1, 0
+			} else {
+				col++
+			}
+		}
+	}
+	for _, r := range src {
+		for {
+			c := at()
+			if c == 0 {
+				return nil
+			}
+			if e.Style == DoubleQuoted && c == '\\' {
+				p := Pos{line + 1, col + 1}
+				next(1)
+				if at() == '\n' { // an escaped line break produces nothing
+					next(1)
+					simple = false
+					continue
+				}
+				esc := map[rune]int{'x': 3, 'u': 5, 'U': 9}[at()]
+				next(max(esc, 1))
+				out = append(out, p)
+				simple = false
+				break
+			}
+			if e.Style == SingleQuoted && c == '\'' {
+				out = append(out, Pos{line + 1, col + 1})
+				next(2)
+				simple = false
+				break
+			}
+			if c == r || (c == '\n' && (r == ' ' || r == '\n')) {
+				if c == '\n' {
+					simple = false
+				}
+				out = append(out, Pos{line + 1, col + 1})
+				next(1)
+				break
+			}
+			if c != ' ' && c != '\t' && c != '\n' {
+				return nil // not where Src came from
+			}
+			if c == '\n' {
+				simple = false
+			}
+			next(1)
+		}
+	}
+	out = append(out, Pos{line + 1, col + 1}) // the end, where EOF errors point
+	if simple {
+		return nil
+	}
+	return out
+}
+
+func exprOf1(d *decoder, n ast.Node) Expr {
 	switch x := n.(type) {
 	case *ast.StringNode:
 		e := Expr{Src: x.Value, At: posOf(x)}
@@ -84,7 +196,9 @@ func exprOf(d *decoder, n ast.Node) Expr {
 			e.At.Col = max(e.Indent, 1) // an empty block has no indent
 		}
 		return e
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.NullNode:
+	case *ast.NullNode: // ~, null, Null, NULL
+		return Expr{Src: "nil", At: posOf(x)}
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode:
 		return Expr{Src: x.GetToken().Value, At: posOf(x)}
 	case nil:
 		return Expr{Src: "nil", At: Pos{1, 1}}

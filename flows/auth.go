@@ -39,7 +39,7 @@ func (c *compiler) auth(a *dsl.Auth) *Auth {
 		for _, s := range append([]dsl.ConfigString{h.Secret}, h.Secrets...) {
 			if v := c.resolve(s, "trigger.http.auth.hmac.secret"); v != "" {
 				out.Secrets = append(out.Secrets, []byte(v))
-			} else if s.Raw != "" {
+			} else if _, err := s.Resolve(c.env.Getenv); err == nil && s.Raw != "" {
 				c.add(s.At, "trigger.http.auth.hmac: the secret is empty", "")
 			}
 		}

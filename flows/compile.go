@@ -2,6 +2,7 @@ package flows
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +48,7 @@ func Compile(src *dsl.Flow, env Env) (*Flow, dsl.Diagnostics) {
 	}
 	f.policies = c.policies
 	c.diags.Sort()
+	c.diags = slices.Compact(c.diags) // a mapping used twice fails twice alike
 	if len(c.diags) > 0 {
 		return nil, c.diags
 	}
@@ -211,7 +213,7 @@ func (c *compiler) call(s *dsl.Call, path string, scope mappings.Scope) *callSpe
 		if hint == "" {
 			hint = "connections are defined in conveyor.yaml; known: " + strings.Join(sorted(c.env.Connections), ", ")
 		}
-		c.add(s.At, fmt.Sprintf("step %s (call): unknown connection %q", path, s.Connection), hint)
+		c.add(s.ConnectionAt, fmt.Sprintf("step %s (call): unknown connection %q", path, s.Connection), hint)
 	}
 	for _, part := range s.Path.Parts {
 		if part.Expr == nil {

@@ -182,7 +182,7 @@ func (c *Compiler) diagnose(path string, e dsl.Expr, err error, inserted []int) 
 	var fe *file.Error
 	if errors.As(err, &fe) {
 		p := e.PosOf(lineCol(e.Src, originalOffset(fe.From, inserted)))
-		d.Line, d.Col, d.Message = p.Line, p.Col, fe.Message
+		d.Line, d.Col, d.Message = p.Line, p.Col, strings.TrimSpace(fe.Message)
 	}
 	looksLikeText := wordsRE.MatchString(e.Src) && !strings.ContainsAny(e.Src, `"`+"`")
 	if m := unknownNameRE.FindStringSubmatch(d.Message); m != nil {

@@ -1,0 +1,4 @@
+package dsl
+
+// DecodeFile exposes decodeFile to the external tests.
+var DecodeFile = decodeFile

@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -25,12 +26,16 @@ func findings(format string, args ...any) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
+// run executes the CLI and returns its exit code: 0 ok, 1 findings or
+// failures, 2 usage.
+func run(args []string, stdout, stderr io.Writer) int {
 	root := newRoot()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
 		return 0
@@ -38,12 +43,12 @@ func run(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err.Error() != "" {
-			fmt.Fprintln(os.Stderr, "conveyor:", ee.err)
+			fmt.Fprintln(stderr, "conveyor:", ee.err)
 		}
 		return ee.code
 	}
 	// Anything cobra rejects (unknown flag, wrong arguments) is usage.
-	fmt.Fprintln(os.Stderr, "conveyor:", err)
+	fmt.Fprintln(stderr, "conveyor:", err)
 	return 2
 }
 

@@ -144,6 +144,7 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 		if lf == nil {
 			lf = &liveFlow{id: id, file: file}
 			lf.pool = newPool(e, lf)
+			lf.disabled.Store(e.storedDisabled(id))
 			e.flows[id] = lf
 			if e.ready.Load() {
 				lf.pool.start()
@@ -208,6 +209,8 @@ func (e *Engine) nextRevision(id, hash, src, author string) int {
 	}
 	if err := e.store.AddRevision(ctx, store.Revision{Flow: id, Number: next, Hash: hash, Source: src, Author: author, At: time.Now().UTC()}); err != nil {
 		e.log.Error("cannot store revision", "flow", id, "error", err)
+	} else if author == "file" {
+		e.audit(ctx, "file", "flow.update", id, fmt.Sprintf("revision %d (edited on disk)", next))
 	}
 	return next
 }

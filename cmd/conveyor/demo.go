@@ -47,9 +47,9 @@ func demoCmd() *cobra.Command {
 				}
 				defer os.RemoveAll(f.dataDir)
 			}
-			e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen, DataDir: f.dataDir, Logger: f.logger(), Getenv: getenv})
+			e, err := newEngine(f, getenv)
 			if err != nil {
-				return findings("%v", err)
+				return err
 			}
 			if err := e.Start(); err != nil {
 				return findings("%v", err)
@@ -91,12 +91,14 @@ Send the sample webshop order (signed like Shopify does):
     --data-binary @%s
 
 Then see it in the ERP:      curl http://%s/sales-orders/SHP-820982911946154777
-Flow status and metrics:     curl http://%s/metrics | grep conveyor_messages
+Flows, messages, dead letters (editor API, demo token):
+                             curl -H 'Authorization: Bearer demo' http://%s/api/v1/flows
+Metrics:                     curl http://%s/metrics | grep conveyor_messages
 Edit %s and save: it reloads at once; a broken save keeps the old revision serving.
 
 Ctrl-C stops the demo.
 `, ws, e.TriggerAddr(), e.AdminAddr(), sims.ERP.URL(), sims.WMS.URL(), sims.Channels.URL(), sims.Notify.URL(),
-		e.TriggerAddr(), sig, sample, strings.TrimPrefix(sims.ERP.URL(), "http://"), e.AdminAddr(), filepath.Join(ws, "flows", "order-capture.yaml"))
+		e.TriggerAddr(), sig, sample, strings.TrimPrefix(sims.ERP.URL(), "http://"), e.AdminAddr(), e.AdminAddr(), filepath.Join(ws, "flows", "order-capture.yaml"))
 }
 
 // reportArrivals prints what the simulated systems receive.

@@ -60,5 +60,6 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(lintCmd(), testCmd(), runCmd(), schemaCmd(), serveCmd(), demoCmd())
+	root.AddCommand(clientCmds()...)
 	return root
 }

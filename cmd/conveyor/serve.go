@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	editorapi "github.com/conveyor-run/conveyor/editor-api"
 	"github.com/conveyor-run/conveyor/runtime"
 )
 
@@ -45,9 +47,9 @@ func serveCmd() *cobra.Command {
 			if f.redis != "" {
 				return &exitError{2, fmt.Errorf("--redis: the Redis store is not available in this build yet")}
 			}
-			e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen, DataDir: f.dataDir, Logger: f.logger()})
+			e, err := newEngine(f, nil)
 			if err != nil {
-				return findings("%v", err)
+				return err
 			}
 			if err := e.Start(); err != nil {
 				return findings("%v", err)
@@ -57,6 +59,28 @@ func serveCmd() *cobra.Command {
 	}
 	f.register(cmd, ".")
 	return cmd
+}
+
+// newEngine builds the engine with the editor API mounted on its admin
+// listener. getenv nil means the process environment.
+func newEngine(f serveFlags, getenv func(string) (string, bool)) (*runtime.Engine, error) {
+	var api http.Handler = http.NotFoundHandler() // replaced before Start
+	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
+	log := f.logger()
+	e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen,
+		DataDir: f.dataDir, Logger: log, Admin: admin, Getenv: getenv})
+	if err != nil {
+		return nil, findings("%v", err)
+	}
+	tokens, err := editorapi.TokensFromConfig(e.Config(), getenv)
+	if err != nil {
+		return nil, findings("conveyor.yaml: %v", err)
+	}
+	if len(tokens) == 0 {
+		log.Warn("editor API: conveyor.yaml declares no api.tokens; every /api/v1 route answers 401")
+	}
+	api = editorapi.New(e, tokens, editorapi.WithLogger(log))
+	return e, nil
 }
 
 // waitForSignals reloads on SIGHUP and shuts down on SIGTERM or SIGINT.

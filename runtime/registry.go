@@ -209,7 +209,7 @@ func (e *Engine) nextRevision(id, hash, src, author string) int {
 	}
 	if err := e.store.AddRevision(ctx, store.Revision{Flow: id, Number: next, Hash: hash, Source: src, Author: author, At: time.Now().UTC()}); err != nil {
 		e.log.Error("cannot store revision", "flow", id, "error", err)
-	} else if author == "file" {
+	} else if author == "file" && e.ready.Load() { // not the first load at start
 		e.audit(ctx, "file", "flow.update", id, fmt.Sprintf("revision %d (edited on disk)", next))
 	}
 	return next

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -209,9 +210,11 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{2, err}
 			}
-			body, err := jsonv.Decode(raw)
-			if err != nil {
-				return findings("%s: %v", input, err)
+			var body any // an empty input is no body, as for a GET
+			if len(bytes.TrimSpace(raw)) > 0 {
+				if body, err = jsonv.Decode(raw); err != nil {
+					return findings("%s: %v", input, err)
+				}
 			}
 			in := flowtest.Input{Body: body, Headers: map[string]string{}, Query: map[string]string{}, Params: map[string]string{}}
 			for _, kv := range []struct {

@@ -116,6 +116,14 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	env := mappings.NewEnv(body, msg.Headers, mappings.Meta{ID: msg.ID, Flow: id, Revision: f.Revision, ReceivedAt: msg.ReceivedAt})
 	env.Query, env.Params = msg.Query, msg.Params
+	// A sync flow with dedup takes its token and claims its key in one
+	// round trip when the limiter can (Redis): the limit is then checked
+	// after the accept-time validate steps, at the claim.
+	cl, _ := e.limiter.(ClaimLimiter)
+	if cl != nil && (t.Mode != "sync" || f.Dedup == nil || f.RateLimit == nil) {
+		cl = nil
+	}
+	var rlKey string
 	if rl := f.RateLimit; rl != nil {
 		key := id
 		if rl.Key != nil {
@@ -127,16 +135,12 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 			}
 			key = id + ":" + textOf(v)
 		}
-		ok, wait, err := e.limiter.Allow(r.Context(), key, *rl)
-		if err != nil {
-			e.log.Warn("rate limiter unavailable; letting the request through", "flow", id, "error", err)
-			ok = true
-		}
-		if !ok {
-			m.rateLimited.WithLabelValues(id).Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-			apiError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %d requests per %s", rl.Limit, rl.Per), nil)
-			return
+		rlKey = key
+		if cl == nil {
+			ok, wait, err := e.limiter.Allow(r.Context(), key, *rl)
+			if !e.admit(w, f, ok, wait, err) {
+				return
+			}
 		}
 	}
 	var state *flows.State
@@ -163,7 +167,7 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 		dedupKey = id + ":" + textOf(v)
 	}
 	if t.Mode == "sync" {
-		e.runSync(w, r, lf, f, msg, state, raw, dedupKey)
+		e.runSync(w, r, lf, f, msg, state, raw, dedupKey, cl, rlKey)
 		return
 	}
 	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Status: store.Queued, Source: "http", DedupKey: dedupKey,
@@ -193,6 +197,26 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	writeJSON(w, http.StatusAccepted, map[string]any{"id": sm.ID, "status": store.Queued})
 }
 
+// admit answers a refused request (429, or 503 when a fail-closed limiter
+// could not be asked) and reports whether the request may go on.
+func (e *Engine) admit(w http.ResponseWriter, f *flows.Flow, ok bool, wait time.Duration, err error) bool {
+	if err != nil {
+		e.log.Warn("rate limiter unavailable", "flow", f.ID, "let_through", ok, "error", err)
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			apiError(w, http.StatusServiceUnavailable, "rate_limiter_unavailable", "the rate limiter is unavailable; retry", nil)
+			return false
+		}
+	}
+	if !ok {
+		e.metrics.rateLimited.WithLabelValues(f.ID).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+		apiError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("more than %d requests per %s", f.RateLimit.Limit, f.RateLimit.Per), nil)
+		return false
+	}
+	return true
+}
+
 // answerFailure answers a failed accept-time or sync run.
 func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
 	var se *flows.StepError
@@ -215,11 +239,26 @@ func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
 // runSync runs a sync flow inline. Its dedup key is claimed before the run,
 // confirmed when the run succeeds (a duplicate then gets the cached
 // response) and released when it fails, so the sender's retry runs again.
-func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f *flows.Flow, msg *flows.Message, state *flows.State, raw []byte, dedupKey string) {
+func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f *flows.Flow, msg *flows.Message, state *flows.State, raw []byte, dedupKey string, cl ClaimLimiter, rlKey string) {
 	id, m := f.ID, e.metrics
 	ctx := r.Context()
 	if dedupKey != "" {
-		holder, ok, err := e.store.ClaimKey(ctx, dedupKey, msg.ID, f.Dedup.TTL)
+		var holder string
+		var ok bool
+		var err error
+		if cl != nil {
+			var allowed bool
+			var wait time.Duration
+			allowed, wait, holder, ok, err = cl.AllowClaim(ctx, rlKey, *f.RateLimit, dedupKey, msg.ID, f.Dedup.TTL)
+			if err != nil && allowed {
+				holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, f.Dedup.TTL) // fail-open: claim alone
+			}
+			if err == nil && !e.admit(w, f, allowed, wait, nil) {
+				return
+			}
+		} else {
+			holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, f.Dedup.TTL)
+		}
 		if err != nil {
 			w.Header().Set("Retry-After", "5")
 			apiError(w, http.StatusServiceUnavailable, "store_unavailable", "dedup is unavailable; retry", nil)
@@ -254,14 +293,26 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	res := f.Run(ctx, msg, state, 0, deps)
 	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Source: "http", DedupKey: dedupKey, ReceivedAt: msg.ReceivedAt,
 		Attempt: 1, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
+	fin, _ := e.store.(interface {
+		Finish(context.Context, *store.Message, time.Duration) error
+	})
+	if dedupKey == "" {
+		fin = nil
+	}
 	if res.Err != nil {
-		if dedupKey != "" {
-			if err := e.store.ReleaseKey(context.Background(), dedupKey, msg.ID); err != nil {
-				e.log.Error("cannot release a dedup key", "flow", id, "key", dedupKey, "error", err)
-			}
-		}
 		sm.Status, sm.Error = store.Failed, res.Err.Error()
-		e.journal(sm)
+		if fin != nil {
+			if err := fin.Finish(context.Background(), sm, f.Dedup.TTL); err != nil {
+				e.log.Error("cannot journal a failed sync message and release its dedup key", "flow", id, "key", dedupKey, "error", err)
+			}
+		} else {
+			if dedupKey != "" {
+				if err := e.store.ReleaseKey(context.Background(), dedupKey, msg.ID); err != nil {
+					e.log.Error("cannot release a dedup key", "flow", id, "key", dedupKey, "error", err)
+				}
+			}
+			e.journal(sm)
+		}
 		e.answerFailure(w, id, res.Err)
 		return
 	}
@@ -274,8 +325,14 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		sm.Status = store.Filtered
 	}
 	sm.Response, _ = jsonv.Marshal(map[string]any{"status": resp.Status, "headers": resp.Headers, "body": resp.Body})
-	e.journal(sm)
-	if dedupKey != "" {
+	if fin != nil {
+		if err := fin.Finish(context.Background(), sm, f.Dedup.TTL); err != nil {
+			e.log.Error("cannot journal a sync message and confirm its dedup key", "flow", id, "key", dedupKey, "error", err)
+		}
+	} else {
+		e.journal(sm)
+	}
+	if dedupKey != "" && fin == nil {
 		if err := e.store.ConfirmKey(context.Background(), dedupKey, msg.ID, f.Dedup.TTL); err != nil {
 			e.log.Error("cannot confirm a dedup key", "flow", id, "key", dedupKey, "error", err)
 		}

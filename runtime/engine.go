@@ -29,6 +29,7 @@ type Options struct {
 	Listen      string // trigger listener
 	AdminListen string // admin listener: editor API, metrics, health
 	DataDir     string // embedded store directory
+	RedisURL    string // use the Redis store at this URL (overrides conveyor.yaml)
 	Logger      *slog.Logger
 	Getenv      func(string) (string, bool)
 	Connectors  *connectors.Registry // default connectors.Default
@@ -100,10 +101,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.RescanInterval == 0 {
 		opts.RescanInterval = 5 * time.Second
 	}
-	if opts.Limiter == nil {
-		opts.Limiter = NewLimiter()
-	}
-	e := &Engine{opts: opts, log: opts.Logger, limiter: opts.Limiter, flows: map[string]*liveFlow{},
+	e := &Engine{opts: opts, log: opts.Logger, flows: map[string]*liveFlow{},
 		revs: map[string]map[int]*flows.Flow{}, hashes: map[string]string{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	ws := LoadWorkspace(opts.Workspace, opts.Getenv)
@@ -117,6 +115,23 @@ func New(opts Options) (*Engine, error) {
 	if opts.AdminListen == "" {
 		opts.AdminListen = orDefault(ws.Config.AdminListen, "127.0.0.1:8081")
 	}
+	if opts.Store == nil && (opts.RedisURL != "" || ws.Config.Store.Backend == "redis") {
+		url := opts.RedisURL
+		if url == "" {
+			var err error
+			if url, err = ws.Config.Store.URL.Resolve(opts.Getenv); err != nil {
+				return nil, fmt.Errorf("%s: store.url: %w", ws.Config.File, err)
+			}
+		}
+		rs, err := store.OpenRedis(context.Background(), url, store.RedisOptions{})
+		if err != nil {
+			return nil, err
+		}
+		opts.Store = rs
+		if opts.Limiter == nil {
+			opts.Limiter = NewRedisLimiter(rs) // shared buckets, fail-open
+		}
+	}
 	if opts.Store == nil {
 		dir := opts.DataDir
 		if dir == "" {
@@ -125,16 +140,16 @@ func New(opts Options) (*Engine, error) {
 				dir = filepath.Join(opts.Workspace, dir)
 			}
 		}
-		if ws.Config.Store.Backend == "redis" {
-			return nil, errors.New("store: backend redis is not available in this build; use --data-dir for the embedded store")
-		}
 		s, err := store.OpenBolt(dir)
 		if err != nil {
 			return nil, err
 		}
 		opts.Store = s
 	}
-	e.opts, e.store = opts, opts.Store
+	if opts.Limiter == nil {
+		opts.Limiter = NewLimiter()
+	}
+	e.opts, e.store, e.limiter = opts, opts.Store, opts.Limiter
 	e.metrics = newMetrics(e)
 	conns, err := e.buildConnections(ws.Config)
 	if err != nil {
@@ -349,6 +364,14 @@ func (e *Engine) adminHandler() http.Handler {
 		if !e.ready.Load() {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
 			return
+		}
+		if p, ok := e.store.(interface{ Ping(context.Context) error }); ok {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+			defer cancel()
+			if err := p.Ping(ctx); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "store unavailable"})
+				return
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	})

@@ -235,6 +235,7 @@ func (e *Engine) process(m *store.Message) {
 		return
 	}
 	m.Attempt++
+	defer e.heartbeat(m)()
 	memo := &storeMemo{e: e, m: m, ctx: ctx}
 	deps := e.deps(f, m)
 	deps.Memo = memo
@@ -293,6 +294,43 @@ func (e *Engine) process(m *store.Message) {
 		return
 	}
 	e.deadLetter(m, se.Step, string(se.Class), se.Error())
+}
+
+// heartbeat renews m's lease every third of the lease timeout while it is
+// processed, for stores whose leases expire (Redis: otherwise another
+// replica takes a message over once it runs longer than the timeout). The
+// returned function stops it.
+func (e *Engine) heartbeat(m *store.Message) func() {
+	t, ok := e.store.(interface {
+		Touch(context.Context, string) error
+		LeaseTimeout() time.Duration
+	})
+	if !ok {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(t.LeaseTimeout() / 3)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			if err := t.Touch(context.Background(), m.ID); err != nil {
+				select {
+				case <-stop: // saved meanwhile
+				default:
+					e.log.Warn("cannot renew a lease", "flow", m.Flow, "message", m.ID, "error", err)
+				}
+				if errors.Is(err, store.ErrLeaseLost) {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(stop) }
 }
 
 // jitter is "full jitter": a random wait between zero and d, so retries

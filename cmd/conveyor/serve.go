@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -44,9 +43,6 @@ func serveCmd() *cobra.Command {
 		Short: "Run a workspace: triggers, workers, hot reload, metrics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.redis != "" {
-				return &exitError{2, fmt.Errorf("--redis: the Redis store is not available in this build yet")}
-			}
 			e, err := newEngine(f, nil)
 			if err != nil {
 				return err
@@ -68,7 +64,7 @@ func newEngine(f serveFlags, getenv func(string) (string, bool)) (*runtime.Engin
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
 	log := f.logger()
 	e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen,
-		DataDir: f.dataDir, Logger: log, Admin: admin, Getenv: getenv})
+		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv})
 	if err != nil {
 		return nil, findings("%v", err)
 	}

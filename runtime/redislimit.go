@@ -1,0 +1,180 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+var _ RateLimiter = (*RedisLimiter)(nil)
+
+// RedisLimiter shares rate limits between replicas: one GCRA (generic cell
+// rate algorithm) state per key in Redis, updated by one Lua script on the
+// server's clock (TIME), so replicas with skewed clocks agree and a check
+// is one round trip.
+//
+// Semantics are the in-process Limiter's token bucket: the emission
+// interval is Per/Limit; Burst (default Limit, at least 1) is how many
+// requests a key idle for Burst intervals may send at once. Over a window
+// of d, a key gets at most Burst + d/interval requests.
+//
+// FailOpen decides what an unreachable Redis means. true (the default from
+// NewRedisLimiter) lets traffic through: Allow answers ok together with
+// the error, Wait returns nil — an outage never stops traffic, limits are
+// just not enforced meanwhile. false refuses: Allow answers not ok (retry
+// in a second) with the error, Wait returns the error so the call step
+// fails transiently and is retried with backoff.
+type RedisLimiter struct {
+	s        *store.Redis
+	c        redis.UniversalClient
+	prefix   string
+	timeout  time.Duration
+	FailOpen bool
+}
+
+// ClaimLimiter is a RateLimiter that also claims sync dedup keys, so that
+// the sync accept path takes its token and claims its key in one round
+// trip (see AllowClaim). The engine uses it when the limiter implements it.
+type ClaimLimiter interface {
+	RateLimiter
+	AllowClaim(ctx context.Context, key string, rl flows.RateLimit, dedupKey, id string, ttl time.Duration) (ok bool, wait time.Duration, holder string, claimed bool, err error)
+}
+
+var _ ClaimLimiter = (*RedisLimiter)(nil)
+
+// NewRedisLimiter returns a fail-open limiter that shares s's client; its
+// keys are s's prefix + "rl:" + the limit key.
+func NewRedisLimiter(s *store.Redis) *RedisLimiter {
+	return &RedisLimiter{s: s, c: s.Client(), prefix: s.Prefix(), timeout: time.Second, FailOpen: true}
+}
+
+// gcraLua takes a token for KEYS[1] if there is one: ARGV[1] is the
+// emission interval and ARGV[2] the burst. It sets allowed (1 or 0) and
+// wait (µs until a token is free).
+const gcraLua = `
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local T = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local allowed, wait = 0, tat - T * (tonumber(ARGV[2]) - 1) - now
+if wait <= 0 then
+  allowed, wait = 1, 0
+  tat = tat + T
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%d', math.ceil((tat - now) / 1000) + 1))
+end
+`
+
+var gcraScript = redis.NewScript(gcraLua + `return {allowed, wait}`)
+
+// allowClaimScript is GCRA on KEYS[1] then, when allowed, the store's
+// ClaimKey on KEYS[2] (ARGV[3] message id, ARGV[4] ttl ms): the holder is
+// returned when the key is taken.
+var allowClaimScript = redis.NewScript(gcraLua + `
+if allowed == 0 then return {0, wait, false} end
+local h = redis.call('GET', KEYS[2])
+if h then return {1, 0, h} end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+return {1, 0, false}
+`)
+
+func gcraArgs(rl flows.RateLimit) (interval int64, burst int) {
+	interval = max(int64(rl.Per/time.Microsecond)/int64(rl.Limit), 1)
+	return interval, max(rl.Burst, 1)
+}
+
+func (l *RedisLimiter) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.timeout)
+}
+
+// failed answers Allow when Redis could not be asked.
+func (l *RedisLimiter) failed(err error) (bool, time.Duration, error) {
+	err = fmt.Errorf("rate limit: %w", err)
+	if l.FailOpen {
+		return true, 0, err
+	}
+	return false, time.Second, err
+}
+
+// Allow takes a token for key now, or says how long until one is free.
+func (l *RedisLimiter) Allow(ctx context.Context, key string, rl flows.RateLimit) (bool, time.Duration, error) {
+	if rl.Limit <= 0 || rl.Per <= 0 {
+		return true, 0, nil
+	}
+	ctx, cancel := l.deadline(ctx)
+	defer cancel()
+	interval, burst := gcraArgs(rl)
+	r, err := gcraScript.Run(ctx, l.c, []string{l.prefix + "rl:" + key}, interval, burst).Int64Slice()
+	if err != nil {
+		return l.failed(err)
+	}
+	return r[0] == 1, time.Duration(r[1]) * time.Microsecond, nil
+}
+
+// Wait blocks until key has a token or ctx ends.
+func (l *RedisLimiter) Wait(ctx context.Context, key string, rl flows.RateLimit) error {
+	for {
+		ok, wait, err := l.Allow(ctx, key, rl)
+		if err != nil {
+			if l.FailOpen {
+				return nil
+			}
+			return err
+		}
+		if ok {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// AllowClaim is Allow followed, when allowed, by ClaimKey(dedupKey, id,
+// ttl) on the store the limiter was made from — one script, one round
+// trip, for the sync accept path. claimed is false with the holder's id
+// when the key is taken; a refused request claims nothing. On a Redis
+// error nothing is claimed, err is set and FailOpen decides ok.
+func (l *RedisLimiter) AllowClaim(ctx context.Context, key string, rl flows.RateLimit, dedupKey, id string, ttl time.Duration) (ok bool, wait time.Duration, holder string, claimed bool, err error) {
+	if rl.Limit <= 0 || rl.Per <= 0 {
+		holder, claimed, err = l.s.ClaimKey(ctx, dedupKey, id, ttl)
+		return true, 0, holder, claimed, err
+	}
+	ctx, cancel := l.deadline(ctx)
+	defer cancel()
+	interval, burst := gcraArgs(rl)
+	r, err := allowClaimScript.Run(ctx, l.c, []string{l.prefix + "rl:" + key, l.s.DedupKeyName(dedupKey)}, interval, burst, id,
+		strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)).Slice()
+	if err != nil {
+		ok, wait, err = l.failed(err)
+		return ok, wait, "", false, err
+	}
+	if len(r) != 3 {
+		return l.FailOpen, time.Second, "", false, errors.New("rate limit: unexpected reply from redis")
+	}
+	allowed, _ := r[0].(int64)
+	us, _ := r[1].(int64)
+	h, _ := r[2].(string)
+	switch {
+	case allowed == 0:
+		return false, time.Duration(us) * time.Microsecond, "", false, nil
+	case h != "":
+		return true, 0, h, false, nil
+	}
+	return true, 0, id, true, nil
+}

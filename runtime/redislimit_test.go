@@ -1,0 +1,213 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
+	"github.com/conveyor-run/conveyor/runtime/store/storetest"
+)
+
+// redisStore opens a Redis store on a fresh prefix (cleaned up at t's end).
+func redisStore(t testing.TB, url, prefix string, opts store.RedisOptions) *store.Redis {
+	t.Helper()
+	opts.Prefix = prefix
+	s, err := store.OpenRedis(context.Background(), url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// hammer calls Allow from several goroutines for d and returns the tokens
+// granted and the start times of all calls.
+func hammer(t *testing.T, l runtime.RateLimiter, key string, rl flows.RateLimit, d time.Duration) (int64, []time.Time) {
+	var ok atomic.Int64
+	var mu sync.Mutex
+	var calls []time.Time
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Time
+			for now := time.Now(); now.Sub(start) < d; now = time.Now() {
+				allowed, _, err := l.Allow(context.Background(), key, rl)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mine = append(mine, now)
+				if allowed {
+					ok.Add(1)
+				}
+				time.Sleep(500 * time.Microsecond)
+			}
+			mu.Lock()
+			calls = append(calls, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return ok.Load(), calls
+}
+
+// idealGrants is what an exact GCRA grants to requests at the given times:
+// the reference when the machine is too busy to keep the demand
+// continuous (then fewer than Burst + d/interval are due).
+func idealGrants(calls []time.Time, rl flows.RateLimit) int {
+	slices.SortFunc(calls, func(a, b time.Time) int { return a.Compare(b) })
+	T := rl.Per / time.Duration(rl.Limit)
+	tau := T * time.Duration(max(rl.Burst, 1)-1)
+	var tat time.Time
+	n := 0
+	for _, c := range calls {
+		if tat.Before(c) {
+			tat = c
+		}
+		if tat.Sub(c) <= tau {
+			tat = tat.Add(T)
+			n++
+		}
+	}
+	return n
+}
+
+// checkAccuracy fails when got is more than 5% off: off Burst + d×rate
+// (and never above it by more), and off an exact GCRA over the same
+// requests (which equals Burst + d×rate while the demand is continuous).
+func checkAccuracy(t *testing.T, what string, got int64, calls []time.Time, rl flows.RateLimit, d time.Duration) {
+	t.Helper()
+	nominal := float64(rl.Burst) + d.Seconds()*float64(rl.Limit)/rl.Per.Seconds()
+	ideal := float64(idealGrants(calls, rl))
+	devN, devI := (float64(got)-nominal)/nominal, (float64(got)-ideal)/ideal
+	t.Logf("%s: granted %d of %d requests in %s; nominal %.0f (%+.2f%%), exact GCRA over the same requests %.0f (%+.2f%%)",
+		what, got, len(calls), d, nominal, 100*devN, ideal, 100*devI)
+	if devN > 0.05 || math.Abs(devI) > 0.05 {
+		t.Errorf("%s: granted %d, want %.0f ±5%% (nominal %.0f)", what, got, ideal, nominal)
+	}
+}
+
+// Over 10 s at 50/s with a burst of 10, each limiter grants 510 tokens,
+// within 5%, however many goroutines ask.
+func TestRateLimitAccuracy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10 s per limiter")
+	}
+	rl := flows.RateLimit{Limit: 50, Per: time.Second, Burst: 10}
+	const d = 10 * time.Second
+	t.Run("embedded", func(t *testing.T) {
+		t.Parallel()
+		got, calls := hammer(t, runtime.NewLimiter(), "acc", rl, d)
+		checkAccuracy(t, "embedded", got, calls, rl, d)
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		url := storetest.RedisURL(t)
+		s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})
+		got, calls := hammer(t, runtime.NewRedisLimiter(s), "acc", rl, d)
+		checkAccuracy(t, "redis", got, calls, rl, d)
+	})
+}
+
+func TestRedisLimiterBurstAndWait(t *testing.T) {
+	url := storetest.RedisURL(t)
+	s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})
+	l := runtime.NewRedisLimiter(s)
+	ctx := context.Background()
+	rl := flows.RateLimit{Limit: 5, Per: time.Second, Burst: 3}
+	for i := range 3 {
+		if ok, _, err := l.Allow(ctx, "k", rl); !ok || err != nil {
+			t.Fatalf("burst request %d refused: %v", i+1, err)
+		}
+	}
+	ok, wait, err := l.Allow(ctx, "k", rl)
+	if ok || err != nil || wait <= 100*time.Millisecond || wait > 200*time.Millisecond {
+		t.Fatalf("past the burst: ok %v wait %s err %v; want refused, ~200ms", ok, wait, err)
+	}
+	if ok, _, _ := l.Allow(ctx, "other", rl); !ok {
+		t.Error("another key shares the bucket")
+	}
+	start := time.Now()
+	if err := l.Wait(ctx, "k", rl); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond || d > 400*time.Millisecond {
+		t.Errorf("Wait took %s, want ~%s", d, wait)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(short, "k", rl); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait past its deadline: %v", err)
+	}
+}
+
+// AllowClaim is the rate limit and the dedup claim in one round trip.
+func TestRedisLimiterAllowClaim(t *testing.T) {
+	url := storetest.RedisURL(t)
+	s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})
+	l := runtime.NewRedisLimiter(s)
+	ctx := context.Background()
+	rl := flows.RateLimit{Limit: 2, Per: time.Minute, Burst: 2}
+	ok, _, holder, claimed, err := l.AllowClaim(ctx, "p", rl, "f:k1", "m1", time.Hour)
+	if !ok || !claimed || holder != "m1" || err != nil {
+		t.Fatalf("first: %v %q %v %v", ok, holder, claimed, err)
+	}
+	ok, _, holder, claimed, _ = l.AllowClaim(ctx, "p", rl, "f:k1", "m2", time.Hour)
+	if !ok || claimed || holder != "m1" {
+		t.Fatalf("duplicate: %v %q %v", ok, holder, claimed)
+	}
+	ok, wait, _, claimed, _ := l.AllowClaim(ctx, "p", rl, "f:k2", "m3", time.Hour)
+	if ok || claimed || wait <= 0 {
+		t.Fatalf("over the limit: ok %v claimed %v wait %s", ok, claimed, wait)
+	}
+	if _, ok, _ := s.ClaimKey(ctx, "f:k2", "m4", time.Hour); !ok {
+		t.Error("a refused request claimed its key")
+	}
+}
+
+// With Redis unreachable the limiter answers at once, as FailOpen says.
+func TestRedisLimiterFailOpenOrClosed(t *testing.T) {
+	url := storetest.RedisURL(t)
+	opt, _ := redis.ParseURL(url)
+	p := storetest.NewProxy(t, opt.Addr)
+	s := redisStore(t, "redis://"+p.Addr, storetest.RedisPrefix(t, url), store.RedisOptions{})
+	l := runtime.NewRedisLimiter(s)
+	ctx := context.Background()
+	rl := flows.RateLimit{Limit: 1, Per: time.Hour, Burst: 1}
+	p.Down()
+	start := time.Now()
+	if ok, _, err := l.Allow(ctx, "k", rl); !ok || err == nil {
+		t.Errorf("fail-open (default): ok %v err %v; want ok with the error", ok, err)
+	}
+	if err := l.Wait(ctx, "k", rl); err != nil {
+		t.Errorf("fail-open Wait: %v", err)
+	}
+	l.FailOpen = false
+	if ok, wait, err := l.Allow(ctx, "k", rl); ok || err == nil || wait <= 0 {
+		t.Errorf("fail-closed: ok %v wait %s err %v; want refused with the error", ok, wait, err)
+	}
+	if err := l.Wait(ctx, "k", rl); err == nil {
+		t.Error("fail-closed Wait succeeded")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("four calls during the outage took %s", d)
+	}
+	p.Up()
+	eventually(t, 5*time.Second, "the limiter to work again", func() bool {
+		_, _, err := l.Allow(ctx, "k", rl)
+		return err == nil
+	})
+}

@@ -1,0 +1,829 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is the store for several replicas sharing one Redis (standalone,
+// Sentinel or Cluster). Every replica is a consumer of one consumer group
+// per flow; a message is leased to one consumer at a time, and the leases
+// of a consumer that stops renewing them (a replica that died) are taken
+// over by the others after LeaseTimeout (XAUTOCLAIM).
+//
+// Every operation that changes more than one key is one Lua script, so it
+// is atomic and one round trip. Status, flow and receive time are kept
+// beside the message JSON so that scripts never parse JSON (Lua's cjson
+// would round big integers in payloads).
+//
+// Key layout (P is the prefix, default "conveyor:"; in Cluster mode the
+// prefix is a hash tag, "{conveyor}:", so every key lives in one slot and
+// scripts may touch several of them):
+//
+//	P m:<id>               hash: j (message JSON), st (status), f (flow), r (received, µs),
+//	                       s (stream entry id while queued or leased), dv (leases since the
+//	                       last Save), tk (accept token), why (set when dead-lettered by Lease)
+//	P q:<flow>             stream, consumer group "conveyor": entries {id: <message id>}
+//	                       of messages due now; leased = pending in the group (PEL)
+//	P due:<flow>           zset: message id -> due time (µs), messages due later
+//	P st:<flow>:<status>   zset: message id -> received (µs); Depth and List by status
+//	                       (P st:<flow>:dead is the dead-letter queue)
+//	P jr, P jr:<flow>      zset: message id -> received (µs); the journal, newest first
+//	P kx:<dedup key>       zset: message id -> received (µs); List by key
+//	P dd:<dedup key>       string: id of the message holding the key, PX = dedup TTL
+//	P flows                set of flow ids that have messages
+//	P rev:<flow>           hash: revision number -> Revision JSON
+//	P audit                list of AuditEntry JSON, newest first, capped at AuditMax
+//	P meta                 hash: settings
+//	P rl:<key>             string: GCRA theoretical arrival time (µs), used by runtime.RedisLimiter
+//
+// Messages with a final status expire after JournalTTL (dead letters
+// never do); their index entries are trimmed by later saves and skipped
+// when missing.
+//
+// Durability is the Redis operator's choice: a 202 means the message is in
+// Redis memory and, with appendonly yes and appendfsync everysec (or
+// always), on disk within a second (or before the reply). Without AOF a
+// Redis restart loses what it held.
+type Redis struct {
+	c      redis.UniversalClient
+	opts   RedisOptions
+	prefix string
+}
+
+// RedisOptions tune the Redis store. Zero fields take the defaults.
+type RedisOptions struct {
+	// Prefix starts every key (default "conveyor:"). In Cluster mode a
+	// prefix without a hash tag is wrapped in one ("{conveyor}:").
+	Prefix string
+	// Consumer names this replica in the consumer groups (default
+	// host-pid-random). A stable name (e.g. the pod name) lets a restarted
+	// replica take back its own leases at once in Recover; otherwise other
+	// replicas take them over after LeaseTimeout.
+	Consumer string
+	// LeaseTimeout is how long a leased message may go without Touch
+	// before another replica may take it over (default 30s).
+	LeaseTimeout time.Duration
+	// JournalTTL is how long messages with a final status stay (default 7
+	// days). Dead letters stay until discarded or replayed.
+	JournalTTL time.Duration
+	// MaxDeliveries dead-letters a message leased this many times without
+	// an outcome being saved: its worker died each time (default 10).
+	MaxDeliveries int
+	// CallTimeout bounds a call whose context has no deadline (default 3s).
+	CallTimeout time.Duration
+	// AuditMax caps the audit log (default 10000 entries).
+	AuditMax int
+}
+
+const group = "conveyor"
+
+// ErrLeaseLost is returned by Touch when the message is no longer leased
+// to this replica: another took it over, or it was saved.
+var ErrLeaseLost = errors.New("lease lost")
+
+var _ Store = (*Redis)(nil)
+
+// OpenRedis connects to the Redis at url and checks that it answers.
+// Accepted URL forms:
+//
+//	redis://[user:password@]host:6379[/db][?options]       one server
+//	rediss://...                                            the same over TLS
+//	redis://h1:7000,h2:7001,h3:7002[?options]               Cluster, seed nodes
+//	redis://host:7000?cluster=true                          Cluster, one seed node
+//	redis-sentinel://[user:password@]s1:26379,s2:26379/mymaster[/db][?options]
+//	redis://s1:26379?master_name=mymaster&addr=s2:26379     Sentinel (go-redis form)
+//	rediss-sentinel://...                                   Sentinel, TLS
+//
+// Options are go-redis's URL options (dial_timeout, read_timeout,
+// max_retries, pool_size, ...). Unless the URL sets them: dial, read and
+// write timeouts 2s, pool timeout 2s, 2 retries, context deadlines honoured.
+func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*Redis, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "conveyor:"
+	}
+	if opts.Consumer == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		opts.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if opts.LeaseTimeout <= 0 {
+		opts.LeaseTimeout = 30 * time.Second
+	}
+	if opts.JournalTTL <= 0 {
+		opts.JournalTTL = 7 * 24 * time.Hour
+	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = 10
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 3 * time.Second
+	}
+	if opts.AuditMax <= 0 {
+		opts.AuditMax = 10000
+	}
+	c, cluster, err := newRedisClient(url, "conveyor:"+opts.Consumer)
+	if err != nil {
+		return nil, fmt.Errorf("store: redis url: %w", err)
+	}
+	if cluster {
+		opts.Prefix = hashTagged(opts.Prefix)
+	}
+	s := &Redis{c: c, opts: opts, prefix: opts.Prefix}
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("store: redis %s: %w", redactURL(url), err)
+	}
+	for _, sc := range []*redis.Script{acceptScript, leaseScript, saveScript} {
+		_ = sc.Load(ctx, c).Err() // so the first calls are one round trip
+	}
+	return s, nil
+}
+
+// Client is the underlying client (the Redis rate limiter shares it).
+func (s *Redis) Client() redis.UniversalClient { return s.c }
+
+// Prefix is the key prefix in use.
+func (s *Redis) Prefix() string { return s.prefix }
+
+// Consumer is this replica's consumer name.
+func (s *Redis) Consumer() string { return s.opts.Consumer }
+
+// LeaseTimeout is how long a lease lasts without Touch.
+func (s *Redis) LeaseTimeout() time.Duration { return s.opts.LeaseTimeout }
+
+// DedupKeyName is the Redis key holding dedup key k.
+func (s *Redis) DedupKeyName(k string) string { return s.prefix + "dd:" + k }
+
+// Ping checks that Redis answers (readiness).
+func (s *Redis) Ping(ctx context.Context) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	return s.c.Ping(ctx).Err()
+}
+
+// Close closes the connections.
+func (s *Redis) Close() error { return s.c.Close() }
+
+// deadline gives ctx the store's call timeout when it has no deadline.
+func (s *Redis) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opts.CallTimeout)
+}
+
+func us(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+func ms(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
+
+// luaPrelude is shared by the scripts: ARGV[1] is always the prefix.
+const luaPrelude = `
+local P = ARGV[1]
+local G = 'conveyor'
+local function ensure(q)
+  if redis.call('EXISTS', q) == 0 then redis.call('XGROUP', 'CREATE', q, G, '0', 'MKSTREAM') end
+end
+local function pending(st) return st == 'queued' or st == 'retrying' or st == 'running' end
+local function move(id, flow, old, new, recv)
+  if old and old ~= new then redis.call('ZREM', P..'st:'..flow..':'..old, id) end
+  redis.call('ZADD', P..'st:'..flow..':'..new, recv, id)
+end
+local function push(id, flow)
+  local q = P..'q:'..flow
+  ensure(q)
+  redis.call('HSET', P..'m:'..id, 's', redis.call('XADD', q, '*', 'id', id))
+end
+local function enqueue(id, flow, due, now)
+  if tonumber(due) <= tonumber(now) then push(id, flow) else redis.call('ZADD', P..'due:'..flow, due, id) end
+end
+local function journal(id, flow, recv, dk, ttl)
+  redis.call('ZADD', P..'jr', recv, id)
+  redis.call('ZADD', P..'jr:'..flow, recv, id)
+  redis.call('SADD', P..'flows', flow)
+  if dk ~= '' then
+    redis.call('ZADD', P..'kx:'..dk, recv, id)
+    redis.call('PEXPIRE', P..'kx:'..dk, ttl)
+  end
+end
+`
+
+// acceptScript: 2 id, 3 flow, 4 json, 5 status, 6 due, 7 now, 8 received,
+// 9 dedup key, 10 dedup ttl ms, 11 token, 12 journal ttl ms.
+// Returns {'ok'} or {'dup', json, status}.
+var acceptScript = redis.NewScript(luaPrelude + `
+local id, flow, dk = ARGV[2], ARGV[3], ARGV[9]
+local mk = P..'m:'..id
+local r = redis.call('HMGET', mk, 'tk', 'j', 'st')
+if r[2] then
+  if r[1] == ARGV[11] then return {'ok'} end -- our own call, retried
+  return {'dup', r[2], r[3]}
+end
+if dk ~= '' then
+  local dd = P..'dd:'..dk
+  local h = redis.call('GET', dd)
+  if h then
+    local x = redis.call('HMGET', P..'m:'..h, 'j', 'st')
+    if x[1] then return {'dup', x[1], x[2]} end
+  end
+  if tonumber(ARGV[10]) > 0 then redis.call('SET', dd, id, 'PX', ARGV[10]) end
+end
+redis.call('HSET', mk, 'j', ARGV[4], 'st', ARGV[5], 'f', flow, 'r', ARGV[8], 'tk', ARGV[11], 'dv', 0)
+journal(id, flow, ARGV[8], dk, ARGV[12])
+move(id, flow, false, ARGV[5], ARGV[8])
+enqueue(id, flow, ARGV[6], ARGV[7])
+return {'ok'}
+`)
+
+// Accept implements Store: one script checks the id and the dedup key,
+// stores the record, claims the key and XADDs (or schedules) the message.
+func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Message, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	now := time.Now()
+	if m.Status == "" {
+		m.Status = Queued
+	}
+	if m.DueAt.IsZero() {
+		m.DueAt = now
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("store: accept: %w", err)
+	}
+	var tok [8]byte
+	_, _ = rand.Read(tok[:])
+	res, err := acceptScript.Run(ctx, s.c, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
+		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, strconv.FormatInt(ttl.Milliseconds(), 10),
+		hex.EncodeToString(tok[:]), ms(s.opts.JournalTTL)).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("store: accept: %w", err)
+	}
+	if res[0] == "dup" {
+		return decodeRecord(res[1], res[2], "")
+	}
+	return nil, nil
+}
+
+// leaseScript: 2 flow, 3 now, 4 n, 5 consumer, 6 lease timeout ms, 7 max
+// deliveries. Returns the JSON of each leased message.
+var leaseScript = redis.NewScript(luaPrelude + `
+local flow, n, C = ARGV[2], tonumber(ARGV[4]), ARGV[5]
+local q, dz = P..'q:'..flow, P..'due:'..flow
+ensure(q)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', dz, '-inf', ARGV[3], 'LIMIT', 0, 100)) do
+  redis.call('ZREM', dz, id)
+  if redis.call('HEXISTS', P..'m:'..id, 'j') == 1 then push(id, flow) end
+end
+local got = redis.call('XAUTOCLAIM', q, G, C, ARGV[6], '0-0', 'COUNT', n)[2]
+if #got < n then
+  local r = redis.call('XREADGROUP', 'GROUP', G, C, 'COUNT', n - #got, 'STREAMS', q, '>')
+  if r then for _, e in ipairs(r[1][2]) do got[#got + 1] = e end end
+end
+local out = {}
+for _, e in ipairs(got) do
+  local sid, id = e[1], e[2] and e[2][2]
+  local mk = P..'m:'..(id or '')
+  local r = redis.call('HMGET', mk, 'j', 'st', 's', 'r', 'dv')
+  if not id or not r[1] or r[3] ~= sid or not pending(r[2]) then
+    redis.call('XACK', q, G, sid)
+    redis.call('XDEL', q, sid)
+  else
+    local dv = tonumber(r[5] or '0') + 1
+    if dv > tonumber(ARGV[7]) then
+      redis.call('XACK', q, G, sid)
+      redis.call('XDEL', q, sid)
+      redis.call('HDEL', mk, 's')
+      redis.call('HSET', mk, 'st', 'dead', 'why', 'leased ' .. (dv - 1) .. ' times without an outcome: its worker was lost each time')
+      move(id, flow, r[2], 'dead', r[4])
+    else
+      redis.call('HSET', mk, 'st', 'running', 'dv', dv)
+      move(id, flow, r[2], 'running', r[4])
+      out[#out + 1] = r[1]
+    end
+  end
+end
+return out
+`)
+
+// Lease implements Store: due retries move into the flow's stream, leases
+// of lost consumers idle longer than LeaseTimeout are claimed, then new
+// entries are read for this consumer — one script.
+func (s *Redis) Lease(ctx context.Context, flow string, now time.Time, n int) ([]*Message, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	res, err := leaseScript.Run(ctx, s.c, []string{s.prefix + "q:" + flow}, s.prefix, flow, us(now), n, s.opts.Consumer,
+		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("store: lease: %w", err)
+	}
+	out := make([]*Message, 0, len(res))
+	for _, j := range res {
+		m, err := decodeRecord(j, string(Running), "")
+		if err != nil {
+			return out, err
+		}
+		m.UpdatedAt = now
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// touchScript: 2 id, 3 consumer. Returns 1 when the lease was renewed.
+var touchScript = redis.NewScript(luaPrelude + `
+local r = redis.call('HMGET', P..'m:'..ARGV[2], 'f', 's')
+if not r[2] then return 0 end
+local q = P..'q:'..r[1]
+local p = redis.call('XPENDING', q, G, r[2], r[2], 1)[1]
+if not p or p[2] ~= ARGV[3] then return 0 end
+redis.call('XCLAIM', q, G, ARGV[3], 0, r[2], 'JUSTID')
+return 1
+`)
+
+// Touch renews the lease of message id held by this replica, so no other
+// replica takes it over while it runs. A worker calls it every
+// LeaseTimeout/3 while it processes a message; ErrLeaseLost means another
+// replica has taken the message over (or it was saved).
+func (s *Redis) Touch(ctx context.Context, id string) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	n, err := touchScript.Run(ctx, s.c, []string{s.prefix + "m:" + id}, s.prefix, id, s.opts.Consumer).Int()
+	if err != nil {
+		return fmt.Errorf("store: touch %s: %w", id, err)
+	}
+	if n == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// saveScript: 2 id, 3 flow, 4 json, 5 status, 6 due, 7 now, 8 received,
+// 9 dedup key, 10 journal ttl ms, 11 journal cutoff µs, 12 dedup op
+// (empty, confirm or release), 13 dedup ttl ms.
+var saveScript = redis.NewScript(luaPrelude + `
+local id, flow, st, dk = ARGV[2], ARGV[3], ARGV[5], ARGV[9]
+local mk = P..'m:'..id
+local r = redis.call('HMGET', mk, 'st', 's', 'f', 'j')
+local of = r[3] or flow
+if r[2] and st ~= 'running' then
+  local q = P..'q:'..of
+  redis.call('XACK', q, G, r[2])
+  redis.call('XDEL', q, r[2])
+  redis.call('HDEL', mk, 's')
+end
+redis.call('ZREM', P..'due:'..of, id)
+if r[1] and (r[1] ~= st or of ~= flow) then redis.call('ZREM', P..'st:'..of..':'..r[1], id) end
+redis.call('HSET', mk, 'j', ARGV[4], 'st', st, 'f', flow, 'r', ARGV[8], 'dv', 0)
+redis.call('HDEL', mk, 'why')
+if not r[4] then journal(id, flow, ARGV[8], dk, ARGV[10]) end
+move(id, flow, false, st, ARGV[8])
+if st == 'queued' or st == 'retrying' then
+  redis.call('PERSIST', mk)
+  enqueue(id, flow, ARGV[6], ARGV[7])
+elseif st == 'dead' or st == 'running' then
+  redis.call('PERSIST', mk)
+else
+  redis.call('PEXPIRE', mk, ARGV[10])
+  for _, k in ipairs({P..'jr', P..'jr:'..flow, P..'st:'..flow..':'..st}) do
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. ARGV[11])
+  end
+end
+if ARGV[12] ~= '' and dk ~= '' then
+  local dd = P..'dd:'..dk
+  local h = redis.call('GET', dd)
+  if ARGV[12] == 'confirm' and (not h or h == id) then redis.call('SET', dd, id, 'PX', ARGV[13])
+  elseif ARGV[12] == 'release' and h == id then redis.call('DEL', dd) end
+end
+return 1
+`)
+
+// Save implements Store. Queued and Retrying go back to the stream (due
+// now) or the due set (later) and the lease is acknowledged; final
+// statuses are acknowledged and expire after JournalTTL, dead letters do
+// not expire.
+func (s *Redis) Save(ctx context.Context, m *Message) error {
+	return s.save(ctx, m, "", 0)
+}
+
+// Finish journals a sync run and, in the same round trip, confirms its
+// dedup key for ttl (completed or filtered: a duplicate gets the cached
+// response) or releases it (any other status: the sender's retry runs).
+// It is Save followed by ConfirmKey or ReleaseKey, in one script.
+func (s *Redis) Finish(ctx context.Context, m *Message, ttl time.Duration) error {
+	op := "release"
+	if m.Status == Completed || m.Status == Filtered {
+		op = "confirm"
+	}
+	return s.save(ctx, m, op, ttl)
+}
+
+func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Duration) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	now := time.Now()
+	m.UpdatedAt = now
+	if m.DueAt.IsZero() {
+		m.DueAt = now
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("store: save %s: %w", m.ID, err)
+	}
+	err = saveScript.Run(ctx, s.c, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
+		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)),
+		op, ms(ttl)).Err()
+	if err != nil {
+		return fmt.Errorf("store: save %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// decodeRecord builds a message from its stored JSON and status; why is
+// set when Lease dead-lettered it.
+func decodeRecord(j, st, why string) (*Message, error) {
+	m := &Message{}
+	if err := json.Unmarshal([]byte(j), m); err != nil {
+		return nil, fmt.Errorf("store: message record: %w", err)
+	}
+	if st != "" {
+		m.Status = Status(st)
+	}
+	if why != "" && m.Status == Dead {
+		m.Error = why
+		m.Attempts = append(m.Attempts, Attempt{At: m.UpdatedAt, Step: m.FailedStep, Class: "lost", Error: why})
+	}
+	return m, nil
+}
+
+// Get implements Store.
+func (s *Redis) Get(ctx context.Context, id string) (*Message, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	r, err := s.c.HMGet(ctx, s.prefix+"m:"+id, "j", "st", "why").Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", id, err)
+	}
+	j, _ := r[0].(string)
+	if j == "" {
+		return nil, ErrNotFound
+	}
+	st, _ := r[1].(string)
+	why, _ := r[2].(string)
+	return decodeRecord(j, st, why)
+}
+
+// List implements Store: it reads the most selective index (status per
+// flow, dedup key, flow, all) newest first and filters the rest.
+func (s *Redis) List(ctx context.Context, f Filter) ([]*Message, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	var indexes []string
+	switch {
+	case f.Status != "":
+		flows := []string{f.Flow}
+		if f.Flow == "" {
+			var err error
+			if flows, err = s.c.SMembers(ctx, s.prefix+"flows").Result(); err != nil {
+				return nil, fmt.Errorf("store: list: %w", err)
+			}
+		}
+		for _, fl := range flows {
+			indexes = append(indexes, s.prefix+"st:"+fl+":"+string(f.Status))
+		}
+	case f.Key != "":
+		indexes = []string{s.prefix + "kx:" + f.Key}
+	case f.Flow != "":
+		indexes = []string{s.prefix + "jr:" + f.Flow}
+	default:
+		indexes = []string{s.prefix + "jr"}
+	}
+	var out []*Message
+	for _, idx := range indexes {
+		ms, err := s.scan(ctx, idx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms...)
+	}
+	if len(indexes) > 1 {
+		slices.SortStableFunc(out, func(a, b *Message) int { return b.ReceivedAt.Compare(a.ReceivedAt) })
+	}
+	return out[:min(len(out), f.Limit)], nil
+}
+
+// scan pages through one index newest first, keeping what matches f.
+func (s *Redis) scan(ctx context.Context, index string, f Filter) ([]*Message, error) {
+	lo := "-inf"
+	if !f.Since.IsZero() {
+		lo = us(f.Since)
+	}
+	page := int64(max(f.Limit, 50))
+	var out []*Message
+	var stale []any
+	for off := int64(0); len(out) < f.Limit; off += page {
+		ids, err := s.c.ZRevRangeByScore(ctx, index, &redis.ZRangeBy{Min: lo, Max: "+inf", Offset: off, Count: page}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("store: list: %w", err)
+		}
+		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				p.HMGet(ctx, s.prefix+"m:"+id, "j", "st", "why")
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("store: list: %w", err)
+		}
+		for i, c := range cmds {
+			r := c.(*redis.SliceCmd).Val()
+			j, _ := r[0].(string)
+			if j == "" {
+				stale = append(stale, ids[i])
+				continue
+			}
+			st, _ := r[1].(string)
+			why, _ := r[2].(string)
+			m, err := decodeRecord(j, st, why)
+			if err != nil {
+				continue
+			}
+			if (f.Flow != "" && m.Flow != f.Flow) || (f.Status != "" && m.Status != f.Status) || (f.Key != "" && m.DedupKey != f.Key) {
+				continue
+			}
+			if out = append(out, m); len(out) == f.Limit {
+				break
+			}
+		}
+		if int64(len(ids)) < page {
+			break
+		}
+	}
+	if len(stale) > 0 {
+		s.c.ZRem(ctx, index, stale...) // expired records; best effort
+	}
+	return out, nil
+}
+
+// recoverScript: 2 flow, 3 consumer, 4 idle ms after which a consumer
+// holding nothing is forgotten. Requeues this consumer's leases.
+var recoverScript = redis.NewScript(luaPrelude + `
+local flow, C = ARGV[2], ARGV[3]
+local q = P..'q:'..flow
+if redis.call('EXISTS', q) == 0 then return 0 end
+local n = 0
+for _, p in ipairs(redis.call('XPENDING', q, G, '-', '+', 10000, C)) do
+  local sid = p[1]
+  local e = redis.call('XRANGE', q, sid, sid)[1]
+  redis.call('XACK', q, G, sid)
+  redis.call('XDEL', q, sid)
+  local id = e and e[2][2]
+  if id then
+    local mk = P..'m:'..id
+    local r = redis.call('HMGET', mk, 'st', 's', 'r')
+    if r[2] == sid and pending(r[1]) then
+      redis.call('HSET', mk, 'st', 'queued')
+      move(id, flow, r[1], 'queued', r[3])
+      push(id, flow)
+      n = n + 1
+    end
+  end
+end
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', q, G)) do
+  if c[2] ~= C and c[4] == 0 and c[6] > tonumber(ARGV[4]) then redis.call('XGROUP', 'DELCONSUMER', q, G, c[2]) end
+end
+return n
+`)
+
+// Recover implements Store: this consumer's leases (a restart with a
+// stable Consumer name) go back to the queue at once. Leases of other
+// consumers are left alone — they may be alive; Lease takes them over
+// once idle for LeaseTimeout. Consumers that hold nothing and were idle
+// for a day are removed from the groups.
+func (s *Redis) Recover(ctx context.Context) (int, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	flows, err := s.c.SMembers(ctx, s.prefix+"flows").Result()
+	if err != nil {
+		return 0, fmt.Errorf("store: recover: %w", err)
+	}
+	n := 0
+	for _, fl := range flows {
+		k, err := recoverScript.Run(ctx, s.c, []string{s.prefix + "q:" + fl}, s.prefix, fl, s.opts.Consumer, ms(24*time.Hour)).Int()
+		if err != nil {
+			return n, fmt.Errorf("store: recover %s: %w", fl, err)
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// Depth implements Store: queued and retrying messages of flow (not those
+// leased), and the receive time of the oldest.
+func (s *Redis) Depth(ctx context.Context, flow string) (int, time.Time, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	var counts [2]*redis.IntCmd
+	var firsts [2]*redis.ZSliceCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, st := range []Status{Queued, Retrying} {
+			k := s.prefix + "st:" + flow + ":" + string(st)
+			counts[i] = p.ZCard(ctx, k)
+			firsts[i] = p.ZRangeWithScores(ctx, k, 0, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: depth: %w", err)
+	}
+	n := 0
+	var oldest time.Time
+	for i := range counts {
+		n += int(counts[i].Val())
+		if z := firsts[i].Val(); len(z) > 0 {
+			if t := time.UnixMicro(int64(z[0].Score)).UTC(); oldest.IsZero() || t.Before(oldest) {
+				oldest = t
+			}
+		}
+	}
+	return n, oldest, nil
+}
+
+var claimScript = redis.NewScript(`
+local h = redis.call('GET', KEYS[1])
+if h then return h end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+`)
+
+// ClaimKey implements Store: SET NX PX holding the message id, one script
+// that also answers the holder.
+func (s *Redis) ClaimKey(ctx context.Context, key, id string, ttl time.Duration) (string, bool, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	h, err := claimScript.Run(ctx, s.c, []string{s.DedupKeyName(key)}, id, ms(ttl)).Text()
+	if errors.Is(err, redis.Nil) {
+		return id, true, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("store: claim %q: %w", key, err)
+	}
+	return h, false, nil
+}
+
+var confirmScript = redis.NewScript(`
+local h = redis.call('GET', KEYS[1])
+if h and h ~= ARGV[1] then return redis.error_reply('held by ' .. h) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// ConfirmKey implements Store: the key is (re)set for ttl unless another
+// message holds it.
+func (s *Redis) ConfirmKey(ctx context.Context, key, id string, ttl time.Duration) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if err := confirmScript.Run(ctx, s.c, []string{s.DedupKeyName(key)}, id, ms(ttl)).Err(); err != nil {
+		return fmt.Errorf("store: confirm dedup key %q: %w", key, err)
+	}
+	return nil
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// ReleaseKey implements Store: compare-and-delete, so only the holder
+// frees the key.
+func (s *Redis) ReleaseKey(ctx context.Context, key, id string) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if err := releaseScript.Run(ctx, s.c, []string{s.DedupKeyName(key)}, id).Err(); err != nil {
+		return fmt.Errorf("store: release dedup key %q: %w", key, err)
+	}
+	return nil
+}
+
+// AddRevision implements Store.
+func (s *Redis) AddRevision(ctx context.Context, r Revision) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := s.c.HSet(ctx, s.prefix+"rev:"+r.Flow, strconv.Itoa(r.Number), b).Err(); err != nil {
+		return fmt.Errorf("store: add revision: %w", err)
+	}
+	return nil
+}
+
+// Revisions implements Store.
+func (s *Redis) Revisions(ctx context.Context, flow string) ([]Revision, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	vals, err := s.c.HVals(ctx, s.prefix+"rev:"+flow).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: revisions: %w", err)
+	}
+	out := make([]Revision, 0, len(vals))
+	for _, v := range vals {
+		var r Revision
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			return nil, fmt.Errorf("store: revision of %s: %w", flow, err)
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Revision) int { return a.Number - b.Number })
+	return out, nil
+}
+
+// AppendAudit implements Store.
+func (s *Redis) AppendAudit(ctx context.Context, a AuditEntry) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, s.prefix+"audit", b)
+		p.LTrim(ctx, s.prefix+"audit", 0, int64(s.opts.AuditMax-1))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: audit: %w", err)
+	}
+	return nil
+}
+
+// Audit implements Store.
+func (s *Redis) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if limit <= 0 {
+		limit = 100
+	}
+	vals, err := s.c.LRange(ctx, s.prefix+"audit", 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: audit: %w", err)
+	}
+	out := make([]AuditEntry, 0, len(vals))
+	for _, v := range vals {
+		var a AuditEntry
+		if err := json.Unmarshal([]byte(v), &a); err != nil {
+			return nil, fmt.Errorf("store: audit entry: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// PutMeta implements Store.
+func (s *Redis) PutMeta(ctx context.Context, key string, value []byte) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	var err error
+	if value == nil {
+		err = s.c.HDel(ctx, s.prefix+"meta", key).Err()
+	} else {
+		err = s.c.HSet(ctx, s.prefix+"meta", key, value).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("store: meta %s: %w", key, err)
+	}
+	return nil
+}
+
+// GetMeta implements Store.
+func (s *Redis) GetMeta(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	v, err := s.c.HGet(ctx, s.prefix+"meta", key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: meta %s: %w", key, err)
+	}
+	return v, nil
+}

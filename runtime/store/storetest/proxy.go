@@ -1,0 +1,103 @@
+package storetest
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Proxy is a TCP proxy in front of a server, for outage tests that must
+// not disturb a shared server: Down drops every connection and refuses new
+// ones, Stall accepts but never answers (a hung server), Up restores.
+type Proxy struct {
+	Addr   string
+	target string
+	ln     net.Listener
+	mu     sync.Mutex
+	mode   string // up, down, stall
+	conns  map[net.Conn]bool
+}
+
+// NewProxy listens on 127.0.0.1:0 and forwards to target until t ends.
+func NewProxy(t testing.TB, target string) *Proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, mode: "up", conns: map[net.Conn]bool{}}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.set("down") })
+	return p
+}
+
+// Up forwards again.
+func (p *Proxy) Up() { p.set("up") }
+
+// Down closes every connection and refuses new ones.
+func (p *Proxy) Down() { p.set("down") }
+
+// Stall closes every connection; new ones are accepted and never answered.
+func (p *Proxy) Stall() { p.set("stall") }
+
+func (p *Proxy) set(mode string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mode = mode
+	if mode != "up" {
+		for c := range p.conns {
+			c.Close()
+		}
+		clear(p.conns)
+	}
+}
+
+func (p *Proxy) track(cs ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mode == "down" {
+		return false
+	}
+	for _, c := range cs {
+		p.conns[c] = true
+	}
+	return true
+}
+
+func (p *Proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		mode := p.mode
+		p.mu.Unlock()
+		switch mode {
+		case "down":
+			c.Close()
+		case "stall":
+			if !p.track(c) {
+				c.Close()
+			}
+		default:
+			go p.forward(c)
+		}
+	}
+}
+
+func (p *Proxy) forward(c net.Conn) {
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !p.track(c, s) {
+		c.Close()
+		s.Close()
+		return
+	}
+	go func() { _, _ = io.Copy(s, c); s.Close() }()
+	_, _ = io.Copy(c, s)
+	c.Close()
+}

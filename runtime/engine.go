@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,7 +125,11 @@ func New(opts Options) (*Engine, error) {
 				return nil, fmt.Errorf("%s: store.url: %w", ws.Config.File, err)
 			}
 		}
-		rs, err := store.OpenRedis(context.Background(), url, store.RedisOptions{})
+		url, ropts, err := redisOptions(url)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := store.OpenRedis(context.Background(), url, ropts)
 		if err != nil {
 			return nil, err
 		}
@@ -416,4 +422,30 @@ func (e *Engine) sweepLoop(sw sweeper) {
 		case <-tick.C:
 		}
 	}
+}
+
+// redisOptions takes Conveyor's own settings out of a Redis URL's query —
+// prefix, consumer (a stable replica name, such as the pod name, lets a
+// restarted replica take its in-flight messages back at once) and
+// lease_timeout — and leaves the rest for the Redis client.
+func redisOptions(raw string) (string, store.RedisOptions, error) {
+	var o store.RedisOptions
+	base, query, _ := strings.Cut(raw, "?") // not url.Parse: cluster URLs list several host:port
+	q, err := neturl.ParseQuery(query)
+	if err != nil {
+		return "", o, fmt.Errorf("store: redis url: %w", err)
+	}
+	o.Prefix, o.Consumer = q.Get("prefix"), q.Get("consumer")
+	if v := q.Get("lease_timeout"); v != "" {
+		if o.LeaseTimeout, err = time.ParseDuration(v); err != nil || o.LeaseTimeout <= 0 {
+			return "", o, fmt.Errorf("store: redis url: lease_timeout %q is not a duration", v)
+		}
+	}
+	for _, k := range []string{"prefix", "consumer", "lease_timeout"} {
+		q.Del(k)
+	}
+	if len(q) > 0 {
+		base += "?" + q.Encode()
+	}
+	return base, o, nil
 }

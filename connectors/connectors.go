@@ -27,7 +27,17 @@ type Request struct {
 	Body           any // nil: no body; otherwise encoded as JSON
 	IdempotencyKey string
 	Timeout        time.Duration // 0: the connection's
+	// SQL and Params are set for database connections instead of a path.
+	SQL    string
+	Params []any
 }
+
+// MethodPublish is the Method of a request that publishes Body to the
+// stream or subject named by Path (stream connections).
+const MethodPublish = "PUBLISH"
+
+// MethodSQL is the Method of a request that runs SQL with Params.
+const MethodSQL = "SQL"
 
 // Response is the answer of a call: any HTTP status, body decoded from
 // JSON when it is JSON, else text.

@@ -167,5 +167,5 @@ func (g *schemaGen) mapNode() map[string]any {
 // typeDocs are the object descriptions shown on hover.
 var typeDocs = map[string]string{
 	"Step":    "One step: exactly one of " + strings.Join(kindNames(structFields(reflect.TypeOf(Step{}))), ", "),
-	"Trigger": "Exactly one of http, schedule, file, event",
+	"Trigger": "Exactly one of " + strings.Join(kindNames(structFields(reflect.TypeOf(Trigger{}))), ", "),
 }

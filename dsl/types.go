@@ -17,11 +17,12 @@ import "time"
 type Flow struct {
 	Flow        string     `yaml:"flow" desc:"Flow id; optional, must equal the file name without .yaml"`
 	Description string     `yaml:"description" desc:"What the flow does, shown in the API and console"`
-	Trigger     *Trigger   `yaml:"trigger" required:"true" desc:"What starts the flow: exactly one of http, schedule, file, event"`
+	Trigger     *Trigger   `yaml:"trigger" required:"true" desc:"What starts the flow: exactly one of http, schedule, file, event, redis_stream, nats"`
 	Dedup       *Dedup     `yaml:"dedup" desc:"Drop duplicate deliveries by a business key"`
 	RateLimit   *RateLimit `yaml:"rate_limit" desc:"Inbound rate limit: excess requests get 429 with Retry-After"`
 	Retry       *Retry     `yaml:"retry" desc:"Default retry policy of call steps"`
 	Concurrency int        `yaml:"concurrency" desc:"Messages of this flow processed at once" default:"4"`
+	Watermark   *Watermark `yaml:"watermark" desc:"A value kept between runs (vars.watermark), such as the last updated_at polled"`
 	Steps       []Step     `yaml:"steps" required:"true" desc:"The steps every message runs through, in order"`
 	Tests       []TestCase `yaml:"tests" desc:"Inline flow tests run by conveyor test"`
 
@@ -32,11 +33,13 @@ type Flow struct {
 
 // Trigger starts a flow. Exactly one kind is set.
 type Trigger struct {
-	HTTP     *HTTPTrigger     `yaml:"http" kind:"true" desc:"An HTTP endpoint on the trigger listener"`
-	Schedule *ScheduleTrigger `yaml:"schedule" kind:"true" desc:"A cron schedule"`
-	File     *FileTrigger     `yaml:"file" kind:"true" desc:"Files dropped into a directory"`
-	Event    *EventTrigger    `yaml:"event" kind:"true" desc:"An internal event topic other flows publish to"`
-	At       Pos              `yaml:"-"`
+	HTTP        *HTTPTrigger     `yaml:"http" kind:"true" desc:"An HTTP endpoint on the trigger listener"`
+	Schedule    *ScheduleTrigger `yaml:"schedule" kind:"true" desc:"A cron schedule"`
+	File        *FileTrigger     `yaml:"file" kind:"true" desc:"Files dropped into a directory"`
+	Event       *EventTrigger    `yaml:"event" kind:"true" desc:"An internal event topic other flows publish to"`
+	RedisStream *StreamTrigger   `yaml:"redis_stream" kind:"true" desc:"An external Redis Stream, read with a consumer group"`
+	NATS        *StreamTrigger   `yaml:"nats" kind:"true" desc:"An external NATS JetStream subject, read with a durable consumer"`
+	At          Pos              `yaml:"-"`
 }
 
 func (Trigger) union() string { return "trigger" }
@@ -52,6 +55,10 @@ func (t *Trigger) Kind() string {
 		return "file"
 	case t.Event != nil:
 		return "event"
+	case t.RedisStream != nil:
+		return "redis_stream"
+	case t.NATS != nil:
+		return "nats"
 	}
 	return ""
 }
@@ -79,7 +86,8 @@ func (Auth) union() string { return "auth" }
 
 // HMACAuth checks a signature header computed over the raw request body.
 type HMACAuth struct {
-	Header    string         `yaml:"header" required:"true" desc:"Header carrying the signature"`
+	Preset    string         `yaml:"preset" enum:"shopify,woocommerce,github" desc:"Sets header, encoding and prefix as the platform signs its webhooks"`
+	Header    string         `yaml:"header" desc:"Header carrying the signature (required without a preset)"`
 	Secret    ConfigString   `yaml:"secret" required:"true" desc:"Shared secret, usually ${env:NAME}"`
 	Secrets   []ConfigString `yaml:"secrets" desc:"Further accepted secrets, for rotation"`
 	Encoding  string         `yaml:"encoding" enum:"base64,hex" default:"base64" desc:"Encoding of the signature"`
@@ -112,10 +120,34 @@ type ScheduleTrigger struct {
 
 // FileTrigger starts a run for each file dropped into a directory.
 type FileTrigger struct {
-	Dir     string `yaml:"dir" required:"true" desc:"Inbox directory, relative to the workspace"`
-	Pattern string `yaml:"pattern" default:"*" desc:"Glob of the file names to take"`
-	Format  string `yaml:"format" enum:"json,jsonl,csv,x12" default:"json" desc:"How the file is parsed"`
-	At      Pos    `yaml:"-"`
+	Dir       string     `yaml:"dir" required:"true" desc:"Inbox directory, relative to the workspace"`
+	Pattern   string     `yaml:"pattern" default:"*" desc:"Glob of the file names to take"`
+	Format    string     `yaml:"format" enum:"json,jsonl,csv,x12" default:"json" desc:"How the file is parsed"`
+	Per       string     `yaml:"per" enum:"file,record" default:"file" desc:"One message per file, or per record (CSV row, JSON line, X12 transaction)"`
+	Complete  string     `yaml:"complete" enum:"stable,marker" default:"stable" desc:"When a file is complete: its size is stable for stable_for, or a marker file <name><marker> exists"`
+	StableFor *Duration  `yaml:"stable_for" default:"1s" desc:"How long the size must stay the same"`
+	Marker    string     `yaml:"marker" default:".done" desc:"Suffix of the marker file (complete: marker)"`
+	DoneDir   string     `yaml:"done_dir" default:"<dir>/done" desc:"Where processed files are moved"`
+	ErrorDir  string     `yaml:"error_dir" default:"<dir>/error" desc:"Where files that cannot be read are moved, with a .reason file beside them"`
+	CSV       *CSVFormat `yaml:"csv" desc:"CSV settings"`
+	At        Pos        `yaml:"-"`
+}
+
+// CSVFormat describes a CSV file.
+type CSVFormat struct {
+	Delimiter string `yaml:"delimiter" default:"," desc:"Field separator, one character"`
+	Header    *bool  `yaml:"header" default:"true" desc:"The first row names the columns (records become objects); false: records are lists"`
+	At        Pos    `yaml:"-"`
+}
+
+// StreamTrigger consumes an external stream. A message is acknowledged
+// only after the flow has stored it.
+type StreamTrigger struct {
+	URL     ConfigString `yaml:"url" required:"true" desc:"redis:// or nats:// URL, usually ${env:NAME}"`
+	Stream  string       `yaml:"stream" required:"true" desc:"Redis: the stream key; NATS: the JetStream stream name"`
+	Subject string       `yaml:"subject" desc:"NATS: the subject filter"`
+	Group   string       `yaml:"group" desc:"Redis consumer group / NATS durable consumer name; defaults to the flow id"`
+	At      Pos          `yaml:"-"`
 }
 
 // EventTrigger receives every message published to a topic.
@@ -152,18 +184,19 @@ type Retry struct {
 
 // Step is one step of a flow. Exactly one kind is set.
 type Step struct {
-	Name     string   `yaml:"name" desc:"Optional label shown in traces"`
-	Validate []Rule   `yaml:"validate" kind:"true" desc:"Rules the message must satisfy; every failing rule is reported"`
-	Map      *MapTree `yaml:"map" kind:"true" desc:"Builds a new body: nested maps build objects, scalars are expressions; use: names a mapping file"`
-	Set      *SetSpec `yaml:"set" kind:"true" desc:"Assigns expressions to paths such as body.status or vars.total"`
-	Choice   []Branch `yaml:"choice" kind:"true" desc:"The first branch whose when holds runs its steps; otherwise runs when none does"`
-	Filter   *Expr    `yaml:"filter" kind:"true" desc:"Expression; a message for which it is false stops here as filtered"`
-	Split    *Split   `yaml:"split" kind:"true" desc:"Runs steps once for every item of a list"`
-	Call     *Call    `yaml:"call" kind:"true" desc:"Calls a connection defined in conveyor.yaml"`
-	Publish  *Publish `yaml:"publish" kind:"true" desc:"Publishes to an internal topic; every flow with that event trigger gets its own copy"`
-	Respond  *Respond `yaml:"respond" kind:"true" desc:"Sets the answer of a sync http trigger"`
-	Log      *LogStep `yaml:"log" kind:"true" desc:"Writes a log line"`
-	At       Pos      `yaml:"-"`
+	Name      string     `yaml:"name" desc:"Optional label shown in traces"`
+	Validate  []Rule     `yaml:"validate" kind:"true" desc:"Rules the message must satisfy; every failing rule is reported"`
+	Map       *MapTree   `yaml:"map" kind:"true" desc:"Builds a new body: nested maps build objects, scalars are expressions; use: names a mapping file"`
+	Set       *SetSpec   `yaml:"set" kind:"true" desc:"Assigns expressions to paths such as body.status or vars.total"`
+	Choice    []Branch   `yaml:"choice" kind:"true" desc:"The first branch whose when holds runs its steps; otherwise runs when none does"`
+	Filter    *Expr      `yaml:"filter" kind:"true" desc:"Expression; a message for which it is false stops here as filtered"`
+	Split     *Split     `yaml:"split" kind:"true" desc:"Runs steps once for every item of a list"`
+	Call      *Call      `yaml:"call" kind:"true" desc:"Calls a connection defined in conveyor.yaml"`
+	Publish   *Publish   `yaml:"publish" kind:"true" desc:"Publishes to an internal topic; every flow with that event trigger gets its own copy"`
+	Respond   *Respond   `yaml:"respond" kind:"true" desc:"Sets the answer of a sync http trigger"`
+	Log       *LogStep   `yaml:"log" kind:"true" desc:"Writes a log line"`
+	Aggregate *Aggregate `yaml:"aggregate" kind:"true" desc:"Collects messages by key into one batch message, published when size is reached or within has passed"`
+	At        Pos        `yaml:"-"`
 }
 
 func (Step) union() string { return "step" }
@@ -191,8 +224,28 @@ func (s *Step) Kind() string {
 		return "respond"
 	case s.Log != nil:
 		return "log"
+	case s.Aggregate != nil:
+		return "aggregate"
 	}
 	return ""
+}
+
+// Aggregate collects messages into batches.
+type Aggregate struct {
+	Key    *Expr    `yaml:"key" desc:"Expression giving the batch key; one batch when absent"`
+	Item   *Expr    `yaml:"item" desc:"Expression giving what is collected; defaults to body"`
+	Size   int      `yaml:"size" min:"1" desc:"Publish when this many items are collected"`
+	Within Duration `yaml:"within" desc:"Publish at most this long after the first item"`
+	Topic  string   `yaml:"topic" required:"true" desc:"Internal topic the batch {key, count, items} is published to"`
+	At     Pos      `yaml:"-"`
+}
+
+// Watermark keeps a value between runs of a polling flow ("updated
+// since"), so that a restart neither misses nor repeats.
+type Watermark struct {
+	Initial Expr `yaml:"initial" required:"true" desc:"Expression giving the first value"`
+	Next    Expr `yaml:"next" required:"true" desc:"Expression evaluated after a run completed, giving the value the next run sees"`
+	At      Pos  `yaml:"-"`
 }
 
 // Rule is one validation rule.
@@ -232,14 +285,17 @@ type Call struct {
 	Retry        *Retry     `yaml:"retry" desc:"Retry policy; defaults to the flow's"`
 	Timeout      *Duration  `yaml:"timeout" desc:"Per attempt; defaults to the connection's"`
 	Accept       []int      `yaml:"accept" desc:"Error statuses that do not fail the step (e.g. [404]); the response lands in vars.<as> for a choice to handle"`
+	SQL          string     `yaml:"sql" desc:"postgres connections: the statement, with $1, $2 ... for params; a query's rows become the response body"`
+	Params       []Expr     `yaml:"params" desc:"postgres connections: expressions giving $1, $2 ..."`
 	At           Pos        `yaml:"-"`
 }
 
 // Publish sends a message to an internal topic.
 type Publish struct {
-	Topic string `yaml:"topic" required:"true" desc:"Topic name"`
-	Body  *Expr  `yaml:"body" desc:"Expression giving the published body; defaults to body"`
-	At    Pos    `yaml:"-"`
+	Topic      string `yaml:"topic" required:"true" desc:"Topic name (internal), or stream / subject on the connection"`
+	Body       *Expr  `yaml:"body" desc:"Expression giving the published body; defaults to body"`
+	Connection string `yaml:"connection" desc:"Publish to an external stream connection (redis_stream, nats) instead of an internal topic"`
+	At         Pos    `yaml:"-"`
 }
 
 // Respond sets the answer of a sync trigger.
@@ -344,8 +400,25 @@ type StoreConfig struct {
 
 // Connection is a named target system. Exactly one kind is set.
 type Connection struct {
-	HTTP *HTTPConnection `yaml:"http" kind:"true" desc:"An HTTP API"`
-	At   Pos             `yaml:"-"`
+	HTTP     *HTTPConnection     `yaml:"http" kind:"true" desc:"An HTTP API"`
+	Postgres *PostgresConnection `yaml:"postgres" kind:"true" desc:"A PostgreSQL database; call it with sql:"`
+	File     *FileConnection     `yaml:"file" kind:"true" desc:"An outbox directory; a call writes one file atomically"`
+	At       Pos                 `yaml:"-"`
+}
+
+// PostgresConnection is a PostgreSQL database.
+type PostgresConnection struct {
+	URL      ConfigString `yaml:"url" required:"true" desc:"postgres:// URL, usually ${env:NAME}"`
+	MaxConns int          `yaml:"max_conns" default:"4" desc:"Most connections open at once"`
+	At       Pos          `yaml:"-"`
+}
+
+// FileConnection writes files into an outbox directory.
+type FileConnection struct {
+	Dir    string     `yaml:"dir" required:"true" desc:"Outbox directory, relative to the workspace"`
+	Format string     `yaml:"format" enum:"json,jsonl,csv,x12" default:"json" desc:"How the call's body is written"`
+	CSV    *CSVFormat `yaml:"csv" desc:"CSV settings"`
+	At     Pos        `yaml:"-"`
 }
 
 func (Connection) union() string { return "connection" }
@@ -356,12 +429,14 @@ type HTTPConnection struct {
 	Headers map[string]ConfigString `yaml:"headers" desc:"Headers sent with every request"`
 	Timeout Duration                `yaml:"timeout" default:"10s" desc:"Per attempt"`
 	Auth    *ConnAuth               `yaml:"auth" desc:"How Conveyor authenticates to the API"`
+	TLS     *TLSConfig              `yaml:"tls" desc:"CA and client certificate (mTLS)"`
 	At      Pos                     `yaml:"-"`
 }
 
 // ConnAuth is how Conveyor authenticates to a connection. Exactly one
 // kind is set.
 type ConnAuth struct {
+	OAuth2 *OAuth2Auth   `yaml:"oauth2" kind:"true" desc:"OAuth2 client credentials; the token is cached and refreshed"`
 	Bearer *ConfigString `yaml:"bearer" kind:"true" desc:"Authorization: Bearer <token>"`
 	Basic  *BasicAuth    `yaml:"basic" kind:"true" desc:"HTTP basic authentication"`
 	APIKey *APIKeyOut    `yaml:"api_key" kind:"true" desc:"A key sent in a header"`
@@ -369,6 +444,24 @@ type ConnAuth struct {
 }
 
 func (ConnAuth) union() string { return "auth" }
+
+// OAuth2Auth is the OAuth2 client-credentials grant.
+type OAuth2Auth struct {
+	TokenURL     ConfigString `yaml:"token_url" required:"true" desc:"Token endpoint"`
+	ClientID     ConfigString `yaml:"client_id" required:"true" desc:"Client id"`
+	ClientSecret ConfigString `yaml:"client_secret" required:"true" desc:"Client secret, usually ${env:NAME}"`
+	Scopes       []string     `yaml:"scopes" desc:"Scopes asked for"`
+	At           Pos          `yaml:"-"`
+}
+
+// TLSConfig configures TLS to a connection: a CA to trust and, for mTLS, a
+// client certificate.
+type TLSConfig struct {
+	CAFile   string `yaml:"ca_file" desc:"PEM file of the CA to trust"`
+	CertFile string `yaml:"cert_file" desc:"PEM client certificate (mTLS)"`
+	KeyFile  string `yaml:"key_file" desc:"PEM client key (mTLS)"`
+	At       Pos    `yaml:"-"`
+}
 
 // BasicAuth is a user name and password.
 type BasicAuth struct {

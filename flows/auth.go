@@ -30,6 +30,15 @@ func (c *compiler) auth(a *dsl.Auth) *Auth {
 	case a.HMAC != nil:
 		h := a.HMAC
 		out := &Auth{Kind: "hmac", Header: h.Header, Encoding: h.Encoding, Prefix: h.Prefix, Algorithm: h.Algorithm}
+		if p, ok := hmacPresets[h.Preset]; ok {
+			// A preset fills what the analyst did not write.
+			out.Header = cmpOr(out.Header, p.Header)
+			out.Encoding = cmpOr(out.Encoding, p.Encoding)
+			out.Prefix = cmpOr(out.Prefix, p.Prefix)
+		}
+		if out.Header == "" {
+			c.add(h.At, "trigger.http.auth.hmac: needs a header or a preset", "e.g. preset: shopify, or header: X-Signature")
+		}
 		if out.Encoding == "" {
 			out.Encoding = "base64"
 		}
@@ -54,6 +63,21 @@ func (c *compiler) auth(a *dsl.Auth) *Auth {
 		return &Auth{Kind: "api_key", Header: header, Secrets: [][]byte{[]byte(c.resolve(a.APIKey.Key, "trigger.http.auth.api_key.key"))}}
 	}
 	return nil
+}
+
+// hmacPresets are how common platforms sign their webhooks: an HMAC over
+// the raw body in a header.
+var hmacPresets = map[string]Auth{
+	"shopify":     {Header: "X-Shopify-Hmac-Sha256", Encoding: "base64"},
+	"woocommerce": {Header: "X-WC-Webhook-Signature", Encoding: "base64"},
+	"github":      {Header: "X-Hub-Signature-256", Encoding: "hex", Prefix: "sha256="},
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // Verify reports whether a request with these headers and raw body passes

@@ -29,6 +29,9 @@ func Compile(src *dsl.Flow, env Env) (*Flow, dsl.Diagnostics) {
 		f.Concurrency = 4
 	}
 	f.Retry = retryPolicy(src.Retry, DefaultRetry)
+	if w := src.Watermark; w != nil {
+		f.Watermark = &Watermark{Initial: c.expr(w.Initial, mappings.Scope{}), Next: c.expr(w.Next, mappings.Scope{})}
+	}
 	if src.Trigger != nil {
 		f.Trigger = c.trigger(src.Trigger)
 	}
@@ -178,9 +181,16 @@ func (c *compiler) steps(src []dsl.Step, prefix string, scope mappings.Scope) []
 		case "call":
 			st.call = c.call(s.Call, st.path, scope)
 		case "publish":
-			st.publish = &publishSpec{topic: s.Publish.Topic, body: c.optExpr(s.Publish.Body, scope)}
+			st.publish = &publishSpec{topic: s.Publish.Topic, connection: s.Publish.Connection, body: c.optExpr(s.Publish.Body, scope)}
+			c.connection(s.Publish.Connection, s.Publish.At, st.path, "publish")
 		case "respond":
 			st.respond = &respondSpec{status: c.optExpr(s.Respond.Status, scope), body: c.optExpr(s.Respond.Body, scope), headers: c.exprMap(s.Respond.Headers, scope)}
+		case "aggregate":
+			a := s.Aggregate
+			if a.Size <= 0 && !a.Within.Set {
+				c.add(a.At, fmt.Sprintf("step %s (aggregate): needs size, within or both", st.path), "e.g. size: 100, within: 5m")
+			}
+			st.aggregate = &aggregateSpec{key: c.optExpr(a.Key, scope), item: c.optExpr(a.Item, scope), size: a.Size, within: a.Within.D, topic: a.Topic}
 		case "log":
 			lvl := s.Log.Level
 			if lvl == "" {
@@ -208,13 +218,7 @@ func (c *compiler) call(s *dsl.Call, path string, scope mappings.Scope) *callSpe
 		cs.method = "POST"
 	}
 	cs.sendBody = s.Body != nil || (cs.method != "GET" && cs.method != "DELETE")
-	if s.Connection != "" && !contains(c.env.Connections, s.Connection) {
-		hint := dsl.DidYouMean(s.Connection, c.env.Connections)
-		if hint == "" {
-			hint = "connections are defined in conveyor.yaml; known: " + strings.Join(sorted(c.env.Connections), ", ")
-		}
-		c.add(s.ConnectionAt, fmt.Sprintf("step %s (call): unknown connection %q", path, s.Connection), hint)
-	}
+	c.connection(s.Connection, s.ConnectionAt, path, "call")
 	for _, part := range s.Path.Parts {
 		if part.Expr == nil {
 			cs.path = append(cs.path, pathPart{lit: part.Lit})
@@ -231,6 +235,14 @@ func (c *compiler) call(s *dsl.Call, path string, scope mappings.Scope) *callSpe
 		}
 	}
 	cs.accept = s.Accept
+	if s.SQL != "" {
+		cs.sql = s.SQL
+		for _, p := range s.Params {
+			cs.params = append(cs.params, c.expr(p, scope))
+		}
+	} else if len(s.Params) > 0 {
+		c.add(s.At, fmt.Sprintf("step %s (call): params go with sql", path), "")
+	}
 	if s.Timeout != nil {
 		cs.timeout = s.Timeout.D
 	}
@@ -286,6 +298,18 @@ func (c *compiler) use(n dsl.MapNode, scope mappings.Scope) *mapNode {
 	m := c.node(mf.Map.Node, scope)
 	c.file, c.using = outer, c.using[:len(c.using)-1]
 	return &m
+}
+
+// connection reports a step naming a connection conveyor.yaml lacks.
+func (c *compiler) connection(name string, at dsl.Pos, path, kind string) {
+	if name == "" || c.env.Connections == nil || contains(c.env.Connections, name) {
+		return
+	}
+	hint := dsl.DidYouMean(name, c.env.Connections)
+	if hint == "" {
+		hint = "connections are defined in conveyor.yaml; known: " + strings.Join(sorted(c.env.Connections), ", ")
+	}
+	c.add(at, fmt.Sprintf("step %s (%s): unknown connection %q", path, kind, name), hint)
 }
 
 func contains(list []string, s string) bool {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/mappings"
 )
@@ -29,6 +30,7 @@ type step struct {
 	publish          *publishSpec
 	respond          *respondSpec
 	log              *logSpec
+	aggregate        *aggregateSpec
 }
 
 type rule struct {
@@ -71,11 +73,20 @@ type callSpec struct {
 	rateLimit              *RateLimit
 	timeout                time.Duration
 	accept                 []int
+	sql                    string
+	params                 []*mappings.Program
 }
 
 type publishSpec struct {
-	topic string
-	body  *mappings.Program
+	topic, connection string
+	body              *mappings.Program
+}
+
+type aggregateSpec struct {
+	key, item *mappings.Program
+	size      int
+	within    time.Duration
+	topic     string
 }
 
 type respondSpec struct {
@@ -159,6 +170,10 @@ type Result struct {
 	Err      error // a *StepError when Outcome is Rejected or Failed
 	Trace    []TraceEntry
 	Response *Response // set by respond steps
+	// Watermark is the value a completed run of a watermark flow leaves
+	// for the next one (HasWatermark tells a nil value from none).
+	Watermark    any
+	HasWatermark bool
 }
 
 // run carries one message through the flow.
@@ -196,6 +211,17 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 		env.Params = msg.Params
 	}
 	env.Vars = st.Vars
+	if f.Watermark != nil && state == nil {
+		wm := msg.Watermark
+		if wm == nil && f.Watermark.Initial != nil {
+			v, err := f.Watermark.Initial.Eval(env)
+			if err != nil {
+				return &Result{Outcome: Failed, Err: &StepError{Class: Permanent, Step: "watermark", Kind: "watermark", Err: err}, State: st}
+			}
+			wm = v
+		}
+		env.Vars["watermark"] = wm
+	}
 	r := &run{f: f, ctx: ctx, deps: deps, env: env, msg: msg, res: &Result{Outcome: Completed, Response: st.Response}}
 	for i := st.Next; i < until; i++ {
 		if err := ctx.Err(); err != nil {
@@ -228,6 +254,14 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 		}
 	}
 	r.res.State = State{Next: until, Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+	if f.Watermark != nil && f.Watermark.Next != nil && until == len(f.steps) {
+		v, err := f.Watermark.Next.Eval(env)
+		if err != nil {
+			r.fail(&StepError{Class: Permanent, Step: "watermark", Kind: "watermark", Err: err}, until)
+			return r.res
+		}
+		r.res.Watermark, r.res.HasWatermark = v, true
+	}
 	return r.res
 }
 
@@ -364,10 +398,21 @@ func (r *run) step(s *step) (stop bool, err error) {
 			outcome = "already published"
 			break
 		}
-		if r.deps.Publisher == nil {
+		if conn := s.publish.connection; conn != "" {
+			// An external stream: the connection's caller publishes.
+			if r.deps.Caller == nil {
+				return false, fail(Permanent, errors.New("calls are not available here"))
+			}
+			resp, err := r.deps.Caller.Call(r.ctx, Request{Connection: conn, Method: connectors.MethodPublish, Path: s.publish.topic, Body: body, IdempotencyKey: key})
+			if err != nil {
+				return false, fail(Transient, fmt.Errorf("%s: publish to %s: %w", conn, s.publish.topic, err))
+			}
+			if se := classify(resp, s.path+r.split, s.kind, conn, Request{Method: connectors.MethodPublish, Path: s.publish.topic}); se != nil {
+				return false, se
+			}
+		} else if r.deps.Publisher == nil {
 			return false, fail(Permanent, errors.New("publishing is not available here"))
-		}
-		if err := r.deps.Publisher.Publish(r.ctx, s.publish.topic, body, key); err != nil {
+		} else if err := r.deps.Publisher.Publish(r.ctx, s.publish.topic, body, key); err != nil {
 			return false, fail(Transient, err)
 		}
 		if err := r.deps.Memo.Put(key, &Response{Status: 200}); err != nil {
@@ -396,6 +441,29 @@ func (r *run) step(s *step) (stop bool, err error) {
 			return false, fail(Permanent, err)
 		}
 		r.res.Response, out = resp, resp
+	case "aggregate":
+		a := s.aggregate
+		item, key := env.Body, ""
+		if a.item != nil {
+			if item, err = a.item.Eval(env); err != nil {
+				return false, fail(Permanent, err)
+			}
+		}
+		if a.key != nil {
+			k, err := a.key.Eval(env)
+			if err != nil {
+				return false, fail(Permanent, err)
+			}
+			key = toText(k)
+		}
+		if r.deps.Aggregator == nil {
+			return false, fail(Permanent, errors.New("aggregating is not available here"))
+		}
+		b := Batch{Flow: r.f.ID, Key: key, Topic: a.topic, Item: item, Size: a.size, Within: a.within, IdempotencyKey: r.key(s)}
+		if err := r.deps.Aggregator.Add(r.ctx, b); err != nil {
+			return false, fail(Transient, err)
+		}
+		out = map[string]any{"key": key, "item": item}
 	case "log":
 		v, err := s.log.msg.Eval(env)
 		if err != nil {
@@ -476,6 +544,16 @@ func (r *run) call(s *step) (*Response, error) {
 	}
 	req := Request{Connection: c.connection, Method: c.method, Path: path.String(), IdempotencyKey: r.key(s), Timeout: c.timeout}
 	var err error
+	if c.sql != "" {
+		req.Method, req.Path, req.SQL = connectors.MethodSQL, "", c.sql
+		for _, p := range c.params {
+			v, err := p.Eval(env)
+			if err != nil {
+				return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
+			}
+			req.Params = append(req.Params, v)
+		}
+	}
 	if req.Headers, err = evalStrings(env, c.headers); err != nil {
 		return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
 	}

@@ -29,6 +29,8 @@ type Flow struct {
 	// Revision is the number the runtime gave this version of the file
 	// when it went live (0 in dry runs).
 	Revision int
+	// Watermark, when set, is a value kept between runs (vars.watermark).
+	Watermark *Watermark
 	// AcceptSteps is the number of leading validate steps, which the
 	// runtime runs when a message is accepted, before storing it.
 	AcceptSteps int
@@ -50,6 +52,12 @@ type Trigger struct {
 type Dedup struct {
 	Key *mappings.Program
 	TTL time.Duration
+}
+
+// Watermark is the compiled watermark: Initial gives the first value,
+// Next the value after a completed run.
+type Watermark struct {
+	Initial, Next *mappings.Program
 }
 
 // RateLimit is a token bucket per key: Limit tokens per Per, Burst at once.
@@ -105,6 +113,9 @@ type Message struct {
 	Headers    map[string]string
 	Query      map[string]string
 	Params     map[string]string
+	// Watermark is the value the last completed run left (nil: the flow's
+	// initial value).
+	Watermark any
 }
 
 // State is where a message stands between steps: the next top-level step
@@ -150,10 +161,11 @@ type Memo interface {
 // calls allowed (Caller, Publisher), no limit (Limiter), an in-memory memo
 // (Memo), no checkpoints (Checkpoint), the default logger (Logger).
 type Deps struct {
-	Caller    Caller
-	Publisher Publisher
-	Limiter   Limiter
-	Memo      Memo
+	Caller     Caller
+	Publisher  Publisher
+	Limiter    Limiter
+	Aggregator Aggregator
+	Memo       Memo
 	// Checkpoint is called after each top-level step that completed, with
 	// the state a retry resumes from. An error fails the run as transient.
 	Checkpoint func(State) error
@@ -163,6 +175,20 @@ type Deps struct {
 	Trace, TraceOutputs bool
 	// Observe, when set, is told how long each top-level step took.
 	Observe func(step, kind string, d time.Duration, err error)
+}
+
+// Aggregator collects items into batches (aggregate steps).
+type Aggregator interface {
+	Add(ctx context.Context, b Batch) error
+}
+
+// Batch is one item for an aggregate step.
+type Batch struct {
+	Flow, Key, Topic string
+	Item             any
+	Size             int
+	Within           time.Duration
+	IdempotencyKey   string // flow:message:step, so a retried step adds once
 }
 
 // Logger receives log steps.

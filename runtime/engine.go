@@ -80,6 +80,8 @@ type Engine struct {
 	wg             sync.WaitGroup // background loops
 	inflight       sync.WaitGroup // messages being processed
 	sched          *scheduler
+	sources        []triggerSource
+	aggregator     flows.Aggregator       // set by the aggregate support, if compiled in
 	configErr      atomic.Pointer[string] // why the last conveyor.yaml change was not applied
 }
 
@@ -192,25 +194,69 @@ func configDiagnostics(ws *Workspace) dsl.Diagnostics {
 // buildConnections constructs a caller per connection of cfg.
 func (e *Engine) buildConnections(cfg *dsl.Config) (map[string]connectors.Caller, error) {
 	out := map[string]connectors.Caller{}
+	fail := func(err error) (map[string]connectors.Caller, error) {
+		for _, c := range out {
+			c.Close()
+		}
+		return nil, err
+	}
 	for name, c := range cfg.Connections {
-		if c.HTTP == nil {
+		kind, values, timeout, err := e.connectionValues(c)
+		if err != nil {
+			return fail(fmt.Errorf("%s: connections.%s: %w", cfg.File, name, err))
+		}
+		if kind == "" {
 			continue
 		}
-		values, err := httpValues(c.HTTP, e.opts.Getenv)
+		caller, err := e.opts.Connectors.Build(kind, connectors.Config{Name: name, Values: values, Timeout: timeout})
 		if err != nil {
-			return nil, fmt.Errorf("%s: connections.%s: %w", cfg.File, name, err)
-		}
-		timeout := c.HTTP.Timeout.D
-		if timeout == 0 {
-			timeout = 10 * time.Second
-		}
-		caller, err := e.opts.Connectors.Build("http", connectors.Config{Name: name, Values: values, Timeout: timeout})
-		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		out[name] = caller
 	}
 	return out, nil
+}
+
+// connectionValues turns a connection of conveyor.yaml into the kind and
+// settings its connector is built from, with secrets resolved and paths
+// made absolute against the workspace.
+func (e *Engine) connectionValues(c dsl.Connection) (kind string, values map[string]any, timeout time.Duration, err error) {
+	switch {
+	case c.HTTP != nil:
+		timeout = c.HTTP.Timeout.D
+		if timeout == 0 {
+			timeout = 10 * time.Second
+		}
+		values, err = httpValues(c.HTTP, e.opts.Getenv)
+		return "http", values, timeout, err
+	case c.Postgres != nil:
+		url, err := c.Postgres.URL.Resolve(e.opts.Getenv)
+		if err != nil {
+			return "", nil, 0, fmt.Errorf("url: %w", err)
+		}
+		return "postgres", map[string]any{"url": url, "max_conns": c.Postgres.MaxConns}, 30 * time.Second, nil
+	case c.File != nil:
+		values = map[string]any{"dir": e.workspacePath(c.File.Dir), "format": orDefault(c.File.Format, "json")}
+		if c.File.CSV != nil {
+			values["csv"] = csvValues(c.File.CSV)
+		}
+		return "file", values, 30 * time.Second, nil
+	}
+	return "", nil, 0, nil
+}
+
+func csvValues(c *dsl.CSVFormat) map[string]any {
+	header := c.Header == nil || *c.Header
+	return map[string]any{"delimiter": orDefault(c.Delimiter, ","), "header": header}
+}
+
+// workspacePath makes a path of the configuration absolute against the
+// workspace directory.
+func (e *Engine) workspacePath(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(e.opts.Workspace, p)
 }
 
 func httpValues(h *dsl.HTTPConnection, getenv func(string) (string, bool)) (map[string]any, error) {
@@ -281,6 +327,11 @@ func (e *Engine) Start() error {
 	e.mu.RUnlock()
 	e.sched = newScheduler(e)
 	e.sched.sync()
+	for _, newSource := range triggerSources {
+		src := newSource(e)
+		e.sources = append(e.sources, src)
+		src.sync()
+	}
 	if e.opts.RescanInterval > 0 {
 		if err := e.startWatcher(); err != nil {
 			e.log.Warn("file watcher unavailable; relying on periodic rescans", "error", err)
@@ -330,6 +381,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.log.Info("shutting down: no longer accepting, finishing in-flight work")
 	if e.sched != nil {
 		e.sched.stop()
+	}
+	for _, src := range e.sources {
+		src.stop()
 	}
 	e.mu.RLock()
 	for _, lf := range e.flows {

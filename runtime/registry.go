@@ -189,6 +189,9 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 	if e.sched != nil {
 		go e.sched.sync()
 	}
+	for _, src := range e.sources {
+		go src.sync()
+	}
 }
 
 // nextRevision returns the revision number for a flow file's content,

@@ -14,6 +14,18 @@ import (
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
+// triggerSource is a kind of trigger that runs inside the engine (files,
+// external streams): sync starts, restarts and stops its listeners to
+// match the live flows (called after every reload), stop ends them all.
+type triggerSource interface {
+	sync()
+	stop()
+}
+
+// triggerSources are the constructors of the trigger sources compiled
+// in; each registers itself from an init function in its own file.
+var triggerSources []func(*Engine) triggerSource
+
 // scheduler fires schedule triggers. A firing enqueues a message whose id
 // derives from the flow and the scheduled time, so it is stored once; a
 // firing while the previous run is still pending is skipped, so runs

@@ -191,11 +191,12 @@ func (s *storeMemo) Put(key string, r *flows.Response) error {
 // deps are the outside world of a run of f.
 func (e *Engine) deps(f *flows.Flow, m *store.Message) flows.Deps {
 	return flows.Deps{
-		Caller:    e,
-		Publisher: e,
-		Limiter:   e.limiter,
-		Logger:    slogLogger{e.log},
-		Trace:     true,
+		Caller:     e,
+		Publisher:  e,
+		Limiter:    e.limiter,
+		Aggregator: e.aggregator,
+		Logger:     slogLogger{e.log},
+		Trace:      true,
 		Observe: func(step, kind string, d time.Duration, err error) {
 			e.metrics.stepLatency.WithLabelValues(f.ID, step, kind).Observe(d.Seconds())
 		},
@@ -246,7 +247,21 @@ func (e *Engine) process(m *store.Message) {
 		return nil
 	}
 	msg := &flows.Message{ID: m.ID, ReceivedAt: m.ReceivedAt, Attempt: m.Attempt, Revision: f.Revision, Body: body, Headers: m.Headers, Query: m.Query, Params: m.Params}
+	if f.Watermark != nil {
+		if msg.Watermark, err = e.watermark(ctx, f.ID); err != nil {
+			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "error", err)
+			m.Attempt--
+			m.Status, m.DueAt = store.Retrying, time.Now().Add(5*time.Second)
+			_ = e.store.Save(context.WithoutCancel(ctx), m)
+			return
+		}
+	}
 	res := f.Run(ctx, msg, state, 0, deps)
+	if res.HasWatermark {
+		if err := e.setWatermark(context.WithoutCancel(ctx), f.ID, res.Watermark); err != nil {
+			e.log.Error("cannot store the watermark; the next run repeats this window", "flow", f.ID, "error", err)
+		}
+	}
 	if tr, err := json.Marshal(res.Trace); err == nil {
 		m.Trace = tr
 	}
@@ -352,4 +367,22 @@ func (e *Engine) deadLetter(m *store.Message, step, class, msg string) {
 	if err := e.store.Save(context.Background(), m); err != nil {
 		e.log.Error("cannot dead-letter a message", "flow", m.Flow, "message", m.ID, "error", err)
 	}
+}
+
+// watermark returns the value the last completed run of a watermark flow
+// left (nil before the first).
+func (e *Engine) watermark(ctx context.Context, flow string) (any, error) {
+	raw, err := e.store.GetMeta(ctx, "watermark/"+flow)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return jsonv.Decode(raw)
+}
+
+func (e *Engine) setWatermark(ctx context.Context, flow string, v any) error {
+	raw, err := jsonv.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return e.store.PutMeta(ctx, "watermark/"+flow, raw)
 }

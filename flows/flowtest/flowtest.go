@@ -42,16 +42,20 @@ type Publication struct {
 
 // Report is everything a dry run did.
 type Report struct {
-	Flow      string             `json:"flow"`
-	Outcome   flows.Outcome      `json:"outcome"`
-	Attempts  int                `json:"attempts"`
-	Errors    []string           `json:"errors,omitempty"` // validation messages
-	Error     string             `json:"error,omitempty"`
-	Body      any                `json:"body"`
-	Vars      map[string]any     `json:"vars"`
-	Response  *flows.Response    `json:"response,omitempty"`
-	Calls     []Call             `json:"calls"`
-	Published []Publication      `json:"published"`
+	Flow      string          `json:"flow"`
+	Outcome   flows.Outcome   `json:"outcome"`
+	Attempts  int             `json:"attempts"`
+	Errors    []string        `json:"errors,omitempty"` // validation messages
+	Error     string          `json:"error,omitempty"`
+	Body      any             `json:"body"`
+	Vars      map[string]any  `json:"vars"`
+	Response  *flows.Response `json:"response,omitempty"`
+	Calls     []Call          `json:"calls"`
+	Published []Publication   `json:"published"`
+	// Aggregated are the items aggregate steps collected.
+	Aggregated []flows.Batch `json:"aggregated,omitempty"`
+	// Watermark is what the next run of a watermark flow would see.
+	Watermark any                `json:"watermark,omitempty"`
 	Trace     []flows.TraceEntry `json:"trace"`
 }
 
@@ -61,11 +65,19 @@ type Report struct {
 type Mocks map[string]dsl.Mock
 
 type recorder struct {
-	mu        sync.Mutex
-	mocks     Mocks
-	seen      map[string]int
-	calls     []Call
-	published []Publication
+	mu         sync.Mutex
+	mocks      Mocks
+	seen       map[string]int
+	calls      []Call
+	published  []Publication
+	aggregated []flows.Batch
+}
+
+func (r *recorder) Add(_ context.Context, b flows.Batch) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.aggregated = append(r.aggregated, b)
+	return nil
 }
 
 func (r *recorder) Call(_ context.Context, req flows.Request) (*flows.Response, error) {
@@ -109,7 +121,7 @@ func Run(ctx context.Context, f *flows.Flow, in Input, mocks Mocks) *Report {
 	rec := &recorder{mocks: mocks, seen: map[string]int{}}
 	memo := &flows.MemMemo{}
 	var state *flows.State
-	deps := flows.Deps{Caller: rec, Publisher: rec, Memo: memo, Trace: true, TraceOutputs: true,
+	deps := flows.Deps{Caller: rec, Publisher: rec, Aggregator: rec, Memo: memo, Trace: true, TraceOutputs: true,
 		Checkpoint: func(s flows.State) error { state = &s; return nil }}
 	msg := &flows.Message{ID: "dry-run", ReceivedAt: time.Now().UTC(), Body: in.Body, Headers: in.Headers, Query: in.Query, Params: in.Params, Revision: 1}
 	rep := &Report{Flow: f.ID}
@@ -131,7 +143,10 @@ func Run(ctx context.Context, f *flows.Flow, in Input, mocks Mocks) *Report {
 	} else if res.Err != nil {
 		rep.Error = res.Err.Error()
 	}
-	rep.Calls, rep.Published = rec.calls, rec.published
+	rep.Calls, rep.Published, rep.Aggregated = rec.calls, rec.published, rec.aggregated
+	if res.HasWatermark {
+		rep.Watermark = res.Watermark
+	}
 	if rep.Calls == nil {
 		rep.Calls = []Call{}
 	}

@@ -400,10 +400,12 @@ type StoreConfig struct {
 
 // Connection is a named target system. Exactly one kind is set.
 type Connection struct {
-	HTTP     *HTTPConnection     `yaml:"http" kind:"true" desc:"An HTTP API"`
-	Postgres *PostgresConnection `yaml:"postgres" kind:"true" desc:"A PostgreSQL database; call it with sql:"`
-	File     *FileConnection     `yaml:"file" kind:"true" desc:"An outbox directory; a call writes one file atomically"`
-	At       Pos                 `yaml:"-"`
+	HTTP        *HTTPConnection     `yaml:"http" kind:"true" desc:"An HTTP API"`
+	Postgres    *PostgresConnection `yaml:"postgres" kind:"true" desc:"A PostgreSQL database; call it with sql:"`
+	File        *FileConnection     `yaml:"file" kind:"true" desc:"An outbox directory; a call writes one file atomically"`
+	RedisStream *StreamConnection   `yaml:"redis_stream" kind:"true" desc:"A Redis server to publish to streams on"`
+	NATS        *StreamConnection   `yaml:"nats" kind:"true" desc:"A NATS JetStream server to publish to subjects on"`
+	At          Pos                 `yaml:"-"`
 }
 
 // PostgresConnection is a PostgreSQL database.
@@ -411,6 +413,12 @@ type PostgresConnection struct {
 	URL      ConfigString `yaml:"url" required:"true" desc:"postgres:// URL, usually ${env:NAME}"`
 	MaxConns int          `yaml:"max_conns" default:"4" desc:"Most connections open at once"`
 	At       Pos          `yaml:"-"`
+}
+
+// StreamConnection is an external stream server publish steps write to.
+type StreamConnection struct {
+	URL ConfigString `yaml:"url" required:"true" desc:"redis:// or nats:// URL, usually ${env:NAME}"`
+	At  Pos          `yaml:"-"`
 }
 
 // FileConnection writes files into an outbox directory.

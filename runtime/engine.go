@@ -235,6 +235,16 @@ func (e *Engine) connectionValues(c dsl.Connection) (kind string, values map[str
 			return "", nil, 0, fmt.Errorf("url: %w", err)
 		}
 		return "postgres", map[string]any{"url": url, "max_conns": c.Postgres.MaxConns}, 30 * time.Second, nil
+	case c.RedisStream != nil, c.NATS != nil:
+		kind, sc := "redis_stream", c.RedisStream
+		if c.NATS != nil {
+			kind, sc = "nats", c.NATS
+		}
+		url, err := sc.URL.Resolve(e.opts.Getenv)
+		if err != nil {
+			return "", nil, 0, fmt.Errorf("url: %w", err)
+		}
+		return kind, map[string]any{"url": url}, 10 * time.Second, nil
 	case c.File != nil:
 		values = map[string]any{"dir": e.workspacePath(c.File.Dir), "format": orDefault(c.File.Format, "json")}
 		if c.File.CSV != nil {

@@ -267,6 +267,9 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		if !ok {
 			m.duplicates.WithLabelValues(id).Inc()
 			prev, err := e.store.Get(ctx, holder)
+			if v, settling := e.settling.Load(holder); settling {
+				prev, err = v.(*store.Message), nil
+			}
 			if err != nil || prev.Status != store.Completed || prev.Response == nil {
 				w.Header().Set("Retry-After", "1")
 				apiError(w, http.StatusConflict, "in_progress", "the same request is being processed", map[string]any{"id": holder})
@@ -293,26 +296,20 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	res := f.Run(ctx, msg, state, 0, deps)
 	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Source: "http", DedupKey: dedupKey, ReceivedAt: msg.ReceivedAt,
 		Attempt: 1, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
-	fin, _ := e.store.(interface {
-		Finish(context.Context, *store.Message, time.Duration) error
-	})
-	if dedupKey == "" {
-		fin = nil
+	var ttl time.Duration
+	if f.Dedup != nil {
+		ttl = f.Dedup.TTL
 	}
 	if res.Err != nil {
 		sm.Status, sm.Error = store.Failed, res.Err.Error()
-		if fin != nil {
-			if err := fin.Finish(context.Background(), sm, f.Dedup.TTL); err != nil {
-				e.log.Error("cannot journal a failed sync message and release its dedup key", "flow", id, "key", dedupKey, "error", err)
+		if dedupKey != "" {
+			// Released before answering, so the sender's retry runs.
+			if err := e.store.ReleaseKey(ctx, dedupKey, msg.ID); err != nil {
+				e.log.Error("cannot release a dedup key", "flow", id, "key", dedupKey, "error", err)
 			}
-		} else {
-			if dedupKey != "" {
-				if err := e.store.ReleaseKey(context.Background(), dedupKey, msg.ID); err != nil {
-					e.log.Error("cannot release a dedup key", "flow", id, "key", dedupKey, "error", err)
-				}
-			}
-			e.journal(sm)
+			sm.DedupKey = ""
 		}
+		e.finishSync(sm, ttl)
 		e.answerFailure(w, id, res.Err)
 		return
 	}
@@ -325,20 +322,72 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		sm.Status = store.Filtered
 	}
 	sm.Response, _ = jsonv.Marshal(map[string]any{"status": resp.Status, "headers": resp.Headers, "body": resp.Body})
-	if fin != nil {
-		if err := fin.Finish(context.Background(), sm, f.Dedup.TTL); err != nil {
-			e.log.Error("cannot journal a sync message and confirm its dedup key", "flow", id, "key", dedupKey, "error", err)
-		}
-	} else {
-		e.journal(sm)
-	}
-	if dedupKey != "" && fin == nil {
-		if err := e.store.ConfirmKey(context.Background(), dedupKey, msg.ID, f.Dedup.TTL); err != nil {
-			e.log.Error("cannot confirm a dedup key", "flow", id, "key", dedupKey, "error", err)
-		}
-	}
+	e.finishSync(sm, ttl)
 	m.completed.WithLabelValues(id).Inc()
 	writeResponse(w, resp, msg.ID)
+}
+
+// finisher is a store that journals a sync run and confirms or releases
+// its dedup key in one write.
+type finisher interface {
+	Finish(ctx context.Context, m *store.Message, ttl time.Duration) error
+}
+
+// finishSync journals a sync run and confirms its dedup key (completed,
+// filtered) or releases it (failed), in the background: the answer does
+// not wait for the write. Until it lands the claim is held and the answer
+// kept in memory, so a duplicate arriving meanwhile gets it. The price: a
+// crash in the few milliseconds before the write forgets the key, and a
+// later duplicate of that request runs again. A failed run's key is
+// released before the answer (runSync), so its retry always runs.
+func (e *Engine) finishSync(sm *store.Message, ttl time.Duration) {
+	if sm.DedupKey != "" {
+		e.settling.Store(sm.ID, sm) // duplicates get the cached answer meanwhile
+	}
+	e.inflight.Add(1)
+	e.writes <- func() {
+		defer e.inflight.Done()
+		defer e.settling.Delete(sm.ID)
+		ctx := context.Background()
+		if fin, ok := e.store.(finisher); ok {
+			if err := fin.Finish(ctx, sm, ttl); err != nil {
+				e.log.Error("cannot journal a sync message and settle its dedup key", "flow", sm.Flow, "message", sm.ID, "key", sm.DedupKey, "error", err)
+			}
+			return
+		}
+		e.journal(sm)
+		if sm.DedupKey == "" {
+			return
+		}
+		var err error
+		if sm.Status == store.Failed {
+			err = e.store.ReleaseKey(ctx, sm.DedupKey, sm.ID)
+		} else {
+			err = e.store.ConfirmKey(ctx, sm.DedupKey, sm.ID, ttl)
+		}
+		if err != nil {
+			e.log.Error("cannot settle a dedup key", "flow", sm.Flow, "key", sm.DedupKey, "error", err)
+		}
+	}
+}
+
+// backgroundWriters run the store writes nobody waits for (sync journals,
+// completed messages). A few writers let the store group their writes
+// into shared commits; the bounded queue pushes back on the requests
+// when the store falls behind, instead of piling up goroutines.
+const backgroundWriters = 8
+
+func (e *Engine) startWriters() {
+	e.writes = make(chan func(), 1024)
+	for i := 0; i < backgroundWriters; i++ {
+		e.writersWG.Add(1)
+		go func() {
+			defer e.writersWG.Done()
+			for w := range e.writes {
+				w()
+			}
+		}()
+	}
 }
 
 func (e *Engine) journal(sm *store.Message) {

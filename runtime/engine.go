@@ -81,6 +81,9 @@ type Engine struct {
 	inflight       sync.WaitGroup // messages being processed
 	sched          *scheduler
 	sources        []triggerSource
+	settling       sync.Map // sync message id -> *store.Message whose journal write is under way
+	writes         chan func()
+	writersWG      sync.WaitGroup
 	aggregator     flows.Aggregator       // set by the aggregate support, if compiled in
 	configErr      atomic.Pointer[string] // why the last conveyor.yaml change was not applied
 }
@@ -158,7 +161,9 @@ func New(opts Options) (*Engine, error) {
 		opts.Limiter = NewLimiter()
 	}
 	e.opts, e.store, e.limiter = opts, opts.Store, opts.Limiter
+	e.aggregator = newAggregator(e)
 	e.metrics = newMetrics(e)
+	e.startWriters()
 	conns, err := e.buildConnections(ws.Config)
 	if err != nil {
 		return nil, err
@@ -227,7 +232,7 @@ func (e *Engine) connectionValues(c dsl.Connection) (kind string, values map[str
 		if timeout == 0 {
 			timeout = 10 * time.Second
 		}
-		values, err = httpValues(c.HTTP, e.opts.Getenv)
+		values, err = httpValues(c.HTTP, e.opts.Getenv, e.workspacePath)
 		return "http", values, timeout, err
 	case c.Postgres != nil:
 		url, err := c.Postgres.URL.Resolve(e.opts.Getenv)
@@ -269,7 +274,9 @@ func (e *Engine) workspacePath(p string) string {
 	return filepath.Join(e.opts.Workspace, p)
 }
 
-func httpValues(h *dsl.HTTPConnection, getenv func(string) (string, bool)) (map[string]any, error) {
+// httpValues are the settings of an http connection; abs makes a file
+// path absolute against the workspace.
+func httpValues(h *dsl.HTTPConnection, getenv func(string) (string, bool), abs func(string) string) (map[string]any, error) {
 	base, err := h.BaseURL.Resolve(getenv)
 	if err != nil {
 		return nil, err
@@ -306,7 +313,25 @@ func httpValues(h *dsl.HTTPConnection, getenv func(string) (string, bool)) (map[
 				header = "X-API-Key"
 			}
 			values["auth"] = map[string]any{"api_key": map[string]any{"header": header, "value": v}}
+		case a.OAuth2 != nil:
+			o := a.OAuth2
+			tokenURL, err1 := o.TokenURL.Resolve(getenv)
+			id, err2 := o.ClientID.Resolve(getenv)
+			secret, err3 := o.ClientSecret.Resolve(getenv)
+			if err := errors.Join(err1, err2, err3); err != nil {
+				return nil, err
+			}
+			values["auth"] = map[string]any{"oauth2": map[string]any{"token_url": tokenURL, "client_id": id, "client_secret": secret, "scopes": o.Scopes}}
 		}
+	}
+	if t := h.TLS; t != nil {
+		files := map[string]any{}
+		for k, f := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile} {
+			if f != "" {
+				files[k] = abs(f)
+			}
+		}
+		values["tls"] = files
 	}
 	return values, nil
 }
@@ -350,6 +375,7 @@ func (e *Engine) Start() error {
 	if sw, ok := e.store.(sweeper); ok {
 		e.goLoop(func() { e.sweepLoop(sw) })
 	}
+	e.goLoop(e.flushBatches) // ends with e.ctx, which Shutdown cancels
 	e.ready.Store(true)
 	e.log.Info("conveyor started", "listen", e.TriggerAddr(), "admin", e.AdminAddr(), "workspace", e.opts.Workspace, "flows", len(e.flowIDs()))
 	return nil
@@ -409,6 +435,8 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	e.cancel() // interrupts what is left; workers requeue those messages
 	<-done
+	close(e.writes) // every queued write is done once inflight is
+	e.writersWG.Wait()
 	var errs []error
 	if e.trigger != nil {
 		errs = append(errs, e.trigger.Shutdown(ctx))

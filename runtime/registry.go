@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -133,6 +132,34 @@ func hashOf(b []byte) string {
 // workspace: new revisions swap in, broken files keep the old revision
 // serving, removed files stop their flows (their queues are kept).
 func (e *Engine) applyWorkspace(ws *Workspace, author string) {
+	// Store work first, without the lock, so requests are not held up:
+	// the revision number of every flow that compiled anew.
+	type fresh struct {
+		rev  int
+		hash string
+	}
+	revs := map[string]fresh{}
+	for id, f := range ws.Flows {
+		e.mu.RLock()
+		lf := e.flows[id]
+		e.mu.RUnlock()
+		if lf != nil && lf.cur.Load() == f {
+			continue
+		}
+		src := ws.Raw[id]
+		hash := hashOf(src)
+		revs[id] = fresh{e.nextRevision(id, hash, string(src), author), hash}
+	}
+	disabled := map[string]bool{}
+	for id := range ws.FlowFiles {
+		e.mu.RLock()
+		_, known := e.flows[id]
+		e.mu.RUnlock()
+		if !known {
+			disabled[id] = e.storedDisabled(id)
+		}
+	}
+
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.ws = ws
@@ -144,7 +171,7 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 		if lf == nil {
 			lf = &liveFlow{id: id, file: file}
 			lf.pool = newPool(e, lf)
-			lf.disabled.Store(e.storedDisabled(id))
+			lf.disabled.Store(disabled[id])
 			e.flows[id] = lf
 			if e.ready.Load() {
 				lf.pool.start()
@@ -159,14 +186,13 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 			continue
 		}
 		f := ws.Flows[id]
-		if f == nil || f == lf.cur.Load() {
+		nr, ok := revs[id]
+		if f == nil || !ok || f == lf.cur.Load() {
 			continue // not compiled, or unchanged by this reload
 		}
-		src, _ := os.ReadFile(file)
-		hash := hashOf(src)
 		empty := dsl.Diagnostics{}
 		lf.diags.Store(&empty)
-		rev := e.nextRevision(id, hash, string(src), author)
+		rev, hash := nr.rev, nr.hash
 		f.Revision = rev
 		if old := lf.cur.Load(); old != nil {
 			e.keepRevision(old)
@@ -220,6 +246,8 @@ func (e *Engine) nextRevision(id, hash, src, author string) int {
 
 // keepRevision remembers a replaced compiled flow so that messages
 // accepted under it retry on it (their checkpoints index its steps).
+// Only the last few are kept; older ones are compiled again from the
+// stored source if a message still needs them.
 func (e *Engine) keepRevision(f *flows.Flow) {
 	m := e.revs[f.ID]
 	if m == nil {
@@ -227,7 +255,14 @@ func (e *Engine) keepRevision(f *flows.Flow) {
 		e.revs[f.ID] = m
 	}
 	m[f.Revision] = f
+	for rev := range m {
+		if rev <= f.Revision-keptRevisions {
+			delete(m, rev)
+		}
+	}
 }
+
+const keptRevisions = 8
 
 // flowFor returns the compiled flow for a message of flow id at revision
 // rev: the live one, a kept older one, or the stored source compiled now.

@@ -41,7 +41,10 @@ func (e *Engine) watchDirs() []string {
 	return []string{dir, filepath.Join(dir, "flows"), filepath.Join(dir, "mappings"), filepath.Join(dir, "lookups")}
 }
 
-const debounce = 200 * time.Millisecond
+const (
+	debounce = 200 * time.Millisecond // quiet time after the last event of a burst
+	settle   = 50 * time.Millisecond  // a file modified more recently may be half written
+)
 
 func (e *Engine) rescanLoop(events chan fsnotify.Event, errs chan error) {
 	tick := time.NewTicker(e.opts.RescanInterval)
@@ -132,14 +135,14 @@ func (e *Engine) Reload() {
 		}
 		// A file written in the last moments may be half written (editors
 		// and os.WriteFile truncate first): look again once it settles.
-		if info, err := os.Stat(p); err == nil && time.Since(info.ModTime()) < debounce {
+		if info, err := os.Stat(p); err == nil && time.Since(info.ModTime()) < settle {
 			files[p], settling = e.hashes[p], true
 			continue
 		}
 		changed = append(changed, p)
 	}
 	if settling {
-		time.AfterFunc(debounce, e.Reload)
+		time.AfterFunc(settle, e.Reload)
 	}
 	for p := range e.hashes {
 		if _, ok := files[p]; !ok {
@@ -227,7 +230,7 @@ func staticDiff(a, b staticConfig) (string, string, string) {
 // dropped when gone); other flows keep their compiled programs.
 func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string) (string, bool)) *Workspace {
 	out := *ws
-	out.Sources, out.Flows, out.FlowFiles = map[string]*dsl.Flow{}, map[string]*flows.Flow{}, map[string]string{}
+	out.Sources, out.Flows, out.FlowFiles, out.Raw = map[string]*dsl.Flow{}, map[string]*flows.Flow{}, map[string]string{}, map[string][]byte{}
 	isChanged := map[string]bool{}
 	for _, p := range changed {
 		isChanged[filepath.Clean(p)] = true
@@ -237,6 +240,7 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 			continue
 		}
 		out.FlowFiles[id] = f
+		out.Raw[id] = ws.Raw[id]
 		if s := ws.Sources[id]; s != nil {
 			out.Sources[id] = s
 		}
@@ -272,6 +276,7 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 			continue
 		}
 		out.FlowFiles[df.ID] = p
+		out.Raw[df.ID] = src
 		out.Diagnostics = append(out.Diagnostics, ds...)
 		if len(ds) > 0 {
 			out.FlowDiags[df.ID] = ds

@@ -276,8 +276,15 @@ func (e *Engine) process(m *store.Message) {
 		} else {
 			e.metrics.completed.WithLabelValues(m.Flow).Inc()
 		}
-		if err := e.store.Save(saveCtx, m); err != nil {
-			e.log.Error("cannot record a completed message", "flow", m.Flow, "message", m.ID, "error", err)
+		// Not waited for: the slot goes to the next message at once. Until
+		// the write lands the message stays leased; were it lost in a crash,
+		// the message would run again and find every call in its memo.
+		e.inflight.Add(1)
+		e.writes <- func() {
+			defer e.inflight.Done()
+			if err := e.store.Save(saveCtx, m); err != nil {
+				e.log.Error("cannot record a completed message", "flow", m.Flow, "message", m.ID, "error", err)
+			}
 		}
 		return
 	}

@@ -31,6 +31,7 @@ type Workspace struct {
 	Sources     map[string]*dsl.Flow   // every flow file that decoded, by id
 	Flows       map[string]*flows.Flow // every flow that compiled, by id
 	FlowFiles   map[string]string      // flow id -> file
+	Raw         map[string][]byte      // flow id -> the file's bytes as compiled
 	TestFiles   []*dsl.TestFile
 	Diagnostics dsl.Diagnostics
 	// FlowDiags are the diagnostics that keep each flow from going live,
@@ -52,7 +53,7 @@ func IsWorkspace(dir string) bool {
 // LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
 // every file are collected; the returned workspace holds what is valid.
 func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
-	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, FlowDiags: map[string]dsl.Diagnostics{}, getenv: getenv}
+	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, getenv: getenv}
 	ws.Config = &dsl.Config{}
 	cfgPath := filepath.Join(dir, "conveyor.yaml")
 	if src, err := os.ReadFile(cfgPath); err == nil {
@@ -94,6 +95,7 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 			continue
 		}
 		ws.FlowFiles[f.ID] = path
+		ws.Raw[f.ID] = src
 		if len(ds) == 0 {
 			ws.Sources[f.ID] = f
 		} else {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -20,15 +21,30 @@ import (
 // Buckets:
 //
 //	messages  id -> Message (JSON)
-//	queue     flow 0x00 due(8, big endian ns) id -> ""   due order per flow
+//	queue     flow 0x00 due(8, big endian ns) id -> received(8)   due order per flow
 //	running   id -> flow                                 leased messages
 //	dedup     key -> dedupEntry (JSON)
 //	journal   received(8) id -> ""                       newest-first listing
 //	revisions flow 0x00 number(8) -> Revision (JSON)
 //	audit     at(8) seq(8) -> AuditEntry (JSON)
 //	meta      key -> value
+//
+// Two things live in memory only, because losing them in a crash is
+// harmless: leases (a crash leaves leased messages in the queue, and the
+// next start hands them out again) and sync dedup claims that are still
+// pending (a crash ends the run that claimed them, and a pending claim
+// must then be released anyway). Neither costs a write.
 type Bolt struct {
 	db *bolt.DB
+
+	mu      sync.Mutex
+	leased  map[string]bool         // message ids handed out by Lease
+	pending map[string]pendingClaim // sync dedup key -> claim not yet confirmed
+}
+
+type pendingClaim struct {
+	id      string
+	expires time.Time
 }
 
 var (
@@ -53,11 +69,16 @@ func OpenBolt(dir string) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "conveyor.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	// The freelist is rebuilt at open instead of written at every commit,
+	// and kept as a map: both are what etcd runs bbolt with for writes.
+	db, err := bolt.Open(filepath.Join(dir, "conveyor.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second,
+		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", filepath.Join(dir, "conveyor.db"), err)
 	}
-	db.MaxBatchDelay = 2 * time.Millisecond
+	// Group commit: requests arriving while a commit runs join the next
+	// one; a short wait lets a burst share one fsync.
+	db.MaxBatchDelay = 500 * time.Microsecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMessages, bQueue, bRunning, bDedup, bJournal, bRevisions, bAudit, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -70,7 +91,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return &Bolt{db: db}, nil
+	return &Bolt{db: db, leased: map[string]bool{}, pending: map[string]pendingClaim{}}, nil
 }
 
 var _ Store = (*Bolt)(nil)
@@ -117,7 +138,7 @@ func put(tx *bolt.Tx, m *Message, prev *Message) error {
 	}
 	switch m.Status {
 	case Queued, Retrying:
-		if err := q.Put(queueKey(m.Flow, m.DueAt, m.ID), nil); err != nil {
+		if err := q.Put(queueKey(m.Flow, m.DueAt, m.ID), be(m.ReceivedAt)); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bRunning).Delete([]byte(m.ID)); err != nil {
@@ -192,61 +213,38 @@ func (s *Bolt) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mess
 	return existing, nil
 }
 
-// due reports whether flow has a message due at now: a read-only look,
-// so that idle dispatchers cost no write transaction (and no fsync).
-func (s *Bolt) due(flow string, now time.Time) bool {
-	found := false
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		prefix := append([]byte(flow), 0)
-		k, _ := tx.Bucket(bQueue).Cursor().Seek(prefix)
-		found = k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k[len(prefix):len(prefix)+8], be(now)) <= 0
-		return nil
-	})
-	return found
-}
-
-// Lease implements Store.
+// Lease implements Store. It reads the queue without writing: the lease
+// is kept in memory (see Bolt), so handing out messages costs no commit.
 func (s *Bolt) Lease(ctx context.Context, flow string, now time.Time, n int) ([]*Message, error) {
-	if !s.due(flow, now) {
-		return nil, nil
-	}
 	var out []*Message
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		out = out[:0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.db.View(func(tx *bolt.Tx) error {
 		prefix := append([]byte(flow), 0)
 		c := tx.Bucket(bQueue).Cursor()
 		limit := be(now)
-		var keys [][]byte
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < n; k, _ = c.Next() {
-			due := k[len(prefix) : len(prefix)+8]
-			if bytes.Compare(due, limit) > 0 {
+			if bytes.Compare(k[len(prefix):len(prefix)+8], limit) > 0 {
 				break
 			}
-			m, err := getMsg(tx, string(k[len(prefix)+8:]))
-			if err != nil {
-				keys = append(keys, append([]byte(nil), k...)) // orphan index entry
+			id := string(k[len(prefix)+8:])
+			if s.leased[id] {
 				continue
 			}
-			keys = append(keys, append([]byte(nil), k...))
-			out = append(out, m)
-		}
-		for _, k := range keys {
-			if err := tx.Bucket(bQueue).Delete(k); err != nil {
-				return err
+			m, err := getMsg(tx, id)
+			if err != nil {
+				continue // an orphan index entry; the next Save of that id cleans it
 			}
-		}
-		for _, m := range out {
 			m.Status, m.UpdatedAt = Running, now
-			prev := *m
-			prev.Status = Running // the queue entry is already gone
-			if err := put(tx, m, &prev); err != nil {
-				return err
-			}
+			out = append(out, m)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: lease: %w", err)
+	}
+	for _, m := range out {
+		s.leased[m.ID] = true
 	}
 	return out, nil
 }
@@ -266,6 +264,11 @@ func (s *Bolt) Save(ctx context.Context, m *Message) error {
 	if err != nil {
 		return fmt.Errorf("store: save %s: %w", m.ID, err)
 	}
+	if m.Status != Running {
+		s.mu.Lock()
+		delete(s.leased, m.ID)
+		s.mu.Unlock()
+	}
 	return nil
 }
 
@@ -277,6 +280,13 @@ func (s *Bolt) Get(ctx context.Context, id string) (*Message, error) {
 		m, err = getMsg(tx, id)
 		return err
 	})
+	if err == nil && m.Status.Pending() {
+		s.mu.Lock()
+		if s.leased[id] {
+			m.Status = Running
+		}
+		s.mu.Unlock()
+	}
 	return m, err
 }
 
@@ -333,56 +343,139 @@ func (s *Bolt) Recover(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// Depth implements Store.
+// Depth implements Store. Queue entries carry their message's receive
+// time, so a scrape decodes no message.
 func (s *Bolt) Depth(ctx context.Context, flow string) (int, time.Time, error) {
 	n := 0
 	var oldest time.Time
 	err := s.db.View(func(tx *bolt.Tx) error {
 		prefix := append([]byte(flow), 0)
 		c := tx.Bucket(bQueue).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			n++
-			if m, err := getMsg(tx, string(k[len(prefix)+8:])); err == nil && (oldest.IsZero() || m.ReceivedAt.Before(oldest)) {
-				oldest = m.ReceivedAt
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if s.leased[string(k[len(prefix)+8:])] {
+				continue
 			}
+			if len(v) == 8 {
+				if at := time.Unix(0, int64(binary.BigEndian.Uint64(v))); oldest.IsZero() || at.Before(oldest) {
+					oldest = at
+				}
+			}
+			n++
 		}
 		return nil
 	})
 	return n, oldest, err
 }
 
-// ClaimKey implements Store.
+// ClaimKey implements Store. A claim is pending in memory until the run
+// confirms it (one commit, with the journal: Finish) or releases it.
 func (s *Bolt) ClaimKey(ctx context.Context, key, id string, ttl time.Duration) (string, bool, error) {
-	holder, ok := "", false
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		if e, held := dedupHolder(tx, key, time.Now()); held {
-			holder, ok = e.ID, false
-			return nil
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.pending[key]; ok && now.Before(p.expires) {
+		return p.id, false, nil
+	}
+	var holder string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if e, held := dedupHolder(tx, key, now); held {
+			holder = e.ID
 		}
-		holder, ok = id, true
-		return putDedup(tx, key, dedupEntry{ID: id, Expires: time.Now().Add(ttl)})
+		return nil
 	})
-	return holder, ok, err
+	if err != nil {
+		return "", false, err
+	}
+	if holder != "" {
+		return holder, false, nil
+	}
+	s.pending[key] = pendingClaim{id: id, expires: now.Add(ttl)}
+	return id, true, nil
 }
 
 // ConfirmKey implements Store.
 func (s *Bolt) ConfirmKey(ctx context.Context, key, id string, ttl time.Duration) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		if e, held := dedupHolder(tx, key, time.Now()); held && e.ID != id {
-			return fmt.Errorf("dedup key %q is held by %s", key, e.ID)
-		}
-		return putDedup(tx, key, dedupEntry{ID: id, Expires: time.Now().Add(ttl), Confirmed: true})
-	})
+	s.mu.Lock()
+	p, ok := s.pending[key]
+	s.mu.Unlock()
+	if ok && p.id != id && time.Now().Before(p.expires) {
+		return fmt.Errorf("dedup key %q is held by %s", key, p.id)
+	}
+	err := s.db.Batch(func(tx *bolt.Tx) error { return confirm(tx, key, id, ttl) })
+	s.unpend(key, id)
+	return err
+}
+
+func confirm(tx *bolt.Tx, key, id string, ttl time.Duration) error {
+	if e, held := dedupHolder(tx, key, time.Now()); held && e.ID != id {
+		return fmt.Errorf("dedup key %q is held by %s", key, e.ID)
+	}
+	return putDedup(tx, key, dedupEntry{ID: id, Expires: time.Now().Add(ttl), Confirmed: true})
+}
+
+func (s *Bolt) unpend(key, id string) {
+	s.mu.Lock()
+	if p, ok := s.pending[key]; ok && p.id == id {
+		delete(s.pending, key)
+	}
+	s.mu.Unlock()
 }
 
 // ReleaseKey implements Store.
 func (s *Bolt) ReleaseKey(ctx context.Context, key, id string) error {
+	s.unpend(key, id)
+	held := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		e, ok := dedupHolder(tx, key, time.Now())
+		held = ok && e.ID == id
+		return nil
+	})
+	if !held {
+		return nil
+	}
 	return s.db.Batch(func(tx *bolt.Tx) error {
-		if e, held := dedupHolder(tx, key, time.Now()); held && e.ID == id {
+		if e, ok := dedupHolder(tx, key, time.Now()); ok && e.ID == id {
 			return tx.Bucket(bDedup).Delete([]byte(key))
 		}
 		return nil
 	})
+}
+
+// Finish journals a sync run and, in the same commit, confirms its dedup
+// key for ttl (completed or filtered: a duplicate gets the cached
+// response) or releases it (any other status: the sender's retry runs).
+func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error {
+	m.UpdatedAt = time.Now()
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		prev, err := getMsg(tx, m.ID)
+		if err == ErrNotFound {
+			prev = nil
+		} else if err != nil {
+			return err
+		}
+		if err := put(tx, m, prev); err != nil {
+			return err
+		}
+		if m.DedupKey == "" {
+			return nil
+		}
+		if m.Status == Completed || m.Status == Filtered {
+			return confirm(tx, m.DedupKey, m.ID, ttl)
+		}
+		if e, ok := dedupHolder(tx, m.DedupKey, time.Now()); ok && e.ID == m.ID {
+			return tx.Bucket(bDedup).Delete([]byte(m.DedupKey))
+		}
+		return nil
+	})
+	if m.DedupKey != "" {
+		s.unpend(m.DedupKey, m.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("store: finish %s: %w", m.ID, err)
+	}
+	return nil
 }
 
 func revKey(flow string, n int) []byte {

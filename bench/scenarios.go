@@ -1,0 +1,393 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// scenarioOrder is the order scenarios run in; later ones use what
+// earlier ones measured (ratios need the baseline, reload the sync rate).
+var scenarioOrder = []string{"baseline", "sync", "async", "delivery", "reload", "rss"}
+
+// needs lists what a scenario needs run before it.
+var needs = map[string][]string{"sync": {"baseline"}, "async": {"baseline"}, "reload": {"sync"}}
+
+// runner runs the scenarios of one bench invocation against a sink of its
+// own and fresh server processes per scenario.
+type runner struct {
+	ctx  context.Context
+	opt  options
+	tmp  string // scratch directory: workspaces, data, logs
+	bin  string // the conveyor binary
+	sink *sink
+	rep  *report
+
+	baselineRPS, syncRPS float64
+	othersPct            float64 // CPU of other processes during the last measured run
+}
+
+func (r *runner) scenario(name string) error {
+	switch name {
+	case "baseline":
+		return r.baseline()
+	case "sync":
+		return r.sync()
+	case "async":
+		return r.async()
+	case "delivery":
+		return r.delivery()
+	case "reload":
+		return r.reload()
+	case "rss":
+		return r.rss()
+	}
+	return fmt.Errorf("unknown scenario %q", name)
+}
+
+// warm runs l unmeasured for the warm-up time.
+func (r *runner) warm(l load) {
+	if r.opt.warmup > 0 {
+		l.Duration, l.Inspect = r.opt.warmup, nil
+		l.run(r.ctx)
+	}
+}
+
+// measure runs l for the configured duration and reports the CPU time the
+// server process used per request.
+func (r *runner) measure(p *proc, l load) (*loadResult, time.Duration) {
+	l.Duration = r.opt.duration
+	cpu0, o := p.cpu(), watchOthers(p)
+	res := l.run(r.ctx)
+	var perReq time.Duration
+	if res.Requests > 0 {
+		perReq = (p.cpu() - cpu0) / time.Duration(res.Requests)
+	}
+	r.othersPct = o.pct()
+	return res, perReq
+}
+
+// add reports a measured run with the others' CPU seen during it.
+func (r *runner) add(name, what string, res *loadResult, cpuPerReq time.Duration) *row {
+	row := r.rep.addLoad(name, what, res, cpuPerReq)
+	row.OthersCPU = r.othersPct
+	return row
+}
+
+func (r *runner) workspace(name string, flows map[string]string) (*workspace, error) {
+	return newWorkspace(filepath.Join(r.tmp, name), r.sink.url(), flows)
+}
+
+func statusIs(codes ...int) func(int) bool {
+	return func(s int) bool {
+		for _, c := range codes {
+			if s == c {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func fixedURL(u string) func(uint64) string { return func(uint64) string { return u } }
+
+// baseline: a bare net/http handler decoding the JSON body, in a process
+// of its own, driven exactly like the conveyor scenarios.
+func (r *runner) baseline() error {
+	p, url, err := startBaseline(r.ctx, r.tmp)
+	if err != nil {
+		return err
+	}
+	defer p.stop(5 * time.Second)
+	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(url + "/orders"), Body: orderBody, OK: statusIs(200)}
+	r.warm(l)
+	res, cpu := r.measure(p, l)
+	r.baselineRPS = res.rps()
+	r.add("baseline", "bare net/http + encoding/json, 200", res, cpu)
+	return nil
+}
+
+// sync: validate + dedup + inbound rate limit + map + respond, inline.
+func (r *runner) sync() error {
+	ws, err := r.workspace("sync", map[string]string{"bench-sync": fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "sync")})
+	if err != nil {
+		return err
+	}
+	c, err := startConveyor(r.ctx, r.bin, ws)
+	if err != nil {
+		return err
+	}
+	defer c.stop(30 * time.Second)
+	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/sync"), Body: orderBody, OK: statusIs(200)}
+	r.warm(l)
+	res, cpu := r.measure(c.proc, l)
+	r.syncRPS = res.rps()
+	row := r.add("sync", "validate+dedup+rate limit+map+respond, 200", res, cpu)
+	r.rep.ratio(row, "rps vs baseline", res.rps(), r.baselineRPS, 0.8)
+	return nil
+}
+
+// async: the accept path with a durable enqueue (202 once stored) while
+// the flow's workers drain the queue to the sink.
+func (r *runner) async() error {
+	ws, err := r.workspace("async", map[string]string{
+		"bench-async": fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "async", "{{concurrency}}", "8")})
+	if err != nil {
+		return err
+	}
+	c, err := startConveyor(r.ctx, r.bin, ws)
+	if err != nil {
+		return err
+	}
+	defer c.stop(30 * time.Second)
+	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/async"), Body: orderBody, OK: statusIs(202)}
+	r.warm(l)
+	r.sink.expect(0)
+	res, cpu := r.measure(c.proc, l)
+	row := r.add("async", "validate+dedup+durable enqueue, 202", res, cpu)
+	t0 := time.Now()
+	depth, _ := c.metric("conveyor_queue_depth", "flow", "bench-async")
+	row.Details["metrics_scrape_ms"] = ms(time.Since(t0))
+	row.Details["delivered_during_run"] = r.sink.distinct()
+	row.Details["queue_depth_after"] = depth
+	r.rep.ratio(row, "rps vs baseline", res.rps(), r.baselineRPS, 0.5)
+	return nil
+}
+
+// delivery: N messages through an async flow whose only step calls the
+// sink, timed end to end (first enqueue -> the sink has all N), against a
+// plain http.Client posting the same N bodies to the sink.
+func (r *runner) delivery() error {
+	n, conc := r.opt.messages, r.opt.concurrency
+
+	// plain Go: N posts at the same concurrency, same sink
+	r.sink.expect(n)
+	o := watchOthers(nil)
+	plain := load{Concurrency: conc, Total: uint64(n), URL: fixedURL(r.sink.url() + "/sink/plain"), Body: orderBody, OK: statusIs(200),
+		Header: func(h http.Header, seq uint64) { h.Set("Idempotency-Key", "plain:"+strconv.FormatUint(seq, 10)) }}
+	pres := plain.run(r.ctx)
+	if got := r.sink.distinct(); got != n {
+		return fmt.Errorf("delivery: the plain client got %d of %d to the sink: %v", got, n, pres)
+	}
+	r.othersPct = o.pct()
+	prow := r.add("delivery-go", fmt.Sprintf("plain http.Client, %d posts to the sink", n), pres, 0)
+	prow.Details["msgs_per_s"] = float64(n) / pres.Elapsed.Seconds()
+	prow.Details["total_ms"] = ms(pres.Elapsed)
+
+	ws, err := r.workspace("delivery", map[string]string{
+		"bench-deliver": fill(deliveryFlow, "{{path}}", "/bench/deliver", "{{key}}", "deliver", "{{concurrency}}", strconv.Itoa(conc))})
+	if err != nil {
+		return err
+	}
+	c, err := startConveyor(r.ctx, r.bin, ws)
+	if err != nil {
+		return err
+	}
+	defer c.stop(30 * time.Second)
+	// warm the connections of both legs with a few messages
+	warm := load{Concurrency: conc, Total: uint64(2 * conc), URL: fixedURL(c.url + "/bench/deliver"), Body: orderBody, OK: statusIs(202)}
+	r.sink.expect(2 * conc)
+	warm.run(r.ctx)
+	if err := r.sink.wait(r.ctx, 30*time.Second); err != nil {
+		return fmt.Errorf("delivery warm-up: %w", err)
+	}
+
+	r.sink.expect(n)
+	o = watchOthers(c.proc)
+	start := time.Now()
+	enq := load{Concurrency: conc, Total: uint64(n), URL: fixedURL(c.url + "/bench/deliver"), Body: orderBody, OK: statusIs(202)}
+	res := enq.run(r.ctx)
+	atEnqueueEnd := r.sink.distinct()
+	enqueued := time.Now()
+	if res.OK != uint64(n) {
+		r.sink.setWant(int(res.OK)) // wait only for what was accepted
+	}
+	timeout := max(60*time.Second, 20*r.opt.duration)
+	werr := r.sink.wait(r.ctx, timeout)
+	total := r.sink.reachedAt().Sub(start)
+	r.othersPct = o.pct()
+	row := r.add("delivery", fmt.Sprintf("%d msgs: enqueue (202) + flow concurrency %d -> sink", n, conc), res, 0)
+	row.Details["enqueue_ms"] = ms(res.Elapsed)
+	row.Details["redeliveries"] = r.sink.requests.Load() - int64(r.sink.distinct())
+	if werr != nil {
+		row.Details["error"] = fmt.Sprintf("%d of %d delivered: %v", r.sink.distinct(), res.OK, werr)
+		r.rep.check(row, "end-to-end vs plain client", 0, "x", ">= 0.50x", false)
+		return nil
+	}
+	row.Details["total_ms"] = ms(total)
+	row.Details["msgs_per_s"] = float64(res.OK) / total.Seconds()
+	row.Details["delivered_by_enqueue_end"] = atEnqueueEnd
+	if drain := r.sink.reachedAt().Sub(enqueued); drain > 0 {
+		row.Details["drain_ms"] = ms(drain)
+		row.Details["drain_msgs_per_s"] = float64(int(res.OK)-atEnqueueEnd) / drain.Seconds()
+	}
+	r.rep.ratio(row, "msgs/s end-to-end vs plain client", float64(res.OK)/total.Seconds(), float64(n)/pres.Elapsed.Seconds(), 0.5)
+	return nil
+}
+
+// reload: the sync flow at half its measured max rate, paced, while the
+// flow file is rewritten (alternating two variants) opts.reloads times.
+func (r *runner) reload() error {
+	src := func(v string) string {
+		return fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "reload", "{{variant}}", v)
+	}
+	ws, err := r.workspace("reload", map[string]string{"bench-sync": src("a")})
+	if err != nil {
+		return err
+	}
+	c, err := startConveyor(r.ctx, r.bin, ws)
+	if err != nil {
+		return err
+	}
+	defer c.stop(30 * time.Second)
+	rate := r.syncRPS / 2
+	if rate < 1 {
+		return fmt.Errorf("reload: no sync rate measured")
+	}
+	var variantA, variantB atomic.Int64
+	l := load{Concurrency: r.opt.concurrency, Rate: rate, URL: fixedURL(c.url + "/bench/sync"), Body: orderBody, OK: statusIs(200),
+		Inspect: func(status int, body []byte) {
+			switch {
+			case bytes.Contains(body, []byte(`"variant":"a"`)):
+				variantA.Add(1)
+			case bytes.Contains(body, []byte(`"variant":"b"`)):
+				variantB.Add(1)
+			}
+		}}
+	r.warm(l)
+	// control: the same paced load without rewrites, so what the rewrites
+	// add to the latency can be told from what the sync path costs anyway
+	ctl := l
+	ctl.Duration, ctl.Inspect = max(r.opt.duration/2, time.Second), nil
+	control := ctl.run(r.ctx)
+	spacing := r.opt.duration / time.Duration(r.opt.reloads+1)
+	if spacing < 300*time.Millisecond {
+		fmt.Printf("   warning: rewrites %s apart; the engine debounces file events for 200 ms, so saves may be merged (raise -duration)\n", spacing.Round(time.Millisecond))
+	}
+	okBefore, err := c.metric("conveyor_reloads_total", "flow", "bench-sync", "result", "ok")
+	if err != nil {
+		return err
+	}
+	failedBefore, _ := c.metric("conveyor_reloads_total", "flow", "bench-sync", "result", "failed")
+
+	var wg sync.WaitGroup
+	var writeErr error
+	start := time.Now()
+	wg.Add(1)
+	go func() { // the editor: n saves spread over the run
+		defer wg.Done()
+		for i := range r.opt.reloads {
+			at := start.Add(time.Duration(i+1) * r.opt.duration / time.Duration(r.opt.reloads+1))
+			select {
+			case <-time.After(time.Until(at)):
+			case <-r.ctx.Done():
+				return
+			}
+			v := "b"
+			if i%2 == 1 {
+				v = "a"
+			}
+			if err := ws.writeFlow("bench-sync", src(v)); err != nil && writeErr == nil {
+				writeErr = err
+			}
+		}
+	}()
+	l.Duration = r.opt.duration
+	o := watchOthers(c.proc)
+	res := l.run(r.ctx)
+	r.othersPct = o.pct()
+	wg.Wait()
+	if writeErr != nil {
+		return writeErr
+	}
+	time.Sleep(time.Second) // the last save's debounce and reload
+	okAfter, err := c.metric("conveyor_reloads_total", "flow", "bench-sync", "result", "ok")
+	if err != nil {
+		return err
+	}
+	failedAfter, _ := c.metric("conveyor_reloads_total", "flow", "bench-sync", "result", "failed")
+	reloads := int(okAfter - okBefore)
+
+	row := r.add("reload", fmt.Sprintf("sync paced at %.0f req/s, %d flow rewrites", rate, r.opt.reloads), res, 0)
+	row.Details["p99_from_schedule_ms"] = ms(res.Sched.quantile(0.99))
+	row.Details["control_p99_ms"] = ms(control.Lat.quantile(0.99))
+	row.Details["control_max_ms"] = ms(control.Lat.max)
+	row.Details["control_failed"] = control.Failed
+	row.Details["reloads_ok"] = reloads
+	row.Details["reloads_failed"] = int(failedAfter - failedBefore)
+	row.Details["answers_variant_a"] = variantA.Load()
+	row.Details["answers_variant_b"] = variantB.Load()
+	r.rep.check(row, "failed requests", float64(res.Failed), "", "0", res.Failed == 0)
+	p99 := ms(res.Lat.quantile(0.99))
+	r.rep.check(row, "p99 latency", p99, "ms", "<= 10 ms", p99 <= 10)
+	r.rep.check(row, "reloads ok (conveyor_reloads_total)", float64(reloads), "", fmt.Sprintf(">= %d", r.opt.reloads), reloads >= r.opt.reloads)
+	return nil
+}
+
+// rss: a workspace of opts.flows generated flows (half sync, half async)
+// under mixed load; the server's peak resident set (VmHWM).
+func (r *runner) rss() error {
+	flows, paths := rssFlows(r.opt.flows)
+	ws, err := r.workspace("rss", flows)
+	if err != nil {
+		return err
+	}
+	c, err := startConveyor(r.ctx, r.bin, ws)
+	if err != nil {
+		return err
+	}
+	defer c.stop(30 * time.Second)
+	_, idle := c.memory()
+	// idle cost: what the server does with no traffic at all
+	const idleWindow = 2 * time.Second
+	cpu0 := c.cpu()
+	wb0, sc0 := c.diskWrites()
+	select {
+	case <-time.After(idleWindow):
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+	wb1, sc1 := c.diskWrites()
+	idleCPU := float64(c.cpu()-cpu0) / float64(idleWindow) * 100
+	idleWrites := float64(wb1-wb0) / idleWindow.Seconds() / (1 << 20)
+	idleSyscalls := float64(sc1-sc0) / idleWindow.Seconds()
+	stop := make(chan struct{})
+	var peak atomic.Int64
+	go func() { // sample VmRSS as well: VmHWM is the authority, this shows the curve's top
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if _, rss := c.memory(); rss > peak.Load() {
+				peak.Store(rss)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	l := load{Concurrency: r.opt.concurrency, Body: orderBody, OK: statusIs(200, 202),
+		URL: func(n uint64) string { return c.url + paths[n%uint64(len(paths))] }}
+	r.warm(l)
+	res, cpu := r.measure(c.proc, l)
+	close(stop)
+	hwm, _ := c.memory()
+	row := r.add("rss", fmt.Sprintf("%d flows (sync+async mixed), 200/202", r.opt.flows), res, cpu)
+	row.Details["rss_idle_mb"] = mb(idle)
+	row.Details["rss_sampled_peak_mb"] = mb(peak.Load())
+	row.Details["vmhwm_mb"] = mb(hwm)
+	row.Details["idle_cpu_pct"] = idleCPU
+	row.Details["idle_disk_write_mb_per_s"] = idleWrites
+	row.Details["idle_write_syscalls_per_s"] = idleSyscalls
+	r.rep.check(row, "peak RSS (VmHWM)", mb(hwm), "MB", "<= 150 MB", hwm > 0 && hwm <= 150<<20)
+	return nil
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }

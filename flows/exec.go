@@ -460,7 +460,14 @@ func (r *run) step(s *step) (stop bool, err error) {
 			return false, fail(Permanent, errors.New("aggregating is not available here"))
 		}
 		b := Batch{Flow: r.f.ID, Key: key, Topic: a.topic, Item: item, Size: a.size, Within: a.within, IdempotencyKey: r.key(s)}
+		if _, done := r.deps.Memo.Get(b.IdempotencyKey); done {
+			outcome = "already added"
+			break
+		}
 		if err := r.deps.Aggregator.Add(r.ctx, b); err != nil {
+			return false, fail(Transient, err)
+		}
+		if err := r.deps.Memo.Put(b.IdempotencyKey, &Response{Status: 200}); err != nil {
 			return false, fail(Transient, err)
 		}
 		out = map[string]any{"key": key, "item": item}

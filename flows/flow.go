@@ -184,11 +184,13 @@ type Aggregator interface {
 
 // Batch is one item for an aggregate step.
 type Batch struct {
-	Flow, Key, Topic string
-	Item             any
-	Size             int
-	Within           time.Duration
-	IdempotencyKey   string // flow:message:step, so a retried step adds once
+	Flow           string        `json:"flow"`
+	Key            string        `json:"key"`
+	Topic          string        `json:"topic"`
+	Item           any           `json:"item"`
+	Size           int           `json:"size,omitempty"`
+	Within         time.Duration `json:"within,omitempty"`
+	IdempotencyKey string        `json:"idempotency_key"` // flow:message:step, so a retried step adds once
 }
 
 // Logger receives log steps.

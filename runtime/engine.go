@@ -268,10 +268,13 @@ func csvValues(c *dsl.CSVFormat) map[string]any {
 // workspacePath makes a path of the configuration absolute against the
 // workspace directory.
 func (e *Engine) workspacePath(p string) string {
-	if filepath.IsAbs(p) {
-		return p
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(e.opts.Workspace, p)
 	}
-	return filepath.Join(e.opts.Workspace, p)
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }
 
 // httpValues are the settings of an http connection; abs makes a file

@@ -1,7 +1,9 @@
 // Package httpconn is the "http" connector: outbound calls to HTTP APIs
-// with a base URL, headers sent with every request, optional bearer, basic
-// or API-key authentication, and a per-attempt timeout. Bodies are JSON,
-// encoded and decoded with mappings/jsonv so that no number loses a digit.
+// with a base URL, headers sent with every request, optional bearer, basic,
+// API-key or OAuth2 client-credentials authentication (oauth2.go), TLS
+// with a private CA and a client certificate (tls.go), and a per-attempt
+// timeout. Bodies are JSON, encoded and decoded with mappings/jsonv so that
+// no number loses a digit.
 //
 // A Client never follows redirects for methods other than GET and HEAD,
 // and follows those only to the same scheme and host, so credentials never
@@ -12,6 +14,7 @@ package httpconn
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +34,8 @@ func init() {
 	connectors.MustRegister(connectors.Spec{
 		Name: "http",
 		Description: "An HTTP API: base_url (absolute http or https URL), headers sent with every request, " +
-			"auth (bearer, basic or api_key) and a per-attempt timeout (default 10s). " +
+			"auth (bearer, basic, api_key or oauth2 client credentials), tls (ca_file, cert_file, key_file for mTLS) " +
+			"and a per-attempt timeout (default 10s). " +
 			"Request bodies are sent as JSON; JSON responses are decoded, others kept as text.",
 	}, New)
 }
@@ -59,7 +63,8 @@ type Client struct {
 	base      *url.URL // scheme, host, path without trailing slash, raw query
 	basePath  string   // escaped path of base without trailing slash
 	headers   http.Header
-	auth      http.Header // applied after headers, before the request's own
+	auth      http.Header   // applied after headers, before the request's own
+	oauth     *oauth2Source // auth.oauth2: a bearer token fetched and cached
 	timeout   time.Duration
 	transport *http.Transport
 	http      *http.Client
@@ -70,7 +75,10 @@ type Client struct {
 //	base_url  string, required: absolute http or https URL, may carry a path prefix
 //	headers   map of header name to string, sent with every request
 //	auth      exactly one of {bearer: TOKEN}, {basic: {username, password}},
-//	          {api_key: {header: NAME (default X-API-Key), value: KEY}}
+//	          {api_key: {header: NAME (default X-API-Key), value: KEY}},
+//	          {oauth2: {token_url, client_id, client_secret, scopes,
+//	          auth_style: basic | form (default: basic, then form)}}
+//	tls       {ca_file, cert_file, key_file}: absolute paths of PEM files
 //	timeout   optional duration ("5s" or time.Duration); cfg.Timeout wins when set
 //
 // Unknown keys are errors. cfg.Timeout is per attempt; zero means 10s.
@@ -84,9 +92,9 @@ func NewClient(cfg connectors.Config) (*Client, error) {
 	var errs []error
 	for k := range cfg.Values {
 		switch k {
-		case "base_url", "headers", "auth", "timeout":
+		case "base_url", "headers", "auth", "tls", "timeout":
 		default:
-			errs = append(errs, fmt.Errorf("unknown field %q (known: base_url, headers, auth, timeout)", k))
+			errs = append(errs, fmt.Errorf("unknown field %q (known: base_url, headers, auth, tls, timeout)", k))
 		}
 	}
 	if err := c.setBase(cfg.Values["base_url"]); err != nil {
@@ -100,6 +108,13 @@ func NewClient(cfg connectors.Config) (*Client, error) {
 	}
 	if c.timeout == 0 {
 		if err := c.setTimeout(cfg.Values["timeout"]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var tlsCfg *tls.Config
+	if v := cfg.Values["tls"]; v != nil {
+		var err error
+		if tlsCfg, err = tlsConfig(v); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -119,8 +134,14 @@ func NewClient(cfg connectors.Config) (*Client, error) {
 	t.IdleConnTimeout = 90 * time.Second
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ExpectContinueTimeout = time.Second
+	if tlsCfg != nil {
+		t.TLSClientConfig = tlsCfg
+	}
 	c.transport = t
 	c.http = &http.Client{Transport: t, CheckRedirect: c.checkRedirect}
+	if c.oauth != nil {
+		c.oauth.client, c.oauth.timeout = c.http, c.timeout
+	}
 	return c, nil
 }
 
@@ -188,11 +209,11 @@ func (c *Client) setAuth(v any) error {
 				m[k] = x
 			}
 		} else {
-			return fmt.Errorf("auth must be a map with one of bearer, basic, api_key, got %T", v)
+			return fmt.Errorf("auth must be a map with one of bearer, basic, api_key, oauth2, got %T", v)
 		}
 	}
 	if len(m) != 1 {
-		return fmt.Errorf("auth must set exactly one of bearer, basic, api_key (got %d)", len(m))
+		return fmt.Errorf("auth must set exactly one of bearer, basic, api_key, oauth2 (got %d)", len(m))
 	}
 	for kind, val := range m {
 		switch kind {
@@ -248,8 +269,14 @@ func (c *Client) setAuth(v any) error {
 				return errors.New("auth.api_key.value contains a line break or control character")
 			}
 			c.auth.Set(h, am["value"])
+		case "oauth2":
+			o, err := newOAuth2(val)
+			if err != nil {
+				return err
+			}
+			c.oauth = o
 		default:
-			return fmt.Errorf("auth: unknown kind %q (known: bearer, basic, api_key)", kind)
+			return fmt.Errorf("auth: unknown kind %q (known: bearer, basic, api_key, oauth2)", kind)
 		}
 	}
 	return nil
@@ -452,6 +479,13 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	for k, vs := range c.auth {
 		h[k] = slices.Clone(vs)
 	}
+	var token string
+	if c.oauth != nil {
+		if token, err = c.oauth.Token(actx); err != nil {
+			return nil, c.transportError(ctx, actx, where, timeout, err)
+		}
+		h.Set("Authorization", "Bearer "+token)
+	}
 	if req.IdempotencyKey != "" {
 		h.Set("Idempotency-Key", req.IdempotencyKey)
 	}
@@ -470,6 +504,24 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	}
 
 	resp, err := c.http.Do(hr)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && token != "" && h.Get("Authorization") == "Bearer "+token {
+		// The API refused the cached token (revoked, or expired early):
+		// fetch a new one and try this call once more.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		c.oauth.Invalidate(token)
+		if token, err = c.oauth.Token(actx); err != nil {
+			return nil, c.transportError(ctx, actx, where, timeout, err)
+		}
+		again := hr.Clone(actx)
+		if hr.GetBody != nil {
+			if again.Body, err = hr.GetBody(); err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+		}
+		again.Header.Set("Authorization", "Bearer "+token)
+		resp, err = c.http.Do(again)
+	}
 	if err != nil {
 		return nil, c.transportError(ctx, actx, where, timeout, err)
 	}

@@ -102,6 +102,23 @@ func (c *compiler) trigger(t *dsl.Trigger) Trigger {
 	if h := t.HTTP; h != nil && h.Auth != nil {
 		out.Auth = c.auth(h.Auth)
 	}
+	for kind, st := range map[string]*dsl.StreamTrigger{"redis_stream": t.RedisStream, "nats": t.NATS} {
+		if st == nil {
+			continue
+		}
+		url := c.resolve(st.URL, "trigger."+kind+".url")
+		schemes := map[string][]string{"redis_stream": {"redis://", "rediss://", "redis-sentinel://"}, "nats": {"nats://", "tls://", "ws://", "wss://"}}[kind]
+		ok := url == ""
+		for _, sc := range schemes {
+			ok = ok || strings.HasPrefix(url, sc)
+		}
+		if !ok {
+			c.add(st.At, fmt.Sprintf("trigger.%s.url: expected a %s URL", kind, strings.Join(schemes, " or ")), "")
+		}
+		if kind == "nats" && strings.ContainsAny(st.Stream+st.Group, ".*> ") {
+			c.add(st.At, "trigger.nats: stream and group names cannot hold '.', '*', '>' or spaces", "")
+		}
+	}
 	return out
 }
 

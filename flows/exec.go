@@ -243,6 +243,7 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 		if stop {
 			r.res.Outcome = Filtered
 			r.res.State = State{Next: len(f.steps), Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+			r.nextWatermark()
 			return r.res
 		}
 		if deps.Checkpoint != nil {
@@ -254,15 +255,25 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 		}
 	}
 	r.res.State = State{Next: until, Body: env.Body, Vars: env.Vars, Response: r.res.Response}
-	if f.Watermark != nil && f.Watermark.Next != nil && until == len(f.steps) {
-		v, err := f.Watermark.Next.Eval(env)
-		if err != nil {
-			r.fail(&StepError{Class: Permanent, Step: "watermark", Kind: "watermark", Err: err}, until)
-			return r.res
-		}
-		r.res.Watermark, r.res.HasWatermark = v, true
+	if until == len(f.steps) {
+		r.nextWatermark()
 	}
 	return r.res
+}
+
+// nextWatermark evaluates the watermark a finished run (completed or
+// filtered) leaves for the next one.
+func (r *run) nextWatermark() {
+	w := r.f.Watermark
+	if w == nil || w.Next == nil {
+		return
+	}
+	v, err := w.Next.Eval(r.env)
+	if err != nil {
+		r.fail(&StepError{Class: Permanent, Step: "watermark", Kind: "watermark", Err: err}, len(r.f.steps))
+		return
+	}
+	r.res.Watermark, r.res.HasWatermark = v, true
 }
 
 // Steps is the number of top-level steps.

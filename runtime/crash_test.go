@@ -63,35 +63,28 @@ func serve(t *testing.T, bin, dir, listen string) *exec.Cmd {
 	return cmd
 }
 
-// kill -9 of a serving process under load: every message that got a 202
-// reaches the ERP after a restart, each exactly once there.
-func TestKillNineUnderLoadLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := conveyorBinary(t)
-	erp := newTarget(t)
-	erp.status = func(map[string]any) int { time.Sleep(2 * time.Millisecond); return 201 }
-	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"orders": `
+// orderFlow is the flow the crash tests load: map + one ERP call.
+const crashFlow = `
 trigger: {http: {path: /orders}}
 concurrency: 8
 retry: {attempts: 50, initial: 50ms, max: 200ms}
 steps:
   - map: {order_ref: '"O-" + string(body.id)'}
   - call: {connection: erp, path: /sales-orders}
-`})
-	listen := freePort(t)
-	srv := serve(t, bin, dir, listen)
+`
 
+// load posts unique orders to addrs (round robin over 8 workers) until
+// stop is closed, and returns the order refs that got a 202.
+func load(addrs []string, stop <-chan struct{}) func() map[string]bool {
 	var mu sync.Mutex
 	accepted := map[string]bool{}
-	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 2 * time.Second}
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			addr := addrs[w%len(addrs)]
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -99,7 +92,7 @@ steps:
 				default:
 				}
 				ref := fmt.Sprintf("%d%06d", w+1, i)
-				resp, err := client.Post("http://"+listen+"/orders", "application/json", strings.NewReader(`{"id": `+ref+`}`))
+				resp, err := client.Post("http://"+addr+"/orders", "application/json", strings.NewReader(`{"id": `+ref+`}`))
 				if err != nil {
 					time.Sleep(5 * time.Millisecond)
 					continue
@@ -113,22 +106,18 @@ steps:
 			}
 		}(w)
 	}
-	time.Sleep(800 * time.Millisecond)
-	must(t, srv.Process.Signal(syscall.SIGKILL))
-	_ = srv.Wait()
-	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	n := len(accepted)
-	mu.Unlock()
-	if n < 50 {
-		t.Fatalf("only %d messages accepted before the kill; the load did not run", n)
+	return func() map[string]bool {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted
 	}
-	t.Logf("%d accepted before kill -9; %d reached the ERP before it", n, erp.count())
+}
 
-	srv = serve(t, bin, dir, listen)
-	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+// eachOnce waits until every accepted order reached the ERP, and checks
+// that none reached it under two idempotency keys.
+func eachOnce(t *testing.T, erp *target, accepted map[string]bool, within time.Duration) {
+	t.Helper()
 	byRef := func() map[string]int {
 		erp.mu.Lock()
 		defer erp.mu.Unlock()
@@ -138,7 +127,7 @@ steps:
 		}
 		return out
 	}
-	eventually(t, 30*time.Second, "every accepted order at the ERP", func() bool {
+	eventually(t, within, "every accepted order at the ERP", func() bool {
 		got := byRef()
 		for ref := range accepted {
 			if got[ref] == 0 {
@@ -152,4 +141,35 @@ steps:
 			t.Errorf("order %s reached the ERP %d times under different keys", ref, c)
 		}
 	}
+}
+
+// kill -9 of a serving process under load: every message that got a 202
+// reaches the ERP after a restart, each exactly once there.
+func TestKillNineUnderLoadLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := conveyorBinary(t)
+	erp := newTarget(t)
+	erp.status = func(map[string]any) int { time.Sleep(2 * time.Millisecond); return 201 }
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"orders": crashFlow})
+	listen := freePort(t)
+	srv := serve(t, bin, dir, listen)
+
+	stop := make(chan struct{})
+	result := load([]string{listen}, stop)
+	time.Sleep(800 * time.Millisecond)
+	must(t, srv.Process.Signal(syscall.SIGKILL))
+	_ = srv.Wait()
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	accepted := result()
+	if len(accepted) < 50 {
+		t.Fatalf("only %d messages accepted before the kill; the load did not run", len(accepted))
+	}
+	t.Logf("%d accepted before kill -9; %d reached the ERP before it", len(accepted), erp.count())
+
+	srv = serve(t, bin, dir, listen)
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	eachOnce(t, erp, accepted, 30*time.Second)
 }

@@ -85,6 +85,12 @@ func triggerSummary(f *flows.Flow) string {
 		return "file " + t.File.Dir
 	case t.Event != nil:
 		return "event " + t.Event.Topic
+	case t.Kind == "redis_stream" || t.Kind == "nats":
+		st := f.Source.Trigger.RedisStream
+		if st == nil {
+			st = f.Source.Trigger.NATS
+		}
+		return strings.TrimSpace(t.Kind + " " + st.Stream + " " + st.Subject)
 	}
 	return ""
 }

@@ -116,12 +116,10 @@ func (s *scheduler) fire(id string, j *job, at time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
-	if j.last != "" {
-		if prev, err := e.store.Get(ctx, j.last); err == nil && prev.Status.Pending() {
-			e.metrics.skipped.WithLabelValues(id).Inc()
-			e.log.Warn("schedule skipped: the previous run is still pending", "flow", id, "previous", prev.ID)
-			return
-		}
+	if pending := s.pendingRun(ctx, id, j.last); pending != "" {
+		e.metrics.skipped.WithLabelValues(id).Inc()
+		e.log.Warn("schedule skipped: the previous run is still pending", "flow", id, "previous", pending)
+		return
 	}
 	body, _ := jsonv.Marshal(map[string]any{"scheduled_at": at.UTC().Format(time.RFC3339), "timezone": at.Location().String()})
 	h := sha256.Sum256([]byte(id + "\x00" + at.UTC().Format(time.RFC3339Nano)))
@@ -135,4 +133,22 @@ func (s *scheduler) fire(id string, j *job, at time.Time) {
 	j.last = m.ID
 	e.metrics.accepted.WithLabelValues(id).Inc()
 	lf.pool.wake()
+}
+
+// pendingRun names a run of flow id that has not finished: the last one
+// this job enqueued, or after a restart any scheduled run still queued.
+func (s *scheduler) pendingRun(ctx context.Context, id, last string) string {
+	if last != "" {
+		if prev, err := s.e.store.Get(ctx, last); err == nil && prev.Status.Pending() {
+			return prev.ID
+		}
+		return ""
+	}
+	for _, st := range []store.Status{store.Running, store.Queued, store.Retrying} {
+		msgs, err := s.e.store.List(ctx, store.Filter{Flow: id, Status: st, Limit: 1})
+		if err == nil && len(msgs) > 0 {
+			return msgs[0].ID
+		}
+	}
+	return ""
 }

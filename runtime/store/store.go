@@ -99,7 +99,8 @@ var ErrNotFound = errors.New("not found")
 // Store is the engine's durable state. Implementations are safe for
 // concurrent use.
 type Store interface {
-	// Accept stores m as queued and claims m.DedupKey for ttl, in one
+	// Accept stores m (queued when its status is pending; a dead letter
+	// from a trigger is journaled, not queued) and claims m.DedupKey for ttl, in one
 	// transaction, durably, before it returns. When the key is held by a
 	// live message, or a message with m.ID exists, nothing is stored and
 	// that message is returned.

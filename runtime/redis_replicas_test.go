@@ -318,10 +318,18 @@ steps: [{respond: {status: 200, body: '{ref: body.ref}'}}]
 	rt := &roundTrips{stream: prefix + "q:"}
 	s.Client().AddHook(rt)
 	const n = 50
+	began := time.Now()
 	for i := range n {
 		send(fmt.Sprint("r", i))
 	}
-	engine := float64(rt.n.Load()) / n
+	time.Sleep(200 * time.Millisecond) // the journal writes land after the answers
+	busy := time.Since(began)
+	withLoad := rt.n.Load()
+	// The engine also talks to Redis when idle (queue polls, lease
+	// heartbeats): count that over as long a quiet spell and take it off.
+	rt.n.Store(0)
+	time.Sleep(busy)
+	engine := float64(withLoad-rt.n.Load()) / n
 	t.Logf("engine: %.2f Redis round trips per accepted sync message", engine)
 
 	// The same work through AllowClaim and Finish.
@@ -344,9 +352,7 @@ steps: [{respond: {status: 200, body: '{ref: body.ref}'}}]
 	if proposed > 2 {
 		t.Errorf("%.2f round trips per message, want at most 2", proposed)
 	}
-	// The queue dispatcher's idle polls (not per message) land in the
-	// count too: a few in the run's half second.
-	if engine > 2.1 {
+	if engine > 2.05 {
 		t.Errorf("the engine makes %.2f round trips per message, want at most 2", engine)
 	}
 }

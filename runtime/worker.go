@@ -103,7 +103,7 @@ func (p *pool) dispatch() {
 // with jsonv so that numbers keep every digit.
 type stateJSON struct {
 	Next     int             `json:"next"`
-	Body     json.RawMessage `json:"body"`
+	Body     json.RawMessage `json:"body,omitempty"` // absent: the message's own body
 	Vars     json.RawMessage `json:"vars"`
 	Response json.RawMessage `json:"response,omitempty"`
 }
@@ -119,20 +119,24 @@ func encodeState(s *flows.State) json.RawMessage {
 	return b
 }
 
-func decodeState(raw json.RawMessage) (*flows.State, error) {
+// decodeState reads a stored checkpoint; messageBody reports that it
+// holds no body of its own (the message's body applies).
+func decodeState(raw json.RawMessage) (st *flows.State, messageBody bool, err error) {
 	var sj stateJSON
 	if err := json.Unmarshal(raw, &sj); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	st := &flows.State{Next: sj.Next, Vars: map[string]any{}}
-	var err error
-	if st.Body, err = jsonv.Decode(sj.Body); err != nil {
-		return nil, err
+	st = &flows.State{Next: sj.Next, Vars: map[string]any{}}
+	messageBody = len(sj.Body) == 0
+	if !messageBody {
+		if st.Body, err = jsonv.Decode(sj.Body); err != nil {
+			return nil, false, err
+		}
 	}
 	if len(sj.Vars) > 0 {
 		v, err := jsonv.Decode(sj.Vars)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if mv, ok := v.(map[string]any); ok {
 			st.Vars = mv
@@ -141,12 +145,12 @@ func decodeState(raw json.RawMessage) (*flows.State, error) {
 	if len(sj.Response) > 0 {
 		v, err := jsonv.Decode(sj.Response)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		r := responseOf(v)
 		st.Response = &r
 	}
-	return st, nil
+	return st, messageBody, nil
 }
 
 // storeMemo keeps a message's memo in its stored record: a succeeded call
@@ -224,8 +228,9 @@ func (e *Engine) process(m *store.Message) {
 		return
 	}
 	var state *flows.State
+	messageBody := false
 	if len(m.State) > 0 {
-		if state, err = decodeState(m.State); err != nil {
+		if state, messageBody, err = decodeState(m.State); err != nil {
 			e.deadLetter(m, "", "permanent", "stored checkpoint unreadable: "+err.Error())
 			return
 		}
@@ -234,6 +239,9 @@ func (e *Engine) process(m *store.Message) {
 	if err != nil {
 		e.deadLetter(m, "", "permanent", "stored body unreadable: "+err.Error())
 		return
+	}
+	if messageBody {
+		state.Body = body // a checkpoint that did not change the body
 	}
 	m.Attempt++
 	defer e.heartbeat(m)()

@@ -158,8 +158,11 @@ func TestParseConfigExample(t *testing.T) {
 		}
 	}
 	for name, c := range cfg.Connections {
-		if c.HTTP == nil || c.HTTP.BaseURL.Raw == "" {
+		if c.HTTP != nil && c.HTTP.BaseURL.Raw == "" {
 			t.Errorf("connection %s: %+v", name, c)
+		}
+		if c.HTTP == nil && c.Postgres == nil && c.File == nil && c.RedisStream == nil && c.NATS == nil {
+			t.Errorf("connection %s has no kind", name)
 		}
 	}
 	unset := func(string) (string, bool) { return "", false }

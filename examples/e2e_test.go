@@ -33,6 +33,7 @@ func TestExampleWorkspaceAgainstSimulator(t *testing.T) {
 	}
 	defer sims.Close()
 	env := sims.Env()
+	env["SHOP_EVENTS_REDIS_URL"] = "redis://127.0.0.1:1/0" // no stream consumer here: it backs off
 	e, err := runtime.New(runtime.Options{Workspace: "distribution", Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
 		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
 		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})

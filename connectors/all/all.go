@@ -5,5 +5,9 @@
 package all
 
 import (
+	_ "github.com/conveyor-run/conveyor/connectors/file" // "file": outbox directories
 	_ "github.com/conveyor-run/conveyor/connectors/http" // "http": HTTP APIs
+	_ "github.com/conveyor-run/conveyor/connectors/nats" // "nats": NATS JetStream subjects
+	_ "github.com/conveyor-run/conveyor/connectors/postgres"
+	_ "github.com/conveyor-run/conveyor/connectors/redisstream" // "redis_stream": Redis Streams
 )

@@ -13,30 +13,32 @@ import (
 // Addrs are the listen addresses of the simulated systems. An empty field
 // takes its default from DefaultAddrs; "127.0.0.1:0" picks a free port.
 type Addrs struct {
-	ERP, WMS, Channels, Notify, Carrier string
+	ERP, WMS, Channels, Notify, Carrier, Marketplace string
 }
 
 // DefaultAddrs are the addresses the example workspace's conveyor.yaml
-// points at: 127.0.0.1:9101 (ERP) to :9104 (notify), and :9105 (carrier).
+// points at: 127.0.0.1:9101 (ERP) to :9104 (notify), :9105 (carrier) and
+// :9106 (marketplace).
 func DefaultAddrs() Addrs {
 	return Addrs{
-		ERP:      "127.0.0.1:9101",
-		WMS:      "127.0.0.1:9102",
-		Channels: "127.0.0.1:9103",
-		Notify:   "127.0.0.1:9104",
-		Carrier:  "127.0.0.1:9105",
+		ERP:         "127.0.0.1:9101",
+		WMS:         "127.0.0.1:9102",
+		Channels:    "127.0.0.1:9103",
+		Notify:      "127.0.0.1:9104",
+		Carrier:     "127.0.0.1:9105",
+		Marketplace: "127.0.0.1:9106",
 	}
 }
 
 // EphemeralAddrs puts every system on a free loopback port, for tests.
 func EphemeralAddrs() Addrs {
 	const free = "127.0.0.1:0"
-	return Addrs{ERP: free, WMS: free, Channels: free, Notify: free, Carrier: free}
+	return Addrs{ERP: free, WMS: free, Channels: free, Notify: free, Carrier: free, Marketplace: free}
 }
 
 // Systems are the simulated systems, served by Start.
 type Systems struct {
-	ERP, WMS, Channels, Notify, Carrier *System
+	ERP, WMS, Channels, Notify, Carrier, Marketplace *System
 
 	servers   []*http.Server
 	closeOnce sync.Once
@@ -45,13 +47,13 @@ type Systems struct {
 
 // New returns the systems without serving them, for use as http.Handlers.
 func New() *Systems {
-	return &Systems{ERP: NewERP(), WMS: NewWMS(), Channels: NewChannels(), Notify: NewNotify(), Carrier: NewCarrier()}
+	return &Systems{ERP: NewERP(), WMS: NewWMS(), Channels: NewChannels(), Notify: NewNotify(), Carrier: NewCarrier(), Marketplace: NewMarketplace()}
 }
 
 // All returns the systems in a fixed order: erp, wms, channels, notify,
-// carrier.
+// carrier, marketplace.
 func (ss *Systems) All() []*System {
-	return []*System{ss.ERP, ss.WMS, ss.Channels, ss.Notify, ss.Carrier}
+	return []*System{ss.ERP, ss.WMS, ss.Channels, ss.Notify, ss.Carrier, ss.Marketplace}
 }
 
 // Start listens on addrs and serves every system until ctx is done or
@@ -75,6 +77,7 @@ func Start(ctx context.Context, addrs Addrs) (*Systems, error) {
 		{ss.Channels, pick(addrs.Channels, def.Channels)},
 		{ss.Notify, pick(addrs.Notify, def.Notify)},
 		{ss.Carrier, pick(addrs.Carrier, def.Carrier)},
+		{ss.Marketplace, pick(addrs.Marketplace, def.Marketplace)},
 	}
 	var lc net.ListenConfig
 	ls := make([]net.Listener, 0, len(listen))
@@ -124,7 +127,7 @@ func (ss *Systems) Close() error {
 }
 
 // URLs returns the base URL of each served system by connection name
-// (erp, wms, channels, notify, carrier).
+// (erp, wms, channels, notify, carrier, marketplace).
 func (ss *Systems) URLs() map[string]string {
 	out := map[string]string{}
 	for _, s := range ss.All() {
@@ -135,14 +138,16 @@ func (ss *Systems) URLs() map[string]string {
 
 // Env returns the environment variables the example workspace's
 // conveyor.yaml reads for its connection URLs (ERP_URL, WMS_URL,
-// CHANNELS_URL, NOTIFY_URL, CARRIER_URL), set to the served URLs.
+// CHANNELS_URL, NOTIFY_URL, CARRIER_URL, MARKETPLACE_URL), set to the
+// served URLs.
 func (ss *Systems) Env() map[string]string {
 	return map[string]string{
-		"ERP_URL":      ss.ERP.URL(),
-		"WMS_URL":      ss.WMS.URL(),
-		"CHANNELS_URL": ss.Channels.URL(),
-		"NOTIFY_URL":   ss.Notify.URL(),
-		"CARRIER_URL":  ss.Carrier.URL(),
+		"ERP_URL":         ss.ERP.URL(),
+		"WMS_URL":         ss.WMS.URL(),
+		"CHANNELS_URL":    ss.Channels.URL(),
+		"NOTIFY_URL":      ss.Notify.URL(),
+		"CARRIER_URL":     ss.Carrier.URL(),
+		"MARKETPLACE_URL": ss.Marketplace.URL(),
 	}
 }
 

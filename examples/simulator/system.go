@@ -1,7 +1,7 @@
 // Package simulator owns fake distribution systems — an ERP, a WMS, the
-// sales channels' stock APIs, a notification (e-mail) service and a
-// carrier — that the example workspace and the end-to-end tests talk to
-// over loopback HTTP.
+// sales channels' stock APIs, a notification (e-mail) service, a carrier
+// and a marketplace orders are polled from — that the example workspace
+// and the end-to-end tests talk to over loopback HTTP.
 //
 // Each System is an http.Handler. It records every request it receives,
 // honours Idempotency-Key on writes (a repeated key answers the stored
@@ -87,7 +87,7 @@ type kind interface {
 }
 
 // System is one simulated system. Its zero value is not usable; use NewERP,
-// NewWMS, NewChannels, NewNotify or NewCarrier.
+// NewWMS, NewChannels, NewNotify, NewCarrier or NewMarketplace.
 type System struct {
 	name string
 
@@ -111,7 +111,8 @@ func newSystem(name string, k kind) *System {
 	return &System{name: name, kind: k, idem: map[string]stored{}, now: time.Now, holdLimit: big.NewRat(DefaultHoldLimit, 1)}
 }
 
-// Name returns the system's name: erp, wms, channels, notify or carrier.
+// Name returns the system's name: erp, wms, channels, notify, carrier or
+// marketplace.
 func (s *System) Name() string { return s.name }
 
 // URL returns the base URL the system is served at, once Start served it.
@@ -211,10 +212,11 @@ func (s *System) Count(method, pattern string) int {
 }
 
 // Orders returns how many things the system created: sales orders (ERP),
-// allocations (WMS), stock updates (channels), e-mails (notify) or
-// shipments (carrier). Replays, rejected and failed requests do not count,
-// so a flow that delivered each message exactly once leaves Orders equal
-// to the number of messages.
+// allocations (WMS), stock updates (channels), e-mails (notify), shipments
+// (carrier) or orders (marketplace, by PutMarketplaceOrder or PUT).
+// Replays, rejected and failed requests do not count, so a flow that
+// delivered each message exactly once leaves Orders equal to the number of
+// messages.
 func (s *System) Orders() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -16,6 +16,7 @@ const (
 	firstAllocation = 5501 // AL-5501
 	firstMessage    = 9001 // MSG-9001
 	firstShipment   = 7001 // CS-7001
+	firstImport     = 3001 // BI-3001
 )
 
 // ---- ERP ----------------------------------------------------------------
@@ -27,6 +28,9 @@ const (
 //	GET  /sales-orders/{id}             200 the order (by sales order or order_ref), 404 {"error": ...}
 //	PUT  /sales-orders/{id}/shipments   200 {"sales_order", "order_ref", "status": "shipped", "shipments": n};
 //	                                    {id} is the sales order or the order_ref; 404 when unknown
+//	POST /bulk-imports                  202 {"import_id": "BI-3001", "status": "accepted", "accepted": n, "rejected": 0};
+//	                                    lines without item_code are rejected ("partially_accepted", errors:
+//	                                    [{line, error}]); 422 without lines
 //
 // Its default check answers 422 for a sales order without customer.email
 // or without lines.
@@ -55,9 +59,10 @@ func erpCheck(r Record) string {
 }
 
 type erpState struct {
-	seq    int
-	orders map[string]map[string]any
-	byRef  map[string]string
+	seq     int
+	orders  map[string]map[string]any
+	byRef   map[string]string
+	imports []map[string]any // bulk-import documents, in order
 }
 
 func newERPState() *erpState {
@@ -74,6 +79,12 @@ func (e *erpState) find(id string) map[string]any {
 }
 
 func (e *erpState) route(s *System, method string, segs []string, _ string, body any) reply {
+	if len(segs) == 1 && segs[0] == "bulk-imports" {
+		if method != http.MethodPost {
+			return methodNotAllowed(http.MethodPost)
+		}
+		return e.bulkImport(body)
+	}
 	if len(segs) == 0 || segs[0] != "sales-orders" {
 		return notFound(method, segs)
 	}
@@ -178,6 +189,43 @@ func (e *erpState) create(s *System, body any) reply {
 	}
 	s.created++
 	return reply{status: http.StatusCreated, body: out, headers: map[string]string{"Location": "/sales-orders/" + id}}
+}
+
+// bulkImport accepts a document of lines; a line without item_code is
+// rejected and reported, the others are accepted.
+func (e *erpState) bulkImport(body any) reply {
+	m, bad := object(body)
+	if bad != nil {
+		return *bad
+	}
+	lines, _ := m["lines"].([]any)
+	if len(lines) == 0 {
+		return errReply(http.StatusUnprocessableEntity, "a bulk import needs at least one line")
+	}
+	var errs []any
+	for i, l := range lines {
+		if lm, _ := l.(map[string]any); str(lm, "item_code") == "" {
+			errs = append(errs, map[string]any{"line": i + 1, "error": "item_code is required"})
+		}
+	}
+	id := fmt.Sprintf("BI-%d", firstImport+len(e.imports))
+	e.imports = append(e.imports, m)
+	out := map[string]any{"import_id": id, "status": "accepted", "accepted": len(lines) - len(errs), "rejected": len(errs)}
+	if len(errs) > 0 {
+		out["status"], out["errors"] = "partially_accepted", errs
+	}
+	return reply{status: http.StatusAccepted, body: out}
+}
+
+// BulkImports returns the bulk-import documents an ERP received.
+func (s *System) BulkImports() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.kind.(*erpState)
+	if !ok {
+		return nil
+	}
+	return slices.Clone(e.imports)
 }
 
 func (e *erpState) ship(id string, body any) reply {

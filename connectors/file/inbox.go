@@ -1,0 +1,182 @@
+package fileconn
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// tempSuffixes mark files still being written by common tools (partial
+// downloads, editors, rsync/scp, our own temporary files).
+var tempSuffixes = []string{".tmp", ".temp", ".part", ".partial", ".filepart", ".crdownload", ".download", ".swp", "~"}
+
+// Candidate reports whether the inbox entry name may be taken: it matches
+// pattern and is not a dotfile, a temporary file, a marker file (names
+// ending in marker, when marker is set) or a .reason file. A malformed
+// pattern is an error.
+func Candidate(name, pattern, marker string) (bool, error) {
+	if name == "" || name[0] == '.' || strings.HasSuffix(name, ".reason") {
+		return false, nil
+	}
+	lower := strings.ToLower(name)
+	for _, s := range tempSuffixes {
+		if strings.HasSuffix(lower, s) {
+			return false, nil
+		}
+	}
+	if marker != "" && strings.HasSuffix(name, marker) {
+		return false, nil
+	}
+	if pattern == "" {
+		pattern = "*"
+	}
+	return filepath.Match(pattern, name)
+}
+
+// Stability decides when files are complete by their size and
+// modification time: a file is complete once two looks at least For
+// apart saw the same size and time. It is not safe for concurrent use.
+type Stability struct {
+	For   time.Duration
+	looks map[string]look
+}
+
+type look struct {
+	size  int64
+	mod   time.Time
+	since time.Time // when this size and time were first seen
+}
+
+// Complete records a look at name and reports whether it has been stable
+// for s.For.
+func (s *Stability) Complete(name string, info fs.FileInfo, now time.Time) bool {
+	if s.looks == nil {
+		s.looks = map[string]look{}
+	}
+	l, ok := s.looks[name]
+	if !ok || l.size != info.Size() || !l.mod.Equal(info.ModTime()) {
+		s.looks[name] = look{size: info.Size(), mod: info.ModTime(), since: now}
+		return false
+	}
+	return now.Sub(l.since) >= s.For
+}
+
+// Forget drops what s knows of names for which keep is false (files that
+// are gone), and of every name when keep is nil.
+func (s *Stability) Forget(keep func(name string) bool) {
+	for name := range s.looks {
+		if keep == nil || !keep(name) {
+			delete(s.looks, name)
+		}
+	}
+}
+
+// MarkerComplete reports whether the marker file <name><suffix> exists
+// beside name in dir.
+func MarkerComplete(dir, name, suffix string) bool {
+	_, err := os.Stat(filepath.Join(dir, name+suffix))
+	return err == nil
+}
+
+// MoveTo moves dir/name into destDir (created when missing) and returns
+// the new path. A file of that name already there is kept: the moved file
+// gets a timestamp before its extension (orders.20240116T093000.123Z.csv).
+func MoveTo(dir, name, destDir string, now time.Time) (string, error) {
+	if err := os.MkdirAll(destDir, 0o750); err != nil {
+		return "", err
+	}
+	dest := filepath.Join(destDir, name)
+	if _, err := os.Lstat(dest); err == nil {
+		ext := filepath.Ext(name)
+		dest = filepath.Join(destDir, strings.TrimSuffix(name, ext)+"."+now.UTC().Format("20060102T150405.000000000Z")+ext)
+	}
+	src := filepath.Join(dir, name)
+	if err := os.Rename(src, dest); err != nil {
+		var le *os.LinkError
+		if !errors.As(err, &le) || errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		// Another file system: copy, then remove.
+		if err := copyFile(src, dest); err != nil {
+			return "", err
+		}
+		if err := os.Remove(src); err != nil {
+			return "", err
+		}
+	}
+	return dest, syncDir(destDir)
+}
+
+func copyFile(src, dest string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return WriteAtomic(dest, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
+}
+
+// WriteAtomic writes path through write: into a temporary file in the same
+// directory, synced, renamed over path, and the directory synced, so that
+// readers see the old file or the whole new one, also after a crash.
+func WriteAtomic(path string, write func(io.Writer) error) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	done = true
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteReason writes <path>.reason beside a file moved to an error
+// directory: the file's original name and every problem found, one a line.
+func WriteReason(path, name string, problems []string) error {
+	return WriteAtomic(path+".reason", func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "%s: %s\n", name, strings.Join(problems, "\n"+name+": "))
+		return err
+	})
+}

@@ -1,0 +1,170 @@
+package fileconn_test
+
+import (
+	"errors"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	fileconn "github.com/conveyor-run/conveyor/connectors/file"
+)
+
+func readAll(t *testing.T, format, src string, opts fileconn.CSVOptions) ([]any, error) {
+	t.Helper()
+	rs, err := fileconn.NewRecords(strings.NewReader(src), format, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	for {
+		v, err := rs.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+}
+
+func TestRecords(t *testing.T) {
+	obj := func(kv ...string) map[string]any {
+		m := map[string]any{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name, format, src string
+		opts              fileconn.CSVOptions
+		want              []any
+	}{
+		{"csv header, BOM, quotes, blank line", "csv", "\xef\xbb\xbfsku,qty,note\nA-1,2,\"a, b\"\n\nB-2,3,\"say \"\"hi\"\"\"\n",
+			fileconn.DefaultCSV, []any{obj("sku", "A-1", "qty", "2", "note", "a, b"), obj("sku", "B-2", "qty", "3", "note", `say "hi"`)}},
+		{"csv multi-line field, CRLF", "csv", "a,b\r\n1,\"x\r\ny\"\r\n", fileconn.DefaultCSV, []any{obj("a", "1", "b", "x\ny")}},
+		{"csv semicolon without header", "csv", "1;2\n3;4\n", fileconn.CSVOptions{Delimiter: ';'},
+			[]any{[]any{"1", "2"}, []any{"3", "4"}}},
+		{"csv header only", "csv", "a,b\n", fileconn.DefaultCSV, nil},
+		{"jsonl blank lines skipped", "jsonl", "{\"a\": 1}\n\n  \n[2]\r\n\"x\"", fileconn.DefaultCSV,
+			[]any{map[string]any{"a": 1}, []any{2}, "x"}},
+		{"json array gives elements", "json", "\xef\xbb\xbf[{\"a\": 1}, 2]", fileconn.DefaultCSV, []any{map[string]any{"a": 1}, 2}},
+		{"json object is one record", "json", `{"a": [1]}`, fileconn.DefaultCSV, []any{map[string]any{"a": []any{1}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readAll(t, tc.format, tc.src, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %#v\nwant %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRecordsX12(t *testing.T) {
+	src, err := os.ReadFile("../../mappings/x12/testdata/850_two_orders_crlf.edi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, "x12", string(src)+string(src), fileconn.DefaultCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Fatalf("%d records from two interchanges of two orders", len(got))
+	}
+	tx := got[1].(map[string]any)["groups"].([]any)[0].(map[string]any)["transactions"].([]any)[0].(map[string]any)
+	if po := tx["purchase_order"].(map[string]any)["beg"].(map[string]any)["po_number"]; po != "4500012346" {
+		t.Errorf("second record: po %v", po)
+	}
+}
+
+// Every malformed input is located: line and column, or X12 segment and
+// byte.
+func TestRecordErrors(t *testing.T) {
+	good, err := os.ReadFile("../../mappings/x12/testdata/850_minimal.edi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, format, src, want string
+		fatal                   bool
+	}{
+		{"csv wrong field count", "csv", "a,b,c\n1,2,3\n4,5\n", "line 3: the row has 2 fields, the header has 3", false},
+		{"csv unterminated quote", "csv", "a,b\n1,2\n3,\"open\n4,5\n", "line 4, column 5: a quoted field of the row starting on line 3 is not closed", true},
+		{"csv bare quote", "csv", "a,b\n1,x\"y\n", "line 2, column 4: bare \" in non-quoted-field", true},
+		{"csv duplicate header", "csv", "a,b,a\n1,2,3\n", `line 1: header: columns 1 and 3 are both named "a"`, true},
+		{"jsonl bad line 3", "jsonl", "{\"a\": 1}\n{\"a\": 2}\n  {\"a\": 3,}\n{\"a\": 4}\n", "line 3, column 11: invalid character '}'", false},
+		{"json truncated", "json", "{\n  \"a\": [1, 2\n", "line 3, column 1: unexpected end of JSON input", true},
+		{"json empty", "json", " \n", "line 1, column 1: the file is empty", true},
+		{"x12 wrong SE01", "x12", strings.Replace(string(good), "SE*7*0001", "SE*9*0001", 1), "segment 9 (SE) at byte ", false},
+		{"x12 truncated", "x12", string(good[:len(good)-40]), "segment 9 at byte 306: input ends without SE", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readAll(t, tc.format, tc.src, fileconn.DefaultCSV)
+			var fe *fileconn.Error
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v (%T), want a *fileconn.Error", err, err)
+			}
+			if !strings.Contains(fe.Error(), tc.want) || fe.Fatal != tc.fatal {
+				t.Errorf("error %q (fatal %v), want it to contain %q (fatal %v)", fe, fe.Fatal, tc.want, tc.fatal)
+			}
+		})
+	}
+}
+
+// ReadAll gives the whole file as one value; X12 the interchange view.
+func TestReadAll(t *testing.T) {
+	v, err := fileconn.ReadAll(strings.NewReader("a\n1\n2\n"), "csv", fileconn.DefaultCSV)
+	if err != nil || !reflect.DeepEqual(v, []any{map[string]any{"a": "1"}, map[string]any{"a": "2"}}) {
+		t.Errorf("csv: %v %v", v, err)
+	}
+	src, _ := os.ReadFile("../../mappings/x12/testdata/850_two_orders_crlf.edi")
+	v, err = fileconn.ReadAll(strings.NewReader(string(src)), "x12", fileconn.DefaultCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txs := v.(map[string]any)["groups"].([]any)[0].(map[string]any)["transactions"].([]any); len(txs) != 2 {
+		t.Errorf("x12: %d transactions", len(txs))
+	}
+	_, err = fileconn.ReadAll(strings.NewReader(strings.Replace(string(src), "SE*12*0002", "SE*11*0002", 1)), "x12", fileconn.DefaultCSV)
+	if err == nil || !strings.Contains(err.Error(), "(SE) at byte") {
+		t.Errorf("x12 wrong count: %v", err)
+	}
+}
+
+// FuzzRecords: any input gives records or located errors, never a panic,
+// and reading ends.
+func FuzzRecords(f *testing.F) {
+	for _, s := range []string{"a,b\n1,2\n", "a,b\n1,\"2\n", "{\"a\": 1}\n{\n", "[1, 2]", "\xef\xbb\xbfx;y\n"} {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(1))
+		f.Add(s, uint8(2))
+	}
+	formats := []string{"csv", "jsonl", "json", "x12"}
+	f.Fuzz(func(t *testing.T, src string, which uint8) {
+		rs, err := fileconn.NewRecords(strings.NewReader(src), formats[int(which)%len(formats)], fileconn.DefaultCSV)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i <= len(src)+1; i++ {
+			_, err := rs.Next()
+			if err == io.EOF {
+				return
+			}
+			var fe *fileconn.Error
+			if err != nil && !errors.As(err, &fe) {
+				t.Fatalf("error %v (%T) is not located", err, err)
+			}
+			if fe != nil && fe.Fatal {
+				return
+			}
+		}
+		t.Fatalf("more records than bytes in %q", src)
+	})
+}

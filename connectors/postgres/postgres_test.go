@@ -1,0 +1,244 @@
+package pgconn_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conveyor-run/conveyor/connectors"
+	pgconn "github.com/conveyor-run/conveyor/connectors/postgres"
+	"github.com/conveyor-run/conveyor/connectors/postgres/pgtest"
+)
+
+// client connects to a fresh schema holding an items table.
+func client(t *testing.T) *pgconn.Client {
+	t.Helper()
+	_, url, conn := pgtest.Schema(t)
+	_, err := conn.Exec(context.Background(), `CREATE TABLE items (
+		code text PRIMARY KEY,
+		qty integer NOT NULL CHECK (qty >= 0),
+		price numeric(12,2),
+		attrs jsonb,
+		updated_at timestamptz NOT NULL DEFAULT '2026-01-01T00:00:00Z')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgconn.NewClient(connectors.Config{Name: "erp_db", Values: map[string]any{"url": url, "max_conns": 2}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func run(t *testing.T, c *pgconn.Client, sql string, params ...any) *connectors.Response {
+	t.Helper()
+	resp, err := c.Call(context.Background(), connectors.Request{Method: connectors.MethodSQL, SQL: sql, Params: params})
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return resp
+}
+
+func TestQueryConvertsEveryValueExactly(t *testing.T) {
+	c := client(t)
+	resp := run(t, c, `SELECT 12.50::numeric(12,2) AS price, 123456789012345678901234.5678::numeric AS big,
+		42 AS i, 9007199254740993::bigint AS i8, 1.5::float8 AS f, 1.1::float4 AS f4, true AS ok, 'Zoë' AS s,
+		'2026-03-01 12:30:00.123456+01'::timestamptz AS ts, '2026-03-01 12:30:00'::timestamp AS ts_local,
+		'2026-03-02'::date AS d, '{"a": 12345678901234567890, "b": [1.10, null]}'::jsonb AS doc,
+		'\xdeadbeef'::bytea AS raw, NULL::int AS nothing, ARRAY[1.50, 2]::numeric[] AS nums,
+		ARRAY['x', NULL] AS texts, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS id, interval '1 day 2 hours' AS iv`)
+	if resp.Status != 200 {
+		t.Fatalf("status %d: %v", resp.Status, resp.Body)
+	}
+	rows := resp.Body.([]any)
+	if len(rows) != 1 {
+		t.Fatalf("rows %v", rows)
+	}
+	want := map[string]any{
+		"price": "12.50", "big": "123456789012345678901234.5678", "i": 42, "i8": 9007199254740993, "f": 1.5, "f4": 1.1,
+		"ok": true, "s": "Zoë", "ts": "2026-03-01T11:30:00.123456Z", "ts_local": "2026-03-01T12:30:00Z", "d": "2026-03-02",
+		"doc": map[string]any{"a": json.Number("12345678901234567890"), "b": []any{1.1, nil}}, "raw": "3q2+7w==",
+		"nothing": nil, "nums": []any{"1.50", "2"}, "texts": []any{"x", nil}, "id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+		"iv": "1 day 02:00:00",
+	}
+	got := rows[0].(map[string]any)
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v (%T), want %#v", k, got[k], got[k], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("columns %v", got)
+	}
+	if resp := run(t, c, "SELECT * FROM items"); !reflect.DeepEqual(resp.Body, []any{}) {
+		t.Errorf("no rows: %#v, want an empty list", resp.Body)
+	}
+}
+
+func TestParamsInsertUpsertAndRowsAffected(t *testing.T) {
+	c := client(t)
+	const upsert = `INSERT INTO items (code, qty, price, attrs, updated_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (code) DO UPDATE SET qty = EXCLUDED.qty, price = EXCLUDED.price, attrs = EXCLUDED.attrs, updated_at = EXCLUDED.updated_at`
+	// int, json.Number, an object (jsonb) and an RFC 3339 string.
+	r := run(t, c, upsert, "A1", 5, json.Number("19.99"), map[string]any{"color": "red", "tags": []any{"x"}}, "2026-01-02T10:00:00Z")
+	if !reflect.DeepEqual(r.Body, map[string]any{"rows_affected": 1}) {
+		t.Fatalf("insert: %d %v", r.Status, r.Body)
+	}
+	// float64, nil, a list, a time.Time; the same key again updates.
+	r = run(t, c, upsert, "A1", float64(7), 12.5, []any{1, "two"}, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))
+	if r.Status != 200 || !reflect.DeepEqual(r.Body, map[string]any{"rows_affected": 1}) {
+		t.Fatalf("upsert: %d %v", r.Status, r.Body)
+	}
+	run(t, c, upsert, "B2", 0, nil, nil, "2026-01-04T00:00:00+01:00")
+	r = run(t, c, "UPDATE items SET qty = qty + $1 WHERE qty >= $2", 1, 0)
+	if !reflect.DeepEqual(r.Body, map[string]any{"rows_affected": 2}) {
+		t.Fatalf("update: %v", r.Body)
+	}
+	r = run(t, c, "SELECT code, qty, price, attrs, updated_at FROM items WHERE code = ANY($1::text[]) OR $2 ORDER BY code", "{A1,B2}", false)
+	want := []any{
+		map[string]any{"code": "A1", "qty": 8, "price": "12.50", "attrs": []any{1, "two"}, "updated_at": "2026-01-03T00:00:00Z"},
+		map[string]any{"code": "B2", "qty": 1, "price": nil, "attrs": nil, "updated_at": "2026-01-03T23:00:00Z"},
+	}
+	if !reflect.DeepEqual(r.Body, want) {
+		t.Errorf("rows:\n got %#v\nwant %#v", r.Body, want)
+	}
+	r = run(t, c, "INSERT INTO items (code, qty) VALUES ($1, $2) RETURNING code, qty", "C3", "4")
+	if !reflect.DeepEqual(r.Body, []any{map[string]any{"code": "C3", "qty": 4}}) {
+		t.Errorf("returning: %v", r.Body)
+	}
+}
+
+func TestErrorsMapToStatuses(t *testing.T) {
+	c := client(t)
+	run(t, c, "INSERT INTO items (code, qty) VALUES ('A1', 1)")
+	for _, tc := range []struct {
+		name   string
+		sql    string
+		params []any
+		status int
+		code   string
+	}{
+		{"unique violation", "INSERT INTO items (code, qty) VALUES ($1, 1)", []any{"A1"}, 409, "23505"},
+		{"not null", "INSERT INTO items (code, qty) VALUES ($1, NULL)", []any{"B"}, 422, "23502"},
+		{"check", "INSERT INTO items (code, qty) VALUES ($1, $2)", []any{"B", -1}, 422, "23514"},
+		{"not an integer", "INSERT INTO items (code, qty) VALUES ($1, $2)", []any{"B", "lots"}, 422, "22P02"},
+		{"syntax", "SELEC 1", nil, 400, "42601"},
+		{"undefined table", "SELECT * FROM nowhere", nil, 400, "42P01"},
+		{"undefined column", "SELECT nope FROM items", nil, 400, "42703"},
+		{"too few params", "SELECT $1::int + $2::int", []any{1}, 400, ""},
+		{"empty", "  ", nil, 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, c, tc.sql, tc.params...)
+			body, _ := r.Body.(map[string]any)
+			if r.Status != tc.status || body["code"] != nilIfEmpty(tc.code) || body["error"] == "" {
+				t.Errorf("%d %v, want %d %s", r.Status, r.Body, tc.status, tc.code)
+			}
+			if tc.status == 409 && (body["constraint"] != "items_pkey" || !strings.Contains(body["detail"].(string), "A1")) {
+				t.Errorf("409 body %v", body)
+			}
+		})
+	}
+	for code, want := range map[string]int{"40001": 0, "40P01": 0, "08006": 0, "57P01": 0, "53300": 0, "23503": 422, "42501": 403, "P0001": 422} {
+		if got := pgconn.Status(code); got != want {
+			t.Errorf("Status(%s) = %d, want %d", code, got, want)
+		}
+	}
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// A deadlock, a timeout and a dead server are errors: the step retries.
+func TestTransientFailuresAreErrors(t *testing.T) {
+	c := client(t)
+	ctx := context.Background()
+	_, err := c.Call(ctx, connectors.Request{Method: connectors.MethodSQL, SQL: "SELECT pg_sleep(2)", Timeout: 100 * time.Millisecond})
+	if err == nil {
+		t.Error("a statement past its timeout answered")
+	}
+	_, err = c.Call(ctx, connectors.Request{Method: connectors.MethodSQL, SQL: `DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '40P01'; END $$`})
+	if err == nil || !strings.Contains(err.Error(), "40P01") {
+		t.Errorf("deadlock: %v", err)
+	}
+	// The pool still works after both.
+	if r := run(t, c, "SELECT 1 AS one"); !reflect.DeepEqual(r.Body, []any{map[string]any{"one": 1}}) {
+		t.Errorf("after errors: %v", r.Body)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	down, err := pgconn.NewClient(connectors.Config{Name: "down", Values: map[string]any{"url": "postgres://postgres@" + addr + "/test?sslmode=disable"}})
+	if err != nil {
+		t.Fatalf("an unreachable server must not fail the build: %v", err)
+	}
+	defer down.Close()
+	start := time.Now()
+	if _, err := down.Call(ctx, connectors.Request{Method: connectors.MethodSQL, SQL: "SELECT 1"}); err == nil {
+		t.Error("unreachable server answered")
+	} else if time.Since(start) > 6*time.Second {
+		t.Errorf("took %s", time.Since(start))
+	}
+	if _, err := c.Call(ctx, connectors.Request{Method: "POST", Path: "/x"}); err == nil {
+		t.Error("a non-SQL call was accepted")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	for _, tc := range []struct {
+		values map[string]any
+		want   string
+	}{
+		{map[string]any{}, "url is required"},
+		{map[string]any{"url": "postgres://x/db", "pool": 3}, `unknown field "pool"`},
+		{map[string]any{"url": "postgres://x/db", "max_conns": -1}, "max_conns must be positive"},
+		{map[string]any{"url": "postgres://x/db", "max_conns": "4"}, "max_conns must be a whole number"},
+		{map[string]any{"url": "postgres://u:secret@x:notaport/db"}, "not a valid postgres URL"},
+	} {
+		_, err := pgconn.New(connectors.Config{Name: "db", Values: tc.values})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%v: %v, want %q", tc.values, err, tc.want)
+		}
+	}
+	if !contains(connectors.Default.Kinds(), "postgres") {
+		t.Errorf("postgres is not registered: %v", connectors.Default.Kinds())
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestParam(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want any
+	}{
+		{nil, nil}, {"x", "x"}, {true, "true"}, {3, "3"}, {2.50, "2.5"}, {1e21, "1000000000000000000000"},
+		{json.Number("12345678901234567890.10"), "12345678901234567890.10"},
+		{map[string]any{"b": 1, "a": []any{"x"}}, `{"a":["x"],"b":1}`}, {[]byte{1, 2}, `\x0102`},
+	} {
+		got, err := pgconn.Param(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("Param(%#v) = %#v, %v; want %#v", tc.in, got, err, tc.want)
+		}
+	}
+}

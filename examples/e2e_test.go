@@ -94,6 +94,27 @@ func TestExampleWorkspaceAgainstSimulator(t *testing.T) {
 	if name := so["customer"].(map[string]any)["name"]; name != "Zoë van den Berg" {
 		t.Errorf("customer name %q", name)
 	}
+	// order.accepted fans out: each subscriber gets its own durable copy.
+	for deadline := time.Now().Add(10 * time.Second); sims.Carrier.Orders() < 1 || sims.Notify.Orders() < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("order.accepted fan-out: carrier bookings %d, e-mails %d", sims.Carrier.Orders(), sims.Notify.Orders())
+		}
+	}
+
+	// Near-real-time: a channel asks for availability and is answered inline.
+	sims.WMS.SetStock("200117", 12)
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/availability/MUG-BLUE", nil)
+	req.Header.Set("X-API-Key", "dev")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var avail map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&avail)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || avail["item_code"] != "200117" || avail["known"] != true {
+		t.Errorf("availability: %d %v", resp.StatusCode, avail)
+	}
 
 	shipment, err := os.ReadFile(filepath.Join("distribution", "samples", "wms-shipment.json"))
 	if err != nil {
@@ -103,7 +124,7 @@ func TestExampleWorkspaceAgainstSimulator(t *testing.T) {
 	if st != 200 || out["received"] != true {
 		t.Fatalf("shipment: %d %v", st, out)
 	}
-	if sims.Notify.Orders() != 1 {
-		t.Errorf("customer e-mails sent: %d", sims.Notify.Orders())
+	if sims.Notify.Orders() != 2 { // the order confirmation and the shipment
+		t.Errorf("customer e-mails sent: %d, want 2", sims.Notify.Orders())
 	}
 }

@@ -2,6 +2,7 @@ package flows
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -101,6 +102,19 @@ func (c *compiler) trigger(t *dsl.Trigger) Trigger {
 	out := Trigger{Kind: t.Kind(), HTTP: t.HTTP, Schedule: t.Schedule, File: t.File, Event: t.Event}
 	if h := t.HTTP; h != nil && h.Auth != nil {
 		out.Auth = c.auth(h.Auth)
+	}
+	if ft := t.File; ft != nil {
+		if _, err := filepath.Match(ft.Pattern, "x"); err != nil {
+			c.add(ft.At, fmt.Sprintf("trigger.file.pattern: %q is not a valid glob", ft.Pattern), "e.g. *.edi or orders-*.csv")
+		}
+		if ft.CSV != nil && ft.CSV.Delimiter != "" && (len([]rune(ft.CSV.Delimiter)) != 1 || strings.ContainsAny(ft.CSV.Delimiter, "\"\r\n")) {
+			c.add(ft.CSV.At, fmt.Sprintf("trigger.file.csv.delimiter: %q must be one character, not a quote or line break", ft.CSV.Delimiter), "")
+		}
+		for _, d := range []string{ft.DoneDir, ft.ErrorDir} {
+			if d != "" && filepath.Clean(d) == filepath.Clean(ft.Dir) {
+				c.add(ft.At, "trigger.file: done_dir and error_dir must differ from dir", "")
+			}
+		}
 	}
 	for kind, st := range map[string]*dsl.StreamTrigger{"redis_stream": t.RedisStream, "nats": t.NATS} {
 		if st == nil {

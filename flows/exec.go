@@ -465,7 +465,7 @@ func (r *run) step(s *step) (stop bool, err error) {
 			if err != nil {
 				return false, fail(Permanent, err)
 			}
-			key = toText(k)
+			key = Text(k)
 		}
 		if r.deps.Aggregator == nil {
 			return false, fail(Permanent, errors.New("aggregating is not available here"))
@@ -487,7 +487,7 @@ func (r *run) step(s *step) (stop bool, err error) {
 		if err != nil {
 			return false, fail(Permanent, err)
 		}
-		msg := toText(v)
+		msg := Text(v)
 		if r.deps.Logger != nil {
 			r.deps.Logger.Log(r.ctx, s.log.level, msg, "flow", r.f.ID, "message", r.msg.ID, "step", s.path)
 		}
@@ -545,7 +545,7 @@ func (r *run) call(s *step) (*Response, error) {
 		if err != nil {
 			return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
 		}
-		path.WriteString(url.PathEscape(toText(v)))
+		path.WriteString(url.PathEscape(Text(v)))
 	}
 	if len(c.query) > 0 {
 		q := url.Values{}
@@ -555,7 +555,7 @@ func (r *run) call(s *step) (*Response, error) {
 				return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
 			}
 			if v != nil {
-				q.Set(np.name, toText(v))
+				q.Set(np.name, Text(v))
 			}
 		}
 		path.WriteString("?" + q.Encode())
@@ -595,7 +595,7 @@ func (r *run) call(s *step) (*Response, error) {
 				if err != nil {
 					return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
 				}
-				key = toText(k)
+				key = Text(k)
 			}
 			if err := r.deps.Limiter.Wait(r.ctx, key, *c.rateLimit); err != nil {
 				return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: err}
@@ -645,7 +645,7 @@ func bodySnippet(body any) string {
 	if body == nil {
 		return ""
 	}
-	s := toText(body)
+	s := Text(body)
 	if len(s) > 300 {
 		s = s[:300] + "..."
 	}
@@ -757,7 +757,7 @@ func evalStrings(env *mappings.Env, list []namedProg) (map[string]string, error)
 		if err != nil {
 			return nil, fmt.Errorf("header %q: %w", np.name, err)
 		}
-		out[np.name] = toText(v)
+		out[np.name] = Text(v)
 	}
 	return out, nil
 }
@@ -800,8 +800,9 @@ func toInt(v any) (int, bool) {
 	return 0, false
 }
 
-// toText renders a value as text: strings as they are, other values as JSON.
-func toText(v any) string {
+// Text renders a value as text: strings as they are, nil as nothing,
+// other values as JSON. Paths, headers, keys and log lines use it.
+func Text(v any) string {
 	switch x := v.(type) {
 	case string:
 		return x

@@ -47,16 +47,15 @@ func (e *Engine) serveTrigger(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusServiceUnavailable, "shutting_down", "conveyor is shutting down; retry shortly", nil)
 		return
 	}
-	mux := e.routes.Load()
-	if mux == nil {
-		apiError(w, http.StatusNotFound, "not_found", "no flow listens on "+r.URL.Path, nil)
+	if mux := e.routes.Load(); mux != nil {
+		mux.ServeHTTP(w, r) // the mux answers unknown routes itself (rebuildRoutes)
 		return
 	}
-	if _, pattern := mux.Handler(r); pattern == "" {
-		apiError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no flow listens on %s %s", r.Method, r.URL.Path), nil)
-		return
-	}
-	mux.ServeHTTP(w, r)
+	notFound(w, r)
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	apiError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no flow listens on %s %s", r.Method, r.URL.Path), nil)
 }
 
 // accept runs the accept path of an http trigger: size limit, auth, parse,
@@ -133,7 +132,7 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 				apiError(w, http.StatusBadRequest, "bad_request", "rate limit key: "+err.Error(), nil)
 				return
 			}
-			key = id + ":" + textOf(v)
+			key = id + ":" + flows.Text(v)
 		}
 		rlKey = key
 		if cl == nil {
@@ -164,7 +163,7 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 			apiError(w, http.StatusUnprocessableEntity, "validation_failed", "the dedup key cannot be computed: "+detail, nil)
 			return
 		}
-		dedupKey = id + ":" + textOf(v)
+		dedupKey = id + ":" + flows.Text(v)
 	}
 	if t.Mode == "sync" {
 		e.runSync(w, r, lf, f, msg, state, raw, dedupKey, cl, rlKey)
@@ -408,7 +407,7 @@ func responseOf(v any) flows.Response {
 	}
 	if h, ok := mv["headers"].(map[string]any); ok {
 		for k, v := range h {
-			resp.Headers[k] = textOf(v)
+			resp.Headers[k] = flows.Text(v)
 		}
 	}
 	return resp
@@ -438,18 +437,4 @@ func flatten(h map[string][]string) map[string]string {
 		}
 	}
 	return out
-}
-
-func textOf(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case nil:
-		return ""
-	}
-	b, err := jsonv.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
 }

@@ -552,7 +552,7 @@ func (t *fileTake) dedupKey(i int, v any, headers map[string]string) (string, er
 	if k == nil {
 		return "", errors.New("the dedup key cannot be computed: it is empty")
 	}
-	return f.ID + ":" + textOf(k), nil
+	return f.ID + ":" + flows.Text(k), nil
 }
 
 // message is the stored message of record i (-1: the whole file).

@@ -323,6 +323,7 @@ func fileOr(lf *liveFlow, id string) string {
 // it in. Callers hold e.mu.
 func (e *Engine) rebuildRoutes() {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/", notFound) // every path no flow claims: our JSON 404
 	for id, lf := range e.flows {
 		f := lf.cur.Load()
 		if f == nil || f.Trigger.HTTP == nil {

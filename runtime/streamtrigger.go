@@ -55,6 +55,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyor-run/conveyor/dsl"
+	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
 	"github.com/conveyor-run/conveyor/runtime/store"
@@ -277,7 +278,7 @@ func (s *streamTriggers) accept(flow string, en streamEntry) error {
 		if err != nil {
 			reason, why = "dedup_key", fmt.Errorf("the dedup key cannot be computed: %w", err)
 		} else {
-			sm.DedupKey, ttl = flow+":"+textOf(v), f.Dedup.TTL
+			sm.DedupKey, ttl = flow+":"+flows.Text(v), f.Dedup.TTL
 		}
 	}
 	if why != nil {

@@ -356,7 +356,7 @@ func muxPath(p string) string {
 		}
 	}
 	out := strings.Join(parts, "/")
-	if strings.HasSuffix(out, "/") && len(out) > 1 {
+	if strings.HasSuffix(out, "/") { // "/" and "/x/" match exactly, not every path below
 		out += "{$}"
 	}
 	return out

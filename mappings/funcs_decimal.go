@@ -117,13 +117,18 @@ func decUnary(f func(decimal.Decimal) decimal.Decimal) func(args ...any) (any, e
 	}
 }
 
+// decPair reads the first two arguments as decimals.
+func decPair(args []any) (a, b decimal.Decimal, err error) {
+	if a, err = decArg(args[0]); err != nil {
+		return a, b, err
+	}
+	b, err = decArg(args[1])
+	return a, b, err
+}
+
 func decBinary(f func(a, b decimal.Decimal) decimal.Decimal) func(args ...any) (any, error) {
 	return func(args ...any) (any, error) {
-		a, err := decArg(args[0])
-		if err != nil {
-			return nil, err
-		}
-		b, err := decArg(args[1])
+		a, b, err := decPair(args)
 		if err != nil {
 			return nil, err
 		}
@@ -144,11 +149,7 @@ func decAdd(args ...any) (any, error) {
 }
 
 func decDiv(args ...any) (any, error) {
-	a, err := decArg(args[0])
-	if err != nil {
-		return nil, err
-	}
-	b, err := decArg(args[1])
+	a, b, err := decPair(args)
 	if err != nil {
 		return nil, err
 	}
@@ -224,11 +225,7 @@ func decSum(args ...any) (any, error) {
 }
 
 func decCmp(args ...any) (any, error) {
-	a, err := decArg(args[0])
-	if err != nil {
-		return nil, err
-	}
-	b, err := decArg(args[1])
+	a, b, err := decPair(args)
 	if err != nil {
 		return nil, err
 	}

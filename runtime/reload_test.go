@@ -143,3 +143,20 @@ func TestMappingChangeRecompilesUsers(t *testing.T) {
 		t.Errorf("the previous revision stopped serving: %v", out)
 	}
 }
+
+// A mappings/ directory created while serving is watched: a mapping saved
+// in it is picked up by its event, long before the periodic rescan.
+func TestNewDirectoryIsWatched(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"quote": "trigger: {http: {path: /q, mode: sync}}\nsteps: [{map: {use: money}}, {respond: {}}]\n"})
+	e := start(t, dir, runtime.Options{RescanInterval: time.Hour})
+	if fi, _ := e.Flow("quote"); fi.Status != runtime.StatusError {
+		t.Fatalf("without its mapping the flow is %s", fi.Status)
+	}
+	must(t, os.Mkdir(filepath.Join(dir, "mappings"), 0o755))
+	time.Sleep(300 * time.Millisecond) // the directory's create event
+	must(t, os.WriteFile(filepath.Join(dir, "mappings", "money.yaml"), []byte("map: {amount: 'decimal(body.a)'}\n"), 0o644))
+	eventually(t, 3*time.Second, "the flow live with the new mapping", func() bool {
+		_, out := post(t, "http://"+e.TriggerAddr()+"/q", `{"a": "1.50"}`)
+		return out["amount"] == "1.50"
+	})
+}

@@ -24,7 +24,7 @@ func (e *Engine) startWatcher() error {
 	e.hashes = e.scanFiles()
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		e.goLoop(func() { e.rescanLoop(nil, nil) })
+		e.goLoop(func() { e.rescanLoop(nil) })
 		return err
 	}
 	for _, d := range e.watchDirs() {
@@ -32,7 +32,7 @@ func (e *Engine) startWatcher() error {
 			e.log.Warn("cannot watch directory", "dir", d, "error", err)
 		}
 	}
-	e.goLoop(func() { e.rescanLoop(w.Events, w.Errors); w.Close() })
+	e.goLoop(func() { e.rescanLoop(w); w.Close() })
 	return nil
 }
 
@@ -46,7 +46,14 @@ const (
 	settle   = 50 * time.Millisecond  // a file modified more recently may be half written
 )
 
-func (e *Engine) rescanLoop(events chan fsnotify.Event, errs chan error) {
+// rescanLoop reloads after bursts of events from w (nil: no watcher) and
+// on every tick.
+func (e *Engine) rescanLoop(w *fsnotify.Watcher) {
+	var events chan fsnotify.Event
+	var errs chan error
+	if w != nil {
+		events, errs = w.Events, w.Errors
+	}
 	tick := time.NewTicker(e.opts.RescanInterval)
 	defer tick.Stop()
 	var fire <-chan time.Time
@@ -61,10 +68,15 @@ func (e *Engine) rescanLoop(events chan fsnotify.Event, errs chan error) {
 				continue
 			}
 			if ev.Op&fsnotify.Create != 0 {
+				// flows/, mappings/ or lookups/ created after the start.
 				if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
 					for _, d := range e.watchDirs() {
 						if filepath.Clean(d) == filepath.Clean(ev.Name) {
-							e.log.Info("watching new directory", "dir", d)
+							if err := w.Add(d); err != nil {
+								e.log.Warn("cannot watch directory", "dir", d, "error", err)
+							} else {
+								e.log.Info("watching new directory", "dir", d)
+							}
 						}
 					}
 				}

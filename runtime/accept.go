@@ -292,7 +292,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	deps := e.deps(f, nil)
+	deps := e.deps(f)
 	deps.Memo = &flows.MemMemo{}
 	res := f.Run(ctx, msg, state, 0, deps)
 	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Source: "http", DedupKey: dedupKey, ReceivedAt: msg.ReceivedAt,
@@ -328,12 +328,6 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	writeResponse(w, resp, msg.ID)
 }
 
-// finisher is a store that journals a sync run and confirms or releases
-// its dedup key in one write.
-type finisher interface {
-	Finish(ctx context.Context, m *store.Message, ttl time.Duration) error
-}
-
 // finishSync journals a sync run and confirms its dedup key (completed,
 // filtered) or releases it (failed), in the background: the answer does
 // not wait for the write. Until it lands the claim is held and the answer
@@ -349,25 +343,8 @@ func (e *Engine) finishSync(sm *store.Message, ttl time.Duration) {
 	e.writes <- func() {
 		defer e.inflight.Done()
 		defer e.settling.Delete(sm.ID)
-		ctx := context.Background()
-		if fin, ok := e.store.(finisher); ok {
-			if err := fin.Finish(ctx, sm, ttl); err != nil {
-				e.log.Error("cannot journal a sync message and settle its dedup key", "flow", sm.Flow, "message", sm.ID, "key", sm.DedupKey, "error", err)
-			}
-			return
-		}
-		e.journal(sm)
-		if sm.DedupKey == "" {
-			return
-		}
-		var err error
-		if sm.Status == store.Failed {
-			err = e.store.ReleaseKey(ctx, sm.DedupKey, sm.ID)
-		} else {
-			err = e.store.ConfirmKey(ctx, sm.DedupKey, sm.ID, ttl)
-		}
-		if err != nil {
-			e.log.Error("cannot settle a dedup key", "flow", sm.Flow, "key", sm.DedupKey, "error", err)
+		if err := e.store.Finish(context.Background(), sm, ttl); err != nil {
+			e.log.Error("cannot journal a sync message and settle its dedup key", "flow", sm.Flow, "message", sm.ID, "key", sm.DedupKey, "error", err)
 		}
 	}
 }
@@ -390,12 +367,6 @@ func (e *Engine) startWriters() {
 				w()
 			}
 		}()
-	}
-}
-
-func (e *Engine) journal(sm *store.Message) {
-	if err := e.store.Save(context.Background(), sm); err != nil {
-		e.log.Error("cannot journal a sync message", "flow", sm.Flow, "message", sm.ID, "error", err)
 	}
 }
 

@@ -193,7 +193,7 @@ func (s *storeMemo) Put(key string, r *flows.Response) error {
 }
 
 // deps are the outside world of a run of f.
-func (e *Engine) deps(f *flows.Flow, m *store.Message) flows.Deps {
+func (e *Engine) deps(f *flows.Flow) flows.Deps {
 	return flows.Deps{
 		Caller:     e,
 		Publisher:  e,
@@ -246,7 +246,7 @@ func (e *Engine) process(m *store.Message) {
 	m.Attempt++
 	defer e.heartbeat(m)()
 	memo := &storeMemo{e: e, m: m, ctx: ctx}
-	deps := e.deps(f, m)
+	deps := e.deps(f)
 	deps.Memo = memo
 	deps.Checkpoint = func(s flows.State) error {
 		memo.mu.Lock()

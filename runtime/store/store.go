@@ -129,6 +129,10 @@ type Store interface {
 	ConfirmKey(ctx context.Context, key, messageID string, ttl time.Duration) error
 	// ReleaseKey frees a key claimed by messageID, so the sender's retry runs.
 	ReleaseKey(ctx context.Context, key, messageID string) error
+	// Finish journals a sync run and, in the same write, confirms its dedup
+	// key for ttl (completed or filtered: a duplicate gets the cached
+	// response) or releases it (any other status: the sender's retry runs).
+	Finish(ctx context.Context, m *Message, ttl time.Duration) error
 
 	// AddRevision stores a revision of a flow.
 	AddRevision(ctx context.Context, r Revision) error

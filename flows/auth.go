@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -32,9 +33,9 @@ func (c *compiler) auth(a *dsl.Auth) *Auth {
 		out := &Auth{Kind: "hmac", Header: h.Header, Encoding: h.Encoding, Prefix: h.Prefix, Algorithm: h.Algorithm}
 		if p, ok := hmacPresets[h.Preset]; ok {
 			// A preset fills what the analyst did not write.
-			out.Header = cmpOr(out.Header, p.Header)
-			out.Encoding = cmpOr(out.Encoding, p.Encoding)
-			out.Prefix = cmpOr(out.Prefix, p.Prefix)
+			out.Header = cmp.Or(out.Header, p.Header)
+			out.Encoding = cmp.Or(out.Encoding, p.Encoding)
+			out.Prefix = cmp.Or(out.Prefix, p.Prefix)
 		}
 		if out.Header == "" {
 			c.add(h.At, "trigger.http.auth.hmac: needs a header or a preset", "e.g. preset: shopify, or header: X-Signature")
@@ -71,13 +72,6 @@ var hmacPresets = map[string]Auth{
 	"shopify":     {Header: "X-Shopify-Hmac-Sha256", Encoding: "base64"},
 	"woocommerce": {Header: "X-WC-Webhook-Signature", Encoding: "base64"},
 	"github":      {Header: "X-Hub-Signature-256", Encoding: "hex", Prefix: "sha256="},
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Verify reports whether a request with these headers and raw body passes

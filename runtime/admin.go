@@ -9,6 +9,7 @@ package runtime
 // Lock order: flowWrites -> e.reloadM -> e.mu; messageOps is taken alone.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -625,8 +626,8 @@ type ReplayOptions struct {
 }
 
 func (o *ReplayOptions) normalize() error {
-	o.From = orDefault(o.From, FromStart)
-	o.Revision = orDefault(o.Revision, RevCurrent)
+	o.From = cmp.Or(o.From, FromStart)
+	o.Revision = cmp.Or(o.Revision, RevCurrent)
 	if o.From != FromStart && o.From != FromFailedStep {
 		return adminErr(ErrInvalid, "from: %q is not one of %s, %s", o.From, FromStart, FromFailedStep)
 	}
@@ -769,7 +770,7 @@ func collectEffects(steps []dsl.Step, prefix string, out map[string]string) {
 		s, path := &steps[i], prefix+strconv.Itoa(i+1)
 		switch {
 		case s.Call != nil:
-			out[path] = "call " + s.Call.Connection + " " + orDefault(s.Call.Method, "POST") + " " + s.Call.Path.Raw
+			out[path] = "call " + s.Call.Connection + " " + cmp.Or(s.Call.Method, "POST") + " " + s.Call.Path.Raw
 		case s.Publish != nil:
 			out[path] = "publish " + s.Publish.Topic
 		case s.Choice != nil:

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,10 +118,10 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.static = staticOf(ws.Config)
 	if opts.Listen == "" {
-		opts.Listen = orDefault(ws.Config.Listen, "127.0.0.1:8080")
+		opts.Listen = cmp.Or(ws.Config.Listen, "127.0.0.1:8080")
 	}
 	if opts.AdminListen == "" {
-		opts.AdminListen = orDefault(ws.Config.AdminListen, "127.0.0.1:8081")
+		opts.AdminListen = cmp.Or(ws.Config.AdminListen, "127.0.0.1:8081")
 	}
 	if opts.Store == nil && (opts.RedisURL != "" || ws.Config.Store.Backend == "redis") {
 		url := opts.RedisURL
@@ -146,7 +147,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.Store == nil {
 		dir := opts.DataDir
 		if dir == "" {
-			dir = orDefault(ws.Config.Store.Path, "data")
+			dir = cmp.Or(ws.Config.Store.Path, "data")
 			if !filepath.IsAbs(dir) {
 				dir = filepath.Join(opts.Workspace, dir)
 			}
@@ -172,13 +173,6 @@ func New(opts Options) (*Engine, error) {
 	e.ws = ws
 	e.applyWorkspace(ws, "file")
 	return e, nil
-}
-
-func orDefault(v, d string) string {
-	if v == "" {
-		return d
-	}
-	return v
 }
 
 func staticOf(c *dsl.Config) staticConfig {
@@ -251,7 +245,7 @@ func (e *Engine) connectionValues(c dsl.Connection) (kind string, values map[str
 		}
 		return kind, map[string]any{"url": url}, 10 * time.Second, nil
 	case c.File != nil:
-		values = map[string]any{"dir": e.workspacePath(c.File.Dir), "format": orDefault(c.File.Format, "json")}
+		values = map[string]any{"dir": e.workspacePath(c.File.Dir), "format": cmp.Or(c.File.Format, "json")}
 		if c.File.CSV != nil {
 			values["csv"] = csvValues(c.File.CSV)
 		}
@@ -262,7 +256,7 @@ func (e *Engine) connectionValues(c dsl.Connection) (kind string, values map[str
 
 func csvValues(c *dsl.CSVFormat) map[string]any {
 	header := c.Header == nil || *c.Header
-	return map[string]any{"delimiter": orDefault(c.Delimiter, ","), "header": header}
+	return map[string]any{"delimiter": cmp.Or(c.Delimiter, ","), "header": header}
 }
 
 // workspacePath makes a path of the configuration absolute against the

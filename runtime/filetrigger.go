@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -167,8 +168,8 @@ type inbox struct {
 }
 
 func (e *Engine) inboxOf(t *dsl.FileTrigger) *inbox {
-	in := &inbox{dir: filepath.Clean(e.workspacePath(t.Dir)), pattern: orDefault(t.Pattern, "*"), format: orDefault(t.Format, fileconn.JSON),
-		per: orDefault(t.Per, "file"), complete: orDefault(t.Complete, "stable"), marker: orDefault(t.Marker, ".done"),
+	in := &inbox{dir: filepath.Clean(e.workspacePath(t.Dir)), pattern: cmp.Or(t.Pattern, "*"), format: cmp.Or(t.Format, fileconn.JSON),
+		per: cmp.Or(t.Per, "file"), complete: cmp.Or(t.Complete, "stable"), marker: cmp.Or(t.Marker, ".done"),
 		stableFor: time.Second, csv: fileconn.DefaultCSV}
 	if t.StableFor != nil && t.StableFor.D > 0 {
 		in.stableFor = t.StableFor.D

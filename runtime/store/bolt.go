@@ -20,10 +20,11 @@ import (
 //
 // Buckets:
 //
-//	messages  id -> Message (JSON)
+//	messages  id -> Message without its body (binary, codec.go)
+//	bodies    id -> body                                 written once, at the first write
 //	queue     flow 0x00 due(8, big endian ns) id -> received(8)   due order per flow
 //	running   id -> flow                                 leased messages
-//	dedup     key -> dedupEntry (JSON)
+//	dedup     key -> dedupEntry (binary, codec.go)
 //	journal   received(8) id -> ""                       newest-first listing
 //	revisions flow 0x00 number(8) -> Revision (JSON)
 //	audit     at(8) seq(8) -> AuditEntry (JSON)
@@ -49,6 +50,7 @@ type pendingClaim struct {
 
 var (
 	bMessages  = []byte("messages")
+	bBodies    = []byte("bodies")
 	bQueue     = []byte("queue")
 	bRunning   = []byte("running")
 	bDedup     = []byte("dedup")
@@ -80,7 +82,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 	// one; a short wait lets a burst share one fsync.
 	db.MaxBatchDelay = 500 * time.Microsecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMessages, bQueue, bRunning, bDedup, bJournal, bRevisions, bAudit, bMeta} {
+		for _, b := range [][]byte{bMessages, bBodies, bQueue, bRunning, bDedup, bJournal, bRevisions, bAudit, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -120,8 +122,26 @@ func getMsg(tx *bolt.Tx, id string) (*Message, error) {
 	if v == nil {
 		return nil, ErrNotFound
 	}
-	m := &Message{}
-	if err := json.Unmarshal(v, m); err != nil {
+	m, err := decodeMessage(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: message %s: %w", id, err)
+	}
+	if m.Body == nil {
+		if b := tx.Bucket(bBodies).Get([]byte(id)); b != nil {
+			m.Body = append(json.RawMessage(nil), b...)
+		}
+	}
+	return m, nil
+}
+
+// getHead reads the queue fields of a stored message (see decodeHead).
+func getHead(tx *bolt.Tx, id string) (*Message, error) {
+	v := tx.Bucket(bMessages).Get([]byte(id))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	m, err := decodeHead(v)
+	if err != nil {
 		return nil, fmt.Errorf("store: message %s: %w", id, err)
 	}
 	return m, nil
@@ -158,11 +178,17 @@ func put(tx *bolt.Tx, m *Message, prev *Message) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
+	// The body never changes: it is written once, so that a checkpoint
+	// rewrites the small record, not the payload. (A record of an older
+	// store that holds its body inline moves it out on its next write.)
+	if prev == nil || prev.Body != nil {
+		if err := tx.Bucket(bBodies).Put([]byte(m.ID), m.Body); err != nil {
+			return err
+		}
 	}
-	return tx.Bucket(bMessages).Put([]byte(m.ID), b)
+	rec := *m
+	rec.Body = nil
+	return tx.Bucket(bMessages).Put([]byte(m.ID), encodeMessage(&rec))
 }
 
 // dedupHolder returns the live holder of key, if any.
@@ -171,16 +197,15 @@ func dedupHolder(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
 	if v == nil {
 		return nil, false
 	}
-	var e dedupEntry
-	if json.Unmarshal(v, &e) != nil || now.After(e.Expires) {
+	e, err := decodeDedup(v)
+	if err != nil || now.After(e.Expires) {
 		return nil, false
 	}
 	return &e, true
 }
 
 func putDedup(tx *bolt.Tx, key string, e dedupEntry) error {
-	b, _ := json.Marshal(e)
-	return tx.Bucket(bDedup).Put([]byte(key), b)
+	return tx.Bucket(bDedup).Put([]byte(key), encodeDedup(e))
 }
 
 // Accept implements Store.
@@ -253,7 +278,7 @@ func (s *Bolt) Lease(ctx context.Context, flow string, now time.Time, n int) ([]
 func (s *Bolt) Save(ctx context.Context, m *Message) error {
 	m.UpdatedAt = time.Now()
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		prev, err := getMsg(tx, m.ID)
+		prev, err := getHead(tx, m.ID)
 		if err == ErrNotFound {
 			prev = nil
 		} else if err != nil {
@@ -449,7 +474,7 @@ func (s *Bolt) ReleaseKey(ctx context.Context, key, id string) error {
 func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error {
 	m.UpdatedAt = time.Now()
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		prev, err := getMsg(tx, m.ID)
+		prev, err := getHead(tx, m.ID)
 		if err == ErrNotFound {
 			prev = nil
 		} else if err != nil {
@@ -582,7 +607,7 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 		cutoff := be(olderThan)
 		var drop [][]byte
 		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.Next() {
-			m, err := getMsg(tx, string(k[8:]))
+			m, err := getHead(tx, string(k[8:]))
 			if err == nil && (m.Status.Pending() || m.Status == Dead) {
 				continue
 			}
@@ -595,13 +620,15 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 			if err := msgs.Delete(k[8:]); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bBodies).Delete(k[8:]); err != nil {
+				return err
+			}
 			n++
 		}
 		now := time.Now()
 		var expired [][]byte
 		_ = tx.Bucket(bDedup).ForEach(func(k, v []byte) error {
-			var e dedupEntry
-			if json.Unmarshal(v, &e) != nil || now.After(e.Expires) {
+			if e, err := decodeDedup(v); err != nil || now.After(e.Expires) {
 				expired = append(expired, append([]byte(nil), k...))
 			}
 			return nil

@@ -23,14 +23,14 @@ import (
 //
 // Every operation that changes more than one key is one Lua script, so it
 // is atomic and one round trip. Status, flow and receive time are kept
-// beside the message JSON so that scripts never parse JSON (Lua's cjson
-// would round big integers in payloads).
+// beside the message record (binary, codec.go) so that scripts never
+// parse it.
 //
 // Key layout (P is the prefix, default "conveyor:"; in Cluster mode the
 // prefix is a hash tag, "{conveyor}:", so every key lives in one slot and
 // scripts may touch several of them):
 //
-//	P m:<id>               hash: j (message JSON), st (status), f (flow), r (received, µs),
+//	P m:<id>               hash: j (message record), st (status), f (flow), r (received, µs),
 //	                       s (stream entry id while queued or leased), dv (leases since the
 //	                       last Save), tk (accept token), why (set when dead-lettered by Lease)
 //	P q:<flow>             stream, consumer group "conveyor": entries {id: <message id>}
@@ -260,10 +260,7 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 	if m.DueAt.IsZero() {
 		m.DueAt = now
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("store: accept: %w", err)
-	}
+	b := encodeMessage(m)
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
 	res, err := acceptScript.Run(ctx, s.c, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
@@ -279,7 +276,7 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 }
 
 // leaseScript: 2 flow, 3 now, 4 n, 5 consumer, 6 lease timeout ms, 7 max
-// deliveries. Returns the JSON of each leased message.
+// deliveries. Returns the record of each leased message.
 var leaseScript = redis.NewScript(luaPrelude + `
 local flow, n, C = ARGV[2], tonumber(ARGV[4]), ARGV[5]
 local q, dz = P..'q:'..flow, P..'due:'..flow
@@ -441,11 +438,8 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	if m.DueAt.IsZero() {
 		m.DueAt = now
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("store: save %s: %w", m.ID, err)
-	}
-	err = saveScript.Run(ctx, s.c, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
+	b := encodeMessage(m)
+	err := saveScript.Run(ctx, s.c, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)),
 		op, ms(ttl)).Err()
 	if err != nil {
@@ -454,11 +448,11 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	return nil
 }
 
-// decodeRecord builds a message from its stored JSON and status; why is
-// set when Lease dead-lettered it.
+// decodeRecord builds a message from its stored record and status; why
+// is set when Lease dead-lettered it.
 func decodeRecord(j, st, why string) (*Message, error) {
-	m := &Message{}
-	if err := json.Unmarshal([]byte(j), m); err != nil {
+	m, err := decodeMessage([]byte(j))
+	if err != nil {
 		return nil, fmt.Errorf("store: message record: %w", err)
 	}
 	if st != "" {

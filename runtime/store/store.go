@@ -109,7 +109,8 @@ type Store interface {
 	// them running. A message is leased to one worker at a time.
 	Lease(ctx context.Context, flow string, now time.Time, n int) ([]*Message, error)
 	// Save writes m. Status Queued or Retrying (re)queues it at DueAt;
-	// other statuses take it off the queue.
+	// other statuses take it off the queue. A message's body is the one
+	// it was first stored with: a store may keep it apart and write it once.
 	Save(ctx context.Context, m *Message) error
 	// Get returns a message by id.
 	Get(ctx context.Context, id string) (*Message, error)

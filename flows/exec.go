@@ -405,7 +405,11 @@ func (r *run) step(s *step) (stop bool, err error) {
 			}
 		}
 		key := r.key(s)
-		if _, done := r.deps.Memo.Get(key); done {
+		_, done, err := r.recall(key)
+		if err != nil {
+			return false, fail(Transient, err)
+		}
+		if done {
 			outcome = "already published"
 			break
 		}
@@ -471,7 +475,11 @@ func (r *run) step(s *step) (stop bool, err error) {
 			return false, fail(Permanent, errors.New("aggregating is not available here"))
 		}
 		b := Batch{Flow: r.f.ID, Key: key, Topic: a.topic, Item: item, Size: a.size, Within: a.within, IdempotencyKey: r.key(s)}
-		if _, done := r.deps.Memo.Get(b.IdempotencyKey); done {
+		_, done, err := r.recall(b.IdempotencyKey)
+		if err != nil {
+			return false, fail(Transient, err)
+		}
+		if done {
 			outcome = "already added"
 			break
 		}
@@ -583,7 +591,10 @@ func (r *run) call(s *step) (*Response, error) {
 			}
 		}
 	}
-	resp, done := r.deps.Memo.Get(req.IdempotencyKey)
+	resp, done, err := r.recall(req.IdempotencyKey)
+	if err != nil {
+		return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: err}
+	}
 	if !done {
 		if r.deps.Caller == nil {
 			return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: errors.New("calls are not available here")}
@@ -616,6 +627,18 @@ func (r *run) call(s *step) (*Response, error) {
 		env.Vars[c.as] = map[string]any{"status": resp.Status, "headers": stringsToAny(resp.Headers), "body": resp.Body}
 	}
 	return resp, nil
+}
+
+// recall looks an effect up in the memo before it runs; the memo first
+// makes the outcomes of the effects before it durable (MemoFlusher).
+func (r *run) recall(key string) (*Response, bool, error) {
+	if f, ok := r.deps.Memo.(MemoFlusher); ok {
+		if err := f.Flush(); err != nil {
+			return nil, false, fmt.Errorf("recording the previous steps' outcome: %w", err)
+		}
+	}
+	resp, done := r.deps.Memo.Get(key)
+	return resp, done, nil
 }
 
 // classify turns an HTTP status into a failure class: 408, 425, 429 and

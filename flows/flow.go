@@ -157,6 +157,16 @@ type Memo interface {
 	Put(key string, r *Response) error
 }
 
+// MemoFlusher is a Memo that may hold Puts back and write them together:
+// a run calls Flush before every effect, so no effect starts before the
+// ones before it are durable. (The runtime's memo holds a call's outcome
+// until the next effect or the end of the run, whose write then carries
+// it: one store write per message instead of one per call plus one.)
+type MemoFlusher interface {
+	Memo
+	Flush() error
+}
+
 // Deps are what a run needs from the outside world. Nil fields mean: no
 // calls allowed (Caller, Publisher), no limit (Limiter), an in-memory memo
 // (Memo), no checkpoints (Checkpoint), the default logger (Logger).

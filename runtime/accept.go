@@ -339,35 +339,32 @@ func (e *Engine) finishSync(sm *store.Message, ttl time.Duration) {
 	if sm.DedupKey != "" {
 		e.settling.Store(sm.ID, sm) // duplicates get the cached answer meanwhile
 	}
-	e.inflight.Add(1)
-	e.writes <- func() {
-		defer e.inflight.Done()
+	e.background(func() {
 		defer e.settling.Delete(sm.ID)
 		if err := e.store.Finish(context.Background(), sm, ttl); err != nil {
 			e.log.Error("cannot journal a sync message and settle its dedup key", "flow", sm.Flow, "message", sm.ID, "key", sm.DedupKey, "error", err)
 		}
-	}
+	})
 }
 
-// backgroundWriters run the store writes nobody waits for (sync journals,
-// completed messages). bbolt groups only concurrent writes into one
-// commit, so the writers are many (8 writers capped sync throughput at
-// 8 journal entries per fsync; 64 lifts it by half, more gains nothing);
-// the bounded queue pushes back on the requests when the store falls
-// behind, instead of piling up goroutines.
-const backgroundWriters = 64
+// maxBackgroundWrites bounds the store writes nobody waits for (sync
+// journals, completed messages) that may be under way at once. Each runs
+// on its own goroutine: the store groups concurrent writes into one
+// commit (bbolt's Batch, one Redis pipeline per script call), so the more
+// wait together, the fewer commits; a fixed pool of writers capped every
+// commit at the pool's size. The bound pushes back on requests and
+// workers when the store falls behind, instead of piling up goroutines.
+const maxBackgroundWrites = 2048
 
-func (e *Engine) startWriters() {
-	e.writes = make(chan func(), 1024)
-	for i := 0; i < backgroundWriters; i++ {
-		e.writersWG.Add(1)
-		go func() {
-			defer e.writersWG.Done()
-			for w := range e.writes {
-				w()
-			}
-		}()
-	}
+// background runs a store write without waiting for it; Shutdown waits.
+func (e *Engine) background(write func()) {
+	e.inflight.Add(1)
+	e.writeSlots <- struct{}{}
+	go func() {
+		defer e.inflight.Done()
+		defer func() { <-e.writeSlots }()
+		write()
+	}()
 }
 
 func responseOf(v any) flows.Response {

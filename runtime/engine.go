@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -51,6 +52,9 @@ type Options struct {
 	// Retention is how long finished messages stay in the journal of a
 	// store that does not expire them itself (default 7 days).
 	Retention time.Duration
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener (off by default: profiles expose internals).
+	Pprof bool
 }
 
 // Engine runs a workspace: triggers, workers, hot reload, metrics.
@@ -82,9 +86,8 @@ type Engine struct {
 	inflight       sync.WaitGroup // messages being processed
 	sched          *scheduler
 	sources        []triggerSource
-	settling       sync.Map // sync message id -> *store.Message whose journal write is under way
-	writes         chan func()
-	writersWG      sync.WaitGroup
+	settling       sync.Map               // sync message id -> *store.Message whose journal write is under way
+	writeSlots     chan struct{}          // background writes under way (background)
 	aggregator     flows.Aggregator       // set by the aggregate support, if compiled in
 	configErr      atomic.Pointer[string] // why the last conveyor.yaml change was not applied
 }
@@ -164,7 +167,7 @@ func New(opts Options) (*Engine, error) {
 	e.opts, e.store, e.limiter = opts, opts.Store, opts.Limiter
 	e.aggregator = newAggregator(e)
 	e.metrics = newMetrics(e)
-	e.startWriters()
+	e.writeSlots = make(chan struct{}, maxBackgroundWrites)
 	conns, err := e.buildConnections(ws.Config)
 	if err != nil {
 		return nil, err
@@ -432,8 +435,6 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	e.cancel() // interrupts what is left; workers requeue those messages
 	<-done
-	close(e.writes) // every queued write is done once inflight is
-	e.writersWG.Wait()
 	var errs []error
 	if e.trigger != nil {
 		errs = append(errs, e.trigger.Shutdown(ctx))
@@ -470,6 +471,13 @@ func (e *Engine) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	})
+	if e.opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	}
 	if e.opts.Admin != nil {
 		mux.Handle("/", e.opts.Admin)
 	}

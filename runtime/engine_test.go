@@ -324,3 +324,69 @@ func TestEventFanOut(t *testing.T) {
 	post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 1}`)
 	eventually(t, 5*time.Second, "both subscribers", func() bool { return erp.count() == 1 && wms.count() == 1 })
 }
+
+// The ERP call succeeds, the WMS call after it fails twice: the retries
+// resume at the WMS step and the ERP sees exactly one request (the memo
+// of the ERP call is durable before the WMS call starts). Then a restart
+// in the middle of a retry changes nothing either.
+func TestRetryNeverRepeatsASucceededCall(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	var wmsFailures atomic.Int64
+	wmsFailures.Store(2)
+	wms.status = func(map[string]any) int {
+		if wmsFailures.Add(-1) >= 0 {
+			return 503
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": orderFlow})
+	e := start(t, dir, runtime.Options{})
+	if s, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1}`); s != 202 {
+		t.Fatalf("accept: %d %v", s, out)
+	}
+	eventually(t, 10*time.Second, "the order reaches the WMS", func() bool { return wms.count() == 1 })
+	if n := erp.calls.Load(); n != 1 {
+		t.Errorf("the ERP got %d requests; want 1 (retries must resume after it)", n)
+	}
+	if n := wms.calls.Load(); n != 3 {
+		t.Errorf("the WMS got %d requests; want 3 (2 failures + 1)", n)
+	}
+
+	// While the WMS call is under way, the ERP call's outcome is already
+	// stored: a crash now (kill -9) would resume at the WMS step.
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the target's Close, which waits for its handlers
+	wms.status = func(map[string]any) int { <-release; return 201 }
+	_, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 3}`)
+	id, _ := out["id"].(string)
+	// (within 1.5 s: the connection's 2 s timeout would fail the call and
+	// store the memo with the retry)
+	eventually(t, 1500*time.Millisecond, "the ERP call of order 3 stored while the WMS call waits", func() bool {
+		m, err := e.Message(context.Background(), id)
+		return err == nil && len(m.Memo) == 1 && m.Status == store.Running
+	})
+	free()
+	eventually(t, 10*time.Second, "order 3 reaches the WMS", func() bool { return wms.count() == 2 })
+	wms.status = func(map[string]any) int {
+		if wmsFailures.Add(-1) >= 0 {
+			return 503
+		}
+		return 201
+	}
+
+	// Restart while the WMS is down: the next run resumes at the WMS step.
+	wmsFailures.Store(1 << 30)
+	if s, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 2}`); s != 202 {
+		t.Fatalf("accept: %d %v", s, out)
+	}
+	eventually(t, 10*time.Second, "a failed WMS call for order 2", func() bool { return wms.calls.Load() >= 5 })
+	must(t, e.Shutdown(context.Background()))
+	wmsFailures.Store(0)
+	e = start(t, dir, runtime.Options{})
+	eventually(t, 10*time.Second, "order 2 reaches the WMS after the restart", func() bool { return wms.count() == 3 })
+	if n := erp.calls.Load(); n != 3 {
+		t.Errorf("the ERP got %d requests for 3 orders; want 3", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -108,15 +109,57 @@ type stateJSON struct {
 	Response json.RawMessage `json:"response,omitempty"`
 }
 
+// encodeState writes stateJSON's fields straight with jsonv: encoding/json
+// would validate and compact the already encoded body once more.
 func encodeState(s *flows.State) json.RawMessage {
-	body, _ := jsonv.Marshal(s.Body)
-	vars, _ := jsonv.Marshal(s.Vars)
-	sj := stateJSON{Next: s.Next, Body: body, Vars: vars}
+	b := append(make([]byte, 0, 512), `{"next":`...)
+	b = strconv.AppendInt(b, int64(s.Next), 10)
+	b = appendJSONField(b, "body", s.Body)
+	b = appendJSONField(b, "vars", s.Vars)
 	if s.Response != nil {
-		sj.Response, _ = jsonv.Marshal(map[string]any{"status": s.Response.Status, "headers": s.Response.Headers, "body": s.Response.Body})
+		b = appendJSONField(b, "response", map[string]any{"status": s.Response.Status, "headers": s.Response.Headers, "body": s.Response.Body})
 	}
-	b, _ := json.Marshal(sj)
-	return b
+	return append(b, '}')
+}
+
+// appendJSONField appends ,"name":v; a value jsonv cannot encode (none
+// that a run produces) is written as null rather than breaking the record.
+func appendJSONField(b []byte, name string, v any) []byte {
+	b = append(append(append(b, ",\""...), name...), "\":"...)
+	out, err := jsonv.Append(b, v)
+	if err != nil {
+		return append(b, "null"...)
+	}
+	return out
+}
+
+// appendTrace encodes a run's trace as encoding/json would encode
+// []flows.TraceEntry, with the step outputs through jsonv.
+func appendTrace(b []byte, trace []flows.TraceEntry) json.RawMessage {
+	if trace == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, t := range trace {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b, _ = jsonv.Append(append(b, `{"step":`...), t.Step)
+		if t.Name != "" {
+			b, _ = jsonv.Append(append(b, `,"name":`...), t.Name)
+		}
+		b, _ = jsonv.Append(append(b, `,"kind":`...), t.Kind)
+		b, _ = jsonv.Append(append(b, `,"outcome":`...), t.Outcome)
+		b = strconv.AppendFloat(append(b, `,"duration_ms":`...), t.Duration, 'f', -1, 64)
+		if t.Output != nil {
+			b = appendJSONField(b, "output", t.Output)
+		}
+		if t.Error != "" {
+			b, _ = jsonv.Append(append(b, `,"error":`...), t.Error)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // decodeState reads a stored checkpoint; messageBody reports that it
@@ -153,13 +196,18 @@ func decodeState(raw json.RawMessage) (st *flows.State, messageBody bool, err er
 	return st, messageBody, nil
 }
 
-// storeMemo keeps a message's memo in its stored record: a succeeded call
-// is written before the run moves on, with the latest checkpoint.
+// storeMemo keeps a message's memo in its stored record. A succeeded
+// effect is written, with the latest checkpoint, before the next effect
+// starts (Flush) or with the run's outcome, whichever comes first: never
+// later than before (the window between an effect's answer and its write
+// is one store write either way), and a flow of one call costs one write
+// per run instead of two.
 type storeMemo struct {
-	e   *Engine
-	m   *store.Message
-	mu  sync.Mutex
-	ctx context.Context
+	e     *Engine
+	m     *store.Message
+	mu    sync.Mutex
+	ctx   context.Context
+	dirty bool // a Put not yet written
 }
 
 func (s *storeMemo) Get(key string) (*flows.Response, bool) {
@@ -188,8 +236,23 @@ func (s *storeMemo) Put(key string, r *flows.Response) error {
 		s.m.Memo = map[string]json.RawMessage{}
 	}
 	s.m.Memo[key] = raw
-	// Never interrupted by shutdown: the effect already happened.
-	return s.e.store.Save(context.WithoutCancel(s.ctx), s.m)
+	s.dirty = true
+	return nil
+}
+
+// Flush implements flows.MemoFlusher.
+func (s *storeMemo) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dirty {
+		return nil
+	}
+	// Never interrupted by shutdown: the effects already happened.
+	if err := s.e.store.Save(context.WithoutCancel(s.ctx), s.m); err != nil {
+		return err
+	}
+	s.dirty = false
+	return nil
 }
 
 // deps are the outside world of a run of f.
@@ -270,9 +333,7 @@ func (e *Engine) process(m *store.Message) {
 			e.log.Error("cannot store the watermark; the next run repeats this window", "flow", f.ID, "error", err)
 		}
 	}
-	if tr, err := json.Marshal(res.Trace); err == nil {
-		m.Trace = tr
-	}
+	m.Trace = appendTrace(nil, res.Trace)
 	m.State = encodeState(&res.State)
 	saveCtx := context.WithoutCancel(ctx)
 	switch res.Outcome {
@@ -285,15 +346,15 @@ func (e *Engine) process(m *store.Message) {
 			e.metrics.completed.WithLabelValues(m.Flow).Inc()
 		}
 		// Not waited for: the slot goes to the next message at once. Until
-		// the write lands the message stays leased; were it lost in a crash,
-		// the message would run again and find every call in its memo.
-		e.inflight.Add(1)
-		e.writes <- func() {
-			defer e.inflight.Done()
+		// the write lands the message stays leased. The write carries the
+		// memo of the last effects: a crash before it lands runs the
+		// message again and repeats those (with the same Idempotency-Key),
+		// exactly as a crash while a worker waited for the write would.
+		e.background(func() {
 			if err := e.store.Save(saveCtx, m); err != nil {
 				e.log.Error("cannot record a completed message", "flow", m.Flow, "message", m.ID, "error", err)
 			}
-		}
+		})
 		return
 	}
 	var se *flows.StepError

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 type serveFlags struct {
 	workspace, listen, adminListen, dataDir, redis, logLevel string
+	pprof                                                    bool
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, workspaceDefault string) {
@@ -26,6 +28,7 @@ func (f *serveFlags) register(cmd *cobra.Command, workspaceDefault string) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "embedded store directory (overrides conveyor.yaml)")
 	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL: use the Redis store (overrides conveyor.yaml)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin listener")
 }
 
 func (f *serveFlags) logger() *slog.Logger {
@@ -43,6 +46,7 @@ func serveCmd() *cobra.Command {
 		Short: "Run a workspace: triggers, workers, hot reload, metrics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			tuneGC(os.Getenv)
 			e, err := newEngine(f, nil)
 			if err != nil {
 				return err
@@ -57,6 +61,19 @@ func serveCmd() *cobra.Command {
 	return cmd
 }
 
+// serveGCPercent is the garbage collector's target when GOGC is not set:
+// a server's live heap is small (tens of MB with a hundred flows), and
+// collecting at 5x instead of 2x of it cuts the collector's share of a
+// request by a sixth (bench: sync 204 -> 169 µs CPU per request).
+const serveGCPercent = 400
+
+// tuneGC sets serveGCPercent unless the environment sets GOGC.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(serveGCPercent)
+	}
+}
+
 // newEngine builds the engine with the editor API mounted on its admin
 // listener. getenv nil means the process environment.
 func newEngine(f serveFlags, getenv func(string) (string, bool)) (*runtime.Engine, error) {
@@ -64,7 +81,7 @@ func newEngine(f serveFlags, getenv func(string) (string, bool)) (*runtime.Engin
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
 	log := f.logger()
 	e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen,
-		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv})
+		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv, Pprof: f.pprof})
 	if err != nil {
 		return nil, findings("%v", err)
 	}

@@ -37,6 +37,7 @@ type options struct {
 	out         string
 	conveyor    string
 	keep        bool
+	profile     bool
 	strict      bool
 }
 
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&opt.out, "out", "", "results file (default <module>/bench/results/latest.json; - for none)")
 	flag.StringVar(&opt.conveyor, "conveyor", "", "a conveyor binary to use instead of building ./cmd/conveyor")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the scratch directory (workspaces, data, server logs)")
+	flag.BoolVar(&opt.profile, "cpuprofile", false, "write a CPU profile of each measured conveyor run to the scratch directory (implies -keep)")
 	flag.BoolVar(&opt.strict, "strict", false, "exit 1 when a target is missed")
 	flag.StringVar(&serve, "serve-baseline", "", "internal: serve the baseline handler on ADDR")
 	flag.Usage = func() {
@@ -140,7 +142,7 @@ func run(opt options) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	if opt.keep {
+	if opt.keep || opt.profile {
 		fmt.Println("scratch directory (kept):", tmp)
 	} else {
 		defer os.RemoveAll(tmp)

@@ -29,6 +29,8 @@ type proc struct {
 	log  string
 	done chan struct{}
 	err  error
+	// pprof is the base URL of the process's /debug/pprof/ when it serves one.
+	pprof string
 }
 
 func startProc(name, logPath string, bin string, args ...string) (*proc, error) {
@@ -46,6 +48,28 @@ func startProc(name, logPath string, bin string, args ...string) (*proc, error) 
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); lf.Close(); close(p.done) }()
 	return p, nil
+}
+
+// profileCPU writes a CPU profile of the next d to path in the
+// background; wait for the returned channel before reading the file.
+func (p *proc) profileCPU(d time.Duration, path string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		secs := max(1, int(d.Round(time.Second)/time.Second))
+		resp, err := http.Get(p.pprof + "profile?seconds=" + strconv.Itoa(secs))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			err = errors.Join(err, f.Close())
+		}
+		done <- err
+	}()
+	return done
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
@@ -286,7 +310,8 @@ type conveyor struct {
 }
 
 // startConveyor serves ws with the binary bin on fresh loopback ports.
-func startConveyor(ctx context.Context, bin string, ws *workspace) (*conveyor, error) {
+// With profile, the admin listener serves /debug/pprof/.
+func startConveyor(ctx context.Context, bin string, ws *workspace, profile bool) (*conveyor, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -295,11 +320,17 @@ func startConveyor(ctx context.Context, bin string, ws *workspace) (*conveyor, e
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc("conveyor", filepath.Join(ws.dir, "conveyor.log"), bin, "serve",
-		"--workspace", ws.dir, "--listen", listen, "--admin-listen", admin,
-		"--data-dir", filepath.Join(ws.dir, "data"), "--log-level", "warn")
+	args := []string{"serve", "--workspace", ws.dir, "--listen", listen, "--admin-listen", admin,
+		"--data-dir", filepath.Join(ws.dir, "data"), "--log-level", "warn"}
+	if profile {
+		args = append(args, "--pprof")
+	}
+	p, err := startProc("conveyor", filepath.Join(ws.dir, "conveyor.log"), bin, args...)
 	if err != nil {
 		return nil, err
+	}
+	if profile {
+		p.pprof = "http://" + admin + "/debug/pprof/"
 	}
 	c := &conveyor{proc: p, url: "http://" + listen, admin: "http://" + admin}
 	if err := p.waitHTTP(ctx, c.admin+"/readyz", 30*time.Second); err != nil {
@@ -374,9 +405,10 @@ type sink struct {
 	requests atomic.Int64
 	mu       sync.Mutex
 	keys     map[string]struct{}
-	want     int           // distinct keys awaited; 0: none
-	reached  chan struct{} // closed when want is reached
-	at       time.Time     // when it was reached
+	want     int                           // distinct keys awaited; 0: none
+	reached  chan struct{}                 // closed when want is reached
+	at       time.Time                     // when it was reached
+	gate     atomic.Pointer[chan struct{}] // while set, requests wait for it to close
 }
 
 func startSink() (*sink, error) {
@@ -393,6 +425,9 @@ func startSink() (*sink, error) {
 func (s *sink) url() string { return "http://" + s.addr }
 
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g := s.gate.Load(); g != nil {
+		<-*g
+	}
 	io.Copy(io.Discard, r.Body)
 	s.requests.Add(1)
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
@@ -403,6 +438,18 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, `{"ok":true}`)
+}
+
+// hold makes requests wait until release: a queue fills behind them.
+func (s *sink) hold() {
+	g := make(chan struct{})
+	s.gate.Store(&g)
+}
+
+func (s *sink) release() {
+	if g := s.gate.Swap(nil); g != nil {
+		close(*g)
+	}
 }
 
 // check closes reached once want distinct keys are in. Callers hold mu.

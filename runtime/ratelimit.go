@@ -71,15 +71,15 @@ func (l *Limiter) get(key string, rl flows.RateLimit, now time.Time) *bucket {
 func (l *Limiter) Allow(_ context.Context, key string, rl flows.RateLimit) (bool, time.Duration, error) {
 	now := time.Now()
 	b := l.get(key, rl, now)
-	r := b.lim.ReserveN(now, 1)
-	if !r.OK() {
-		return false, rl.Per, nil
+	// AllowN changes nothing when it refuses. (Reserving and cancelling
+	// did: a cancelled reservation gives back fewer tokens when others
+	// were reserved after it, so concurrent refusals lost tokens and the
+	// limiter granted 5% under its rate.)
+	if b.lim.AllowN(now, 1) {
+		return true, 0, nil
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d, nil
-	}
-	return true, 0, nil
+	missing := 1 - b.lim.TokensAt(now)
+	return false, time.Duration(missing / float64(b.lim.Limit()) * float64(time.Second)), nil
 }
 
 // Wait blocks until key has a token or ctx ends.

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/conveyor-run/conveyor/connectors"
@@ -167,6 +168,10 @@ func New(opts Options) (*Engine, error) {
 	e.opts, e.store, e.limiter = opts, opts.Store, opts.Limiter
 	e.aggregator = newAggregator(e)
 	e.metrics = newMetrics(e)
+	if rt, ok := e.store.(interface{ RoundTrips() int64 }); ok {
+		e.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "conveyor", Name: "redis_round_trips_total",
+			Help: "Round trips to Redis (a command, a script call or a pipeline each)."}, func() float64 { return float64(rt.RoundTrips()) }))
+	}
 	e.writeSlots = make(chan struct{}, maxBackgroundWrites)
 	conns, err := e.buildConnections(ws.Config)
 	if err != nil {

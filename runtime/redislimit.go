@@ -115,7 +115,7 @@ func (l *RedisLimiter) Allow(ctx context.Context, key string, rl flows.RateLimit
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
 	interval, burst := gcraArgs(rl)
-	r, err := gcraScript.Run(ctx, l.c, []string{l.prefix + "rl:" + key}, interval, burst).Int64Slice()
+	r, err := l.s.Eval(ctx, gcraScript, []string{l.prefix + "rl:" + key}, interval, burst).Int64Slice()
 	if err != nil {
 		return l.failed(err)
 	}
@@ -158,7 +158,7 @@ func (l *RedisLimiter) AllowClaim(ctx context.Context, key string, rl flows.Rate
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
 	interval, burst := gcraArgs(rl)
-	r, err := allowClaimScript.Run(ctx, l.c, []string{l.prefix + "rl:" + key, l.s.DedupKeyName(dedupKey)}, interval, burst, id,
+	r, err := l.s.Eval(ctx, allowClaimScript, []string{l.prefix + "rl:" + key, l.s.DedupKeyName(dedupKey)}, interval, burst, id,
 		strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)).Slice()
 	if err != nil {
 		ok, wait, err = l.failed(err)

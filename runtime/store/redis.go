@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,7 +61,46 @@ type Redis struct {
 	c      redis.UniversalClient
 	opts   RedisOptions
 	prefix string
+	trips  *roundTrips
+	calls  chan *scriptCall // to the pipeliners (see Eval)
+	quit   chan struct{}
+	closed sync.Once
 }
+
+// scriptCall is one script call waiting for a pipeliner.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	done   chan *redis.Cmd // buffered: a pipeliner never blocks on it
+}
+
+// pipeliners is how many pipelines of script calls may be under way at once.
+const pipeliners = 4
+
+// roundTrips counts the client's round trips: a command, a script call or
+// a pipeline is one.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// RoundTrips is the number of round trips to Redis so far (every user of
+// Client counts: the store, the rate limiter, aggregates, watermarks).
+func (s *Redis) RoundTrips() int64 { return s.trips.n.Load() }
 
 // RedisOptions tune the Redis store. Zero fields take the defaults.
 type RedisOptions struct {
@@ -140,7 +181,8 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*Redis, erro
 	if cluster {
 		opts.Prefix = hashTagged(opts.Prefix)
 	}
-	s := &Redis{c: c, opts: opts, prefix: opts.Prefix}
+	s := &Redis{c: c, opts: opts, prefix: opts.Prefix, trips: &roundTrips{}, calls: make(chan *scriptCall, 1024), quit: make(chan struct{})}
+	c.AddHook(s.trips)
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -149,6 +191,9 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*Redis, erro
 	}
 	for _, sc := range []*redis.Script{acceptScript, leaseScript, saveScript} {
 		_ = sc.Load(ctx, c).Err() // so the first calls are one round trip
+	}
+	for range pipeliners {
+		go s.pipeliner()
 	}
 	return s, nil
 }
@@ -176,7 +221,10 @@ func (s *Redis) Ping(ctx context.Context) error {
 }
 
 // Close closes the connections.
-func (s *Redis) Close() error { return s.c.Close() }
+func (s *Redis) Close() error {
+	s.closed.Do(func() { close(s.quit) })
+	return s.c.Close()
+}
 
 // deadline gives ctx the store's call timeout when it has no deadline.
 func (s *Redis) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -263,7 +311,7 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 	b := encodeMessage(m)
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
-	res, err := acceptScript.Run(ctx, s.c, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
+	res, err := s.Eval(ctx, acceptScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, strconv.FormatInt(ttl.Milliseconds(), 10),
 		hex.EncodeToString(tok[:]), ms(s.opts.JournalTTL)).StringSlice()
 	if err != nil {
@@ -376,7 +424,7 @@ func (s *Redis) Touch(ctx context.Context, id string) error {
 var saveScript = redis.NewScript(luaPrelude + `
 local id, flow, st, dk = ARGV[2], ARGV[3], ARGV[5], ARGV[9]
 local mk = P..'m:'..id
-local r = redis.call('HMGET', mk, 'st', 's', 'f', 'j')
+local r = redis.call('HMGET', mk, 'st', 's', 'f')
 local of = r[3] or flow
 if r[2] and st ~= 'running' then
   local q = P..'q:'..of
@@ -388,7 +436,7 @@ redis.call('ZREM', P..'due:'..of, id)
 if r[1] and (r[1] ~= st or of ~= flow) then redis.call('ZREM', P..'st:'..of..':'..r[1], id) end
 redis.call('HSET', mk, 'j', ARGV[4], 'st', st, 'f', flow, 'r', ARGV[8], 'dv', 0)
 redis.call('HDEL', mk, 'why')
-if not r[4] then journal(id, flow, ARGV[8], dk, ARGV[10]) end
+if not r[1] then journal(id, flow, ARGV[8], dk, ARGV[10]) end
 move(id, flow, false, st, ARGV[8])
 if st == 'queued' or st == 'retrying' then
   redis.call('PERSIST', mk)
@@ -438,14 +486,88 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	if m.DueAt.IsZero() {
 		m.DueAt = now
 	}
-	b := encodeMessage(m)
-	err := saveScript.Run(ctx, s.c, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
-		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)),
-		op, ms(ttl)).Err()
+	err := s.Eval(ctx, saveScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, encodeMessage(m), string(m.Status),
+		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)), op, ms(ttl)).Err()
 	if err != nil {
 		return fmt.Errorf("store: save %s: %w", m.ID, err)
 	}
 	return nil
+}
+
+// Eval runs a script like script.Run, through the pipeliners: calls that
+// wait together go out as one pipeline, one round trip and one read and
+// write on each side instead of one each. Nothing waits to fill a batch:
+// a lone call goes at once, and the calls that arrive while a pipeline is
+// under way make up the next. Accepts, saves and the rate limiter's
+// claims come from many requests and workers at once, so under load the
+// batches are large.
+func (s *Redis) Eval(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	c := &scriptCall{script: script, keys: keys, args: args, done: make(chan *redis.Cmd, 1)}
+	fail := func(err error) *redis.Cmd {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(err)
+		return cmd
+	}
+	select {
+	case s.calls <- c:
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	case <-s.quit:
+		return fail(redis.ErrClosed)
+	}
+	select {
+	case cmd := <-c.done:
+		return cmd
+	case <-ctx.Done():
+		return fail(ctx.Err()) // the call may still land, as with any timed-out call
+	}
+}
+
+// pipeliner sends what waits in s.calls, as one pipeline when it is more
+// than one call.
+func (s *Redis) pipeliner() {
+	batch := make([]*scriptCall, 0, 256)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case c := <-s.calls:
+			batch = append(batch[:0], c)
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case c := <-s.calls:
+				batch = append(batch, c)
+			default:
+				break fill
+			}
+		}
+		s.send(batch)
+	}
+}
+
+func (s *Redis) send(batch []*scriptCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+	defer cancel()
+	if len(batch) == 1 {
+		c := batch[0]
+		c.done <- c.script.Run(ctx, s.c, c.keys, c.args...)
+		return
+	}
+	cmds := make([]*redis.Cmd, len(batch))
+	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range batch {
+			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	for i, c := range batch {
+		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+			cmds[i] = c.script.Run(ctx, s.c, c.keys, c.args...) // the server lost its scripts: loads it again
+		}
+		c.done <- cmds[i]
+	}
 }
 
 // decodeRecord builds a message from its stored record and status; why

@@ -38,6 +38,7 @@ type options struct {
 	conveyor    string
 	keep        bool
 	profile     bool
+	redis       string
 	strict      bool
 }
 
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&opt.out, "out", "", "results file (default <module>/bench/results/latest.json; - for none)")
 	flag.StringVar(&opt.conveyor, "conveyor", "", "a conveyor binary to use instead of building ./cmd/conveyor")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the scratch directory (workspaces, data, server logs)")
+	flag.StringVar(&opt.redis, "redis", "redis://127.0.0.1:6379/0", "Redis for the redis-* scenarios (keys under a prefix of their own, deleted after)")
 	flag.BoolVar(&opt.profile, "cpuprofile", false, "write a CPU profile of each measured conveyor run to the scratch directory (implies -keep)")
 	flag.BoolVar(&opt.strict, "strict", false, "exit 1 when a target is missed")
 	flag.StringVar(&serve, "serve-baseline", "", "internal: serve the baseline handler on ADDR")
@@ -314,7 +316,7 @@ func (r *row) summary() string {
 }
 
 func (rep *report) print(w *os.File) {
-	fmt.Fprintf(w, "\n%-12s %9s %7s %10s %8s %8s %8s %10s %7s  %s\n", "scenario", "requests", "failed", "req/s", "p50 ms", "p99 ms", "max ms", "cpu µs/req", "others", "details")
+	fmt.Fprintf(w, "\n%-14s %9s %7s %10s %8s %8s %8s %10s %7s  %s\n", "scenario", "requests", "failed", "req/s", "p50 ms", "p99 ms", "max ms", "cpu µs/req", "others", "details")
 	for _, r := range rep.Rows {
 		cpu := "-"
 		if r.ServerCPUus > 0 {
@@ -334,9 +336,9 @@ func (rep *report) print(w *os.File) {
 				d = append(d, fmt.Sprintf("%s=%v", k, v))
 			}
 		}
-		fmt.Fprintf(w, "%-12s %9d %7d %10.1f %8.2f %8.2f %8.2f %10s %6.0f%%  %s\n", r.Scenario, r.Requests, r.Failed, r.RPS, r.P50ms, r.P99ms, r.MaxMs, cpu, r.OthersCPU, strings.Join(d, " "))
+		fmt.Fprintf(w, "%-14s %9d %7d %10.1f %8.2f %8.2f %8.2f %10s %6.0f%%  %s\n", r.Scenario, r.Requests, r.Failed, r.RPS, r.P50ms, r.P99ms, r.MaxMs, cpu, r.OthersCPU, strings.Join(d, " "))
 	}
-	fmt.Fprintf(w, "\n%-10s %-38s %12s  %-12s %s\n", "scenario", "target", "measured", "goal", "")
+	fmt.Fprintf(w, "\n%-14s %-42s %12s  %-12s %s\n", "scenario", "target", "measured", "goal", "")
 	for _, c := range rep.Checks {
 		verdict := "PASS"
 		if !c.Pass {
@@ -348,7 +350,7 @@ func (rep *report) print(w *os.File) {
 		} else if c.Unit != "x" {
 			val = fmt.Sprintf("%.2f %s", c.Value, c.Unit)
 		}
-		fmt.Fprintf(w, "%-10s %-38s %12s  %-12s %s\n", c.Scenario, c.Name, val, c.Target, verdict)
+		fmt.Fprintf(w, "%-14s %-42s %12s  %-12s %s\n", c.Scenario, c.Name, val, c.Target, verdict)
 	}
 	for _, e := range rep.Errors {
 		fmt.Fprintln(w, "error:", e)

@@ -15,10 +15,11 @@ import (
 
 // scenarioOrder is the order scenarios run in; later ones use what
 // earlier ones measured (ratios need the baseline, reload the sync rate).
-var scenarioOrder = []string{"baseline", "sync", "async", "delivery", "reload", "rss"}
+var scenarioOrder = []string{"baseline", "sync", "async", "delivery", "reload", "rss", "redis-sync", "redis-async", "redis-replicas"}
 
 // needs lists what a scenario needs run before it.
-var needs = map[string][]string{"sync": {"baseline"}, "async": {"baseline"}, "reload": {"sync"}}
+var needs = map[string][]string{"sync": {"baseline"}, "async": {"baseline"}, "reload": {"sync"},
+	"redis-sync": {"baseline"}, "redis-async": {"baseline"}}
 
 // runner runs the scenarios of one bench invocation against a sink of its
 // own and fresh server processes per scenario.
@@ -48,6 +49,12 @@ func (r *runner) scenario(name string) error {
 		return r.reload()
 	case "rss":
 		return r.rss()
+	case "redis-sync":
+		return r.redisSync()
+	case "redis-async":
+		return r.redisAsync()
+	case "redis-replicas":
+		return r.redisReplicas()
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }

@@ -312,6 +312,18 @@ type conveyor struct {
 // startConveyor serves ws with the binary bin on fresh loopback ports.
 // With profile, the admin listener serves /debug/pprof/.
 func startConveyor(ctx context.Context, bin string, ws *workspace, profile bool) (*conveyor, error) {
+	return startConveyorWith(ctx, bin, ws, serveOpts{profile: profile})
+}
+
+// serveOpts are the optional settings of a conveyor under test.
+type serveOpts struct {
+	profile bool
+	redis   string // --redis URL: the Redis store and limiter
+	name    string // log file conveyor-<name>.log (replicas of one workspace)
+}
+
+func startConveyorWith(ctx context.Context, bin string, ws *workspace, so serveOpts) (*conveyor, error) {
+	profile := so.profile
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -325,7 +337,14 @@ func startConveyor(ctx context.Context, bin string, ws *workspace, profile bool)
 	if profile {
 		args = append(args, "--pprof")
 	}
-	p, err := startProc("conveyor", filepath.Join(ws.dir, "conveyor.log"), bin, args...)
+	if so.redis != "" {
+		args = append(args, "--redis", so.redis)
+	}
+	logName := "conveyor.log"
+	if so.name != "" {
+		logName = "conveyor-" + so.name + ".log"
+	}
+	p, err := startProc("conveyor", filepath.Join(ws.dir, logName), bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -428,6 +447,9 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g := s.gate.Load(); g != nil {
 		<-*g
 	}
+	if strings.HasPrefix(r.URL.Path, "/sink/slow/") {
+		time.Sleep(slowSinkDelay) // an ERP's answer time; concurrent requests overlap
+	}
 	io.Copy(io.Discard, r.Body)
 	s.requests.Add(1)
 	if k := r.Header.Get("Idempotency-Key"); k != "" {
@@ -439,6 +461,9 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, `{"ok":true}`)
 }
+
+// slowSinkDelay is how long the sink takes to answer under /sink/slow/.
+const slowSinkDelay = 20 * time.Millisecond
 
 // hold makes requests wait until release: a queue fills behind them.
 func (s *sink) hold() {

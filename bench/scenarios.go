@@ -180,9 +180,9 @@ func (r *runner) async() error {
 	return nil
 }
 
-// delivery: N messages through an async flow whose only step calls the
-// sink, timed end to end (first enqueue -> the sink has all N), against a
-// plain http.Client posting the same N bodies to the sink.
+// delivery: N queued messages of an async flow whose only step calls the
+// sink, timed from opening the sink until it has all N, against a plain
+// http.Client posting the same N bodies to the sink.
 func (r *runner) delivery() error {
 	n, conc := r.opt.messages, r.opt.concurrency
 

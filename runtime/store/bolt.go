@@ -16,7 +16,8 @@ import (
 
 // Bolt is the embedded store: one bbolt file, one process. Writes from
 // concurrent requests are grouped into one transaction and one fsync
-// (bbolt's Batch), so accepting stays fast while every 202 is durable.
+// (group commit, see batch), so accepting stays fast while every 202 is
+// durable.
 //
 // Buckets:
 //
@@ -36,12 +37,24 @@ import (
 // pending (a crash ends the run that claimed them, and a pending claim
 // must then be released anyway). Neither costs a write.
 type Bolt struct {
-	db *bolt.DB
+	db     *bolt.DB
+	writes chan *boltWrite // to the committer (see batch)
+	quit   chan struct{}
+	closed sync.Once
 
 	mu      sync.Mutex
 	leased  map[string]bool         // message ids handed out by Lease
 	pending map[string]pendingClaim // sync dedup key -> claim not yet confirmed
 }
+
+// boltWrite is one write waiting for the committer.
+type boltWrite struct {
+	fn   func(*bolt.Tx) error
+	done chan error // buffered: the committer never blocks on it
+}
+
+// maxCommit bounds the writes of one commit.
+const maxCommit = 2048
 
 type pendingClaim struct {
 	id      string
@@ -78,9 +91,6 @@ func OpenBolt(dir string) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", filepath.Join(dir, "conveyor.db"), err)
 	}
-	// Group commit: requests arriving while a commit runs join the next
-	// one; a short wait lets a burst share one fsync.
-	db.MaxBatchDelay = 500 * time.Microsecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMessages, bBodies, bQueue, bRunning, bDedup, bJournal, bRevisions, bAudit, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -93,13 +103,77 @@ func OpenBolt(dir string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	return &Bolt{db: db, leased: map[string]bool{}, pending: map[string]pendingClaim{}}, nil
+	s := &Bolt{db: db, leased: map[string]bool{}, pending: map[string]pendingClaim{},
+		writes: make(chan *boltWrite, maxCommit), quit: make(chan struct{})}
+	go s.committer()
+	return s, nil
+}
+
+// batch runs fn in a write transaction shared with the writes that wait
+// with it: group commit, one fsync for all. Nothing waits to fill a
+// commit: a lone write commits at once, and the writes that arrive while
+// a commit runs make up the next, so under load the commits are as large
+// as the load (bbolt's own Batch groups only the callers that arrive
+// within its delay, and holds a lone write for the delay). fn may run
+// twice: when a write of its commit fails, each is retried alone.
+func (s *Bolt) batch(fn func(*bolt.Tx) error) error {
+	w := &boltWrite{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- w:
+	case <-s.quit:
+		return bolt.ErrDatabaseNotOpen
+	}
+	select {
+	case err := <-w.done:
+		return err
+	case <-s.quit: // closed meanwhile: the write may or may not have landed
+		return bolt.ErrDatabaseNotOpen
+	}
+}
+
+func (s *Bolt) committer() {
+	group := make([]*boltWrite, 0, maxCommit)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case w := <-s.writes:
+			group = append(group[:0], w)
+		}
+	fill:
+		for len(group) < maxCommit {
+			select {
+			case w := <-s.writes:
+				group = append(group, w)
+			default:
+				break fill
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range group {
+				if err := w.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, w := range group {
+			if err != nil && len(group) > 1 {
+				w.done <- s.db.Update(w.fn) // find the one that failed; the others commit
+				continue
+			}
+			w.done <- err
+		}
+	}
 }
 
 var _ Store = (*Bolt)(nil)
 
 // Close closes the file.
-func (s *Bolt) Close() error { return s.db.Close() }
+func (s *Bolt) Close() error {
+	s.closed.Do(func() { close(s.quit) })
+	return s.db.Close()
+}
 
 func be(t time.Time) []byte {
 	var b [8]byte
@@ -211,8 +285,8 @@ func putDedup(tx *bolt.Tx, key string, e dedupEntry) error {
 // Accept implements Store.
 func (s *Bolt) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Message, error) {
 	var existing *Message
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		existing = nil // Batch may run this function again
+	err := s.batch(func(tx *bolt.Tx) error {
+		existing = nil // batch may run this function again
 		if prev, err := getMsg(tx, m.ID); err == nil {
 			existing = prev
 			return nil
@@ -277,7 +351,7 @@ func (s *Bolt) Lease(ctx context.Context, flow string, now time.Time, n int) ([]
 // Save implements Store.
 func (s *Bolt) Save(ctx context.Context, m *Message) error {
 	m.UpdatedAt = time.Now()
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		prev, err := getHead(tx, m.ID)
 		if err == ErrNotFound {
 			prev = nil
@@ -428,7 +502,7 @@ func (s *Bolt) ConfirmKey(ctx context.Context, key, id string, ttl time.Duration
 	if ok && p.id != id && time.Now().Before(p.expires) {
 		return fmt.Errorf("dedup key %q is held by %s", key, p.id)
 	}
-	err := s.db.Batch(func(tx *bolt.Tx) error { return confirm(tx, key, id, ttl) })
+	err := s.batch(func(tx *bolt.Tx) error { return confirm(tx, key, id, ttl) })
 	s.unpend(key, id)
 	return err
 }
@@ -460,7 +534,7 @@ func (s *Bolt) ReleaseKey(ctx context.Context, key, id string) error {
 	if !held {
 		return nil
 	}
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		if e, ok := dedupHolder(tx, key, time.Now()); ok && e.ID == id {
 			return tx.Bucket(bDedup).Delete([]byte(key))
 		}
@@ -473,7 +547,7 @@ func (s *Bolt) ReleaseKey(ctx context.Context, key, id string) error {
 // response) or releases it (any other status: the sender's retry runs).
 func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error {
 	m.UpdatedAt = time.Now()
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		prev, err := getHead(tx, m.ID)
 		if err == ErrNotFound {
 			prev = nil

@@ -15,6 +15,7 @@ import (
 	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/mappings"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 type step struct {
@@ -185,6 +186,8 @@ type run struct {
 	msg   *Message
 	res   *Result
 	split string // "[i]" while inside a split item, for idempotency keys
+	// pristine: the body is still the message's own (see State.BodyIsMessage)
+	pristine bool
 }
 
 // Run runs msg through the flow from state (nil: from the start, with the
@@ -193,7 +196,7 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 	if deps.Memo == nil {
 		deps.Memo = &MemMemo{}
 	}
-	st := State{Body: msg.Body, Vars: map[string]any{}}
+	st := State{Body: msg.Body, Vars: map[string]any{}, BodyIsMessage: true}
 	if state != nil {
 		st = *state
 		if st.Vars == nil {
@@ -222,7 +225,7 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 		}
 		env.Vars["watermark"] = wm
 	}
-	r := &run{f: f, ctx: ctx, deps: deps, env: env, msg: msg, res: &Result{Outcome: Completed, Response: st.Response}}
+	r := &run{f: f, ctx: ctx, deps: deps, env: env, msg: msg, res: &Result{Outcome: Completed, Response: st.Response}, pristine: st.BodyIsMessage}
 	for i := st.Next; i < until; i++ {
 		if err := ctx.Err(); err != nil {
 			r.fail(&StepError{Class: Transient, Step: f.steps[i].path, Kind: f.steps[i].kind, Err: err}, i)
@@ -242,19 +245,19 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 		}
 		if stop {
 			r.res.Outcome = Filtered
-			r.res.State = State{Next: len(f.steps), Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+			r.res.State = State{Next: len(f.steps), Body: env.Body, Vars: env.Vars, Response: r.res.Response, BodyIsMessage: r.pristine}
 			r.nextWatermark()
 			return r.res
 		}
 		if deps.Checkpoint != nil {
-			cp := State{Next: i + 1, Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+			cp := State{Next: i + 1, Body: env.Body, Vars: env.Vars, Response: r.res.Response, BodyIsMessage: r.pristine}
 			if err := deps.Checkpoint(cp); err != nil {
 				r.fail(&StepError{Class: Transient, Step: f.steps[i].path, Kind: "checkpoint", Err: err}, i+1)
 				return r.res
 			}
 		}
 	}
-	r.res.State = State{Next: until, Body: env.Body, Vars: env.Vars, Response: r.res.Response}
+	r.res.State = State{Next: until, Body: env.Body, Vars: env.Vars, Response: r.res.Response, BodyIsMessage: r.pristine}
 	if until == len(f.steps) {
 		r.nextWatermark()
 	}
@@ -302,7 +305,14 @@ func (r *run) steps(list []*step) (bool, error) {
 	return false, nil
 }
 
+// keepsBody are the step kinds that never change the body.
+var keepsBody = map[string]bool{"validate": true, "filter": true, "choice": true, "call": true, "publish": true,
+	"respond": true, "aggregate": true, "log": true}
+
 func (r *run) step(s *step) (stop bool, err error) {
+	if !keepsBody[s.kind] {
+		r.pristine = false
+	}
 	var start time.Time
 	var out any
 	outcome := "ok"
@@ -585,6 +595,9 @@ func (r *run) call(s *step) (*Response, error) {
 	}
 	if c.sendBody {
 		req.Body = env.Body
+		if c.body == nil && r.pristine && env.Body != nil && len(r.msg.Raw) > 0 {
+			req.Body = jsonv.Raw(r.msg.Raw) // the body as received, not encoded again
+		}
 		if c.body != nil {
 			if req.Body, err = c.body.Eval(env); err != nil {
 				return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}

@@ -13,6 +13,7 @@ import (
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 func compile(t *testing.T, src string) *flows.Flow {
@@ -259,5 +260,46 @@ func TestRetryDelay(t *testing.T) {
 	want := []time.Duration{1e9, 2e9, 4e9, 8e9, 10e9, 10e9}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("delays %v, want %v", got, want)
+	}
+}
+
+// A call sends the message's raw bytes while no step has changed the body
+// (nothing to encode again), and the encoded body once one has; the
+// result says whether the body is still the message's.
+func TestCallSendsRawBodyUntilChanged(t *testing.T) {
+	raw := []byte(`{"id": 7, "total": 10.10}`)
+	body := map[string]any{"id": 7, "total": "10.10"}
+	cases := []struct {
+		name, steps string
+		wantRaw     bool
+	}{
+		{"validate then call", `
+  - validate: [{rule: body.id != nil, message: id}]
+  - call: {connection: erp, path: /orders}`, true},
+		{"set then call", `
+  - set: {body.seen: 'true'}
+  - call: {connection: erp, path: /orders}`, false},
+		{"map then call", `
+  - map: {id: body.id}
+  - call: {connection: erp, path: /orders}`, false},
+		{"call with a body", `
+  - call: {connection: erp, path: /orders, body: '{id: body.id}'}`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := compile(t, "trigger: {http: {path: /t}}\nsteps:"+c.steps+"\n")
+			caller := &fakeCaller{}
+			res := f.Run(context.Background(), &flows.Message{ID: "m", Body: body, Raw: raw}, nil, 0, flows.Deps{Caller: caller})
+			if res.Outcome != flows.Completed || len(caller.calls) != 1 {
+				t.Fatalf("run: %s %v, %d calls", res.Outcome, res.Err, len(caller.calls))
+			}
+			got, isRaw := caller.calls[0].Body.(jsonv.Raw)
+			if isRaw != c.wantRaw || (isRaw && string(got) != string(raw)) {
+				t.Errorf("call body = %#v; want raw %v", caller.calls[0].Body, c.wantRaw)
+			}
+			if c.wantRaw != res.State.BodyIsMessage && c.name != "call with a body" {
+				t.Errorf("BodyIsMessage = %v", res.State.BodyIsMessage)
+			}
+		})
 	}
 }

@@ -116,6 +116,9 @@ type Message struct {
 	// Watermark is the value the last completed run left (nil: the flow's
 	// initial value).
 	Watermark any
+	// Raw is Body as received (JSON), when the caller has it: a call sends
+	// it as is while no step has changed the body.
+	Raw []byte
 }
 
 // State is where a message stands between steps: the next top-level step
@@ -125,6 +128,10 @@ type State struct {
 	Body     any            `json:"body"`
 	Vars     map[string]any `json:"vars"`
 	Response *Response      `json:"response,omitempty"`
+	// BodyIsMessage says Body is the message's body, which no step has
+	// changed: a checkpoint need not store it again, and a call may send
+	// the message's raw bytes (Message.Raw) instead of encoding it.
+	BodyIsMessage bool `json:"-"`
 }
 
 // Request is an outbound call (see connectors.Request).

@@ -108,7 +108,7 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	} else {
 		raw = []byte("null")
 	}
-	msg := &flows.Message{ID: newID(), ReceivedAt: time.Now().UTC(), Attempt: 1, Revision: f.Revision, Body: body,
+	msg := &flows.Message{ID: newID(), ReceivedAt: time.Now().UTC(), Attempt: 1, Revision: f.Revision, Body: body, Raw: raw,
 		Headers: flatten(r.Header), Query: flatten(r.URL.Query()), Params: map[string]string{}}
 	for _, p := range pathParams(t.Path) {
 		msg.Params[p] = r.PathValue(p)

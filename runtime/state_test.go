@@ -46,4 +46,10 @@ func TestStateRoundTrip(t *testing.T) {
 		got.Response == nil || got.Response.Status != 202 || got.Response.Body != "ok" || got.Response.Headers["X-A"] != "1" {
 		t.Errorf("round trip of %s = %+v", raw, got)
 	}
+	// An unchanged body is not stored twice: the message's applies.
+	st.BodyIsMessage = true
+	raw = encodeState(&st)
+	if got, messageBody, err := decodeState(raw); err != nil || !messageBody || got.Body != nil || got.Next != 3 {
+		t.Errorf("state with the message's body: %s -> %+v, %v, %v", raw, got, messageBody, err)
+	}
 }

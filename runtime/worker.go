@@ -114,7 +114,9 @@ type stateJSON struct {
 func encodeState(s *flows.State) json.RawMessage {
 	b := append(make([]byte, 0, 512), `{"next":`...)
 	b = strconv.AppendInt(b, int64(s.Next), 10)
-	b = appendJSONField(b, "body", s.Body)
+	if !s.BodyIsMessage { // absent: the message's own body (decodeState)
+		b = appendJSONField(b, "body", s.Body)
+	}
 	b = appendJSONField(b, "vars", s.Vars)
 	if s.Response != nil {
 		b = appendJSONField(b, "response", map[string]any{"status": s.Response.Status, "headers": s.Response.Headers, "body": s.Response.Body})
@@ -304,7 +306,7 @@ func (e *Engine) process(m *store.Message) {
 		return
 	}
 	if messageBody {
-		state.Body = body // a checkpoint that did not change the body
+		state.Body, state.BodyIsMessage = body, true // a checkpoint that did not change the body
 	}
 	m.Attempt++
 	defer e.heartbeat(m)()
@@ -317,7 +319,8 @@ func (e *Engine) process(m *store.Message) {
 		memo.mu.Unlock()
 		return nil
 	}
-	msg := &flows.Message{ID: m.ID, ReceivedAt: m.ReceivedAt, Attempt: m.Attempt, Revision: f.Revision, Body: body, Headers: m.Headers, Query: m.Query, Params: m.Params}
+	msg := &flows.Message{ID: m.ID, ReceivedAt: m.ReceivedAt, Attempt: m.Attempt, Revision: f.Revision, Body: body, Raw: m.Body,
+		Headers: m.Headers, Query: m.Query, Params: m.Params}
 	if f.Watermark != nil {
 		if msg.Watermark, err = e.watermark(ctx, f.ID); err != nil {
 			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "error", err)

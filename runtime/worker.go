@@ -94,6 +94,15 @@ func (p *pool) dispatch() {
 		case <-p.wakeCh:
 		case <-p.doneCh:
 			inflight--
+		drain: // lease once for every slot that is free by now
+			for {
+				select {
+				case <-p.doneCh:
+					inflight--
+				default:
+					break drain
+				}
+			}
 		case <-timer.C:
 		}
 		timer.Stop()

@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/conveyor-run/conveyor/connectors"
@@ -68,7 +69,14 @@ type Client struct {
 	timeout   time.Duration
 	transport *http.Transport
 	http      *http.Client
+
+	urlsMu sync.Mutex
+	urls   map[string]url.URL // path -> checked URL (URL); cleared when full
 }
+
+// maxCachedURLs bounds the URL cache: most flows call a few fixed paths;
+// paths with ids in them churn through it.
+const maxCachedURLs = 1024
 
 // New builds a Client from a connection's configuration. cfg.Values holds:
 //
@@ -365,6 +373,26 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 // rejects absolute URLs and dot segments, so a path built from a payload
 // cannot leave the connection's base.
 func (c *Client) URL(path string) (*url.URL, error) {
+	c.urlsMu.Lock()
+	if u, ok := c.urls[path]; ok {
+		c.urlsMu.Unlock()
+		return &u, nil
+	}
+	c.urlsMu.Unlock()
+	u, err := c.buildURL(path)
+	if err != nil {
+		return nil, err
+	}
+	c.urlsMu.Lock()
+	if c.urls == nil || len(c.urls) >= maxCachedURLs {
+		c.urls = make(map[string]url.URL, 16)
+	}
+	c.urls[path] = *u
+	c.urlsMu.Unlock()
+	return u, nil
+}
+
+func (c *Client) buildURL(path string) (*url.URL, error) {
 	p, q, _ := strings.Cut(path, "?")
 	if strings.Contains(p, "#") {
 		return nil, errors.New("path must not have a fragment")

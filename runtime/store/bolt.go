@@ -326,10 +326,10 @@ func (s *Bolt) Lease(ctx context.Context, flow string, now time.Time, n int) ([]
 			if bytes.Compare(k[len(prefix):len(prefix)+8], limit) > 0 {
 				break
 			}
-			id := string(k[len(prefix)+8:])
-			if s.leased[id] {
+			if s.leased[string(k[len(prefix)+8:])] { // no allocation for the skipped
 				continue
 			}
+			id := string(k[len(prefix)+8:])
 			m, err := getMsg(tx, id)
 			if err != nil {
 				continue // an orphan index entry; the next Save of that id cleans it

@@ -20,11 +20,15 @@ import (
 
 // Request is an outbound call.
 type Request struct {
-	Connection     string
-	Method         string
-	Path           string // relative to the connection, with the query string
-	Headers        map[string]string
-	Body           any // nil: no body; otherwise encoded as JSON
+	Connection string
+	Method     string
+	Path       string // relative to the connection, with the query string
+	Headers    map[string]string
+	Body       any // nil: no body; otherwise encoded as JSON
+	// RawJSON, when set, is Body already encoded as JSON (the message's
+	// body as received): a connector that would encode Body as JSON may
+	// send it instead. Body stays set for every other use.
+	RawJSON        []byte
 	IdempotencyKey string
 	Timeout        time.Duration // 0: the connection's
 	// SQL and Params are set for database connections instead of a path.

@@ -15,7 +15,6 @@ import (
 	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/mappings"
-	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 type step struct {
@@ -596,7 +595,7 @@ func (r *run) call(s *step) (*Response, error) {
 	if c.sendBody {
 		req.Body = env.Body
 		if c.body == nil && r.pristine && env.Body != nil && len(r.msg.Raw) > 0 {
-			req.Body = jsonv.Raw(r.msg.Raw) // the body as received, not encoded again
+			req.RawJSON = r.msg.Raw // the body as received, not encoded again
 		}
 		if c.body != nil {
 			if req.Body, err = c.body.Eval(env); err != nil {

@@ -469,6 +469,9 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		} else {
 			rawType = ""
 		}
+		if body == nil && len(req.RawJSON) > 0 {
+			body = req.RawJSON // the same JSON, not encoded again
+		}
 		if body == nil {
 			if body, err = jsonv.Marshal(req.Body); err != nil {
 				return nil, fmt.Errorf("%s: encoding the body: %w", where, err)

@@ -213,6 +213,28 @@ func TestRawBodyWithContentType(t *testing.T) {
 	}
 }
 
+// RawJSON (the message's body as received) is sent as is on the JSON
+// path; a raw body with a non-JSON Content-Type still wins.
+func TestRawJSONBody(t *testing.T) {
+	srv, s := recorder(t, 200, "", "")
+	c := client(t, map[string]any{"base_url": srv.URL}, 0)
+	raw := []byte(`{"id": 1,  "total": 10.10}`)
+	if _, err := c.Call(context.Background(), connectors.Request{Method: "POST", Path: "/o", Body: map[string]any{"id": 1}, RawJSON: raw}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.get(); string(got.body) != string(raw) || got.headers.Get("Content-Type") != "application/json" {
+		t.Errorf("sent %q as %q; want the raw JSON", got.body, got.headers.Get("Content-Type"))
+	}
+	_, err := c.Call(context.Background(), connectors.Request{Method: "POST", Path: "/t", Body: "hello", RawJSON: []byte(`"hello"`),
+		Headers: map[string]string{"Content-Type": "text/plain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.get(); string(got.body) != "hello" {
+		t.Errorf("text body sent as %q", got.body)
+	}
+}
+
 func TestBasePathJoining(t *testing.T) {
 	for _, tc := range []struct{ base, path, want string }{
 		{"/api", "/orders", "/api/orders"},

@@ -50,18 +50,6 @@ func Append(dst []byte, v any) ([]byte, error) {
 
 var errDepth = fmt.Errorf("jsonv: exceeded max depth of %d", maxDepth)
 
-// Raw is encoded JSON, written as is (like json.RawMessage; the caller
-// vouches that it is valid JSON, such as a body that Decode accepted).
-type Raw []byte
-
-// MarshalJSON implements json.Marshaler: encoding/json writes it as is too.
-func (r Raw) MarshalJSON() ([]byte, error) {
-	if len(r) == 0 {
-		return []byte("null"), nil
-	}
-	return r, nil
-}
-
 func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	if depth > maxDepth {
 		return dst, errDepth
@@ -69,11 +57,6 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
 		return append(dst, "null"...), nil
-	case Raw:
-		if len(v) == 0 {
-			return append(dst, "null"...), nil
-		}
-		return append(dst, v...), nil
 	case string:
 		return appendString(dst, v), nil
 	case map[string]any:

@@ -159,16 +159,3 @@ func largeObjectJSON(n int) string {
 	}
 	return "{" + strings.Join(parts, ",") + "}"
 }
-
-// Raw is written as is, by Marshal and by encoding/json; empty is null.
-func TestRaw(t *testing.T) {
-	v := map[string]any{"a": Raw(`[1, 2.50]`), "b": Raw(nil)}
-	got, err := Marshal(v)
-	if err != nil || string(got) != `{"a":[1, 2.50],"b":null}` {
-		t.Errorf("Marshal = %s, %v", got, err)
-	}
-	std, err := json.Marshal(v)
-	if err != nil || string(std) != `{"a":[1,2.50],"b":null}` {
-		t.Errorf("encoding/json = %s, %v", std, err)
-	}
-}

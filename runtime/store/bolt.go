@@ -149,22 +149,49 @@ func (s *Bolt) committer() {
 				break fill
 			}
 		}
+		s.commit(group)
+	}
+}
+
+// commit writes group in one transaction. When a write fails, the others
+// commit together without it, and then it runs once more in a
+// transaction of its own (it may have failed only because of a write
+// before it) and gets that outcome, as with bbolt's Batch. A panicking
+// write fails instead of taking the process down.
+func (s *Bolt) commit(group []*boltWrite) {
+	var failed []*boltWrite
+	for len(group) > 0 {
+		at := -1
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			for _, w := range group {
-				if err := w.fn(tx); err != nil {
+			for i, w := range group {
+				if err := safely(w.fn, tx); err != nil {
+					at = i
 					return err
 				}
 			}
 			return nil
 		})
-		for _, w := range group {
-			if err != nil && len(group) > 1 {
-				w.done <- s.db.Update(w.fn) // find the one that failed; the others commit
-				continue
+		if at < 0 || len(group) == 1 {
+			for _, w := range group {
+				w.done <- err
 			}
-			w.done <- err
+			break
 		}
+		failed = append(failed, group[at])
+		group = append(group[:at:at], group[at+1:]...)
 	}
+	for _, w := range failed {
+		w.done <- s.db.Update(func(tx *bolt.Tx) error { return safely(w.fn, tx) })
+	}
+}
+
+func safely(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: a write panicked: %v", p)
+		}
+	}()
+	return fn(tx)
 }
 
 var _ Store = (*Bolt)(nil)
@@ -447,13 +474,20 @@ func (s *Bolt) Recover(ctx context.Context) (int, error) {
 func (s *Bolt) Depth(ctx context.Context, flow string) (int, time.Time, error) {
 	n := 0
 	var oldest time.Time
+	// The leases are copied first: taking s.mu inside a read transaction
+	// would invert the order Lease and ClaimKey take them in, and a commit
+	// waiting to remap the file between the two would block all three.
+	s.mu.Lock()
+	leased := make(map[string]bool, len(s.leased))
+	for id := range s.leased {
+		leased[id] = true
+	}
+	s.mu.Unlock()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		prefix := append([]byte(flow), 0)
 		c := tx.Bucket(bQueue).Cursor()
-		s.mu.Lock()
-		defer s.mu.Unlock()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if s.leased[string(k[len(prefix)+8:])] {
+			if leased[string(k[len(prefix)+8:])] {
 				continue
 			}
 			if len(v) == 8 {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -54,5 +55,38 @@ func TestBoltReadsJSONRecords(t *testing.T) {
 	}
 	if n, _, _ := s.Depth(ctx, "f"); n != 0 {
 		t.Errorf("queue depth %d after completing the only message", n)
+	}
+}
+
+// One failing or panicking write of a commit fails alone: the writes
+// committed with it land, and the process lives on.
+func TestBoltCommitIsolatesAFailingWrite(t *testing.T) {
+	s, err := OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put := func(k string) func(*bolt.Tx) error {
+		return func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte(k), []byte("v")) }
+	}
+	boom := errors.New("boom")
+	writes := []*boltWrite{
+		{fn: put("a"), done: make(chan error, 1)},
+		{fn: func(*bolt.Tx) error { return boom }, done: make(chan error, 1)},
+		{fn: put("b"), done: make(chan error, 1)},
+		{fn: func(*bolt.Tx) error { panic("bad write") }, done: make(chan error, 1)},
+		{fn: put("c"), done: make(chan error, 1)},
+	}
+	s.commit(writes)
+	for i, w := range writes {
+		err := <-w.done
+		if (i == 1 || i == 3) != (err != nil) {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if v, _ := s.GetMeta(context.Background(), k); string(v) != "v" {
+			t.Errorf("write %q was lost with the failing ones", k)
+		}
 	}
 }

@@ -69,6 +69,7 @@ type Redis struct {
 
 // scriptCall is one script call waiting for a pipeliner.
 type scriptCall struct {
+	ctx    context.Context // the caller's: a call it gave up on is not sent
 	script *redis.Script
 	keys   []string
 	args   []any
@@ -502,7 +503,7 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 // claims come from many requests and workers at once, so under load the
 // batches are large.
 func (s *Redis) Eval(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	c := &scriptCall{script: script, keys: keys, args: args, done: make(chan *redis.Cmd, 1)}
+	c := &scriptCall{ctx: ctx, script: script, keys: keys, args: args, done: make(chan *redis.Cmd, 1)}
 	fail := func(err error) *redis.Cmd {
 		cmd := redis.NewCmd(ctx)
 		cmd.SetErr(err)
@@ -520,6 +521,8 @@ func (s *Redis) Eval(ctx context.Context, script *redis.Script, keys []string, a
 		return cmd
 	case <-ctx.Done():
 		return fail(ctx.Err()) // the call may still land, as with any timed-out call
+	case <-s.quit:
+		return fail(redis.ErrClosed)
 	}
 }
 
@@ -548,6 +551,22 @@ func (s *Redis) pipeliner() {
 }
 
 func (s *Redis) send(batch []*scriptCall) {
+	// A call whose caller gave up while it waited is answered, not sent:
+	// the caller may be retrying it already, and the stale one must not
+	// land after the retry.
+	live := batch[:0]
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			cmd := redis.NewCmd(c.ctx)
+			cmd.SetErr(err)
+			c.done <- cmd
+			continue
+		}
+		live = append(live, c)
+	}
+	if batch = live; len(batch) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 	defer cancel()
 	if len(batch) == 1 {

@@ -32,12 +32,22 @@ func (e *enc) int(v int64)    { e.b = binary.AppendVarint(e.b, v) }
 func (e *enc) str(s string)   { e.uint(uint64(len(s))); e.b = append(e.b, s...) }
 func (e *enc) bytes(p []byte) { e.uint(uint64(len(p))); e.b = append(e.b, p...) }
 
+// The times a record can hold: Unix nanoseconds in an int64. A time
+// outside (a Retry-After date centuries ahead) is clamped, not wrapped.
+var minTime, maxTime = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+
 func (e *enc) time(t time.Time) {
 	if t.IsZero() {
 		e.b = append(e.b, 0)
 		return
 	}
 	e.b = append(e.b, 1)
+	switch {
+	case t.Before(minTime):
+		t = minTime
+	case t.After(maxTime):
+		t = maxTime
+	}
 	e.int(t.UnixNano())
 }
 
@@ -124,7 +134,7 @@ func (d *dec) time() time.Time {
 	if present == 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, d.int())
+	return time.Unix(0, d.int()).UTC()
 }
 
 // count reads a collection length, refusing one the rest of the record

@@ -41,6 +41,10 @@ func TestMessageCodecRoundTrip(t *testing.T) {
 	if err != nil || h.ID != m.ID || h.Flow != m.Flow || h.Status != m.Status || !h.DueAt.Equal(m.DueAt) || h.Body != nil {
 		t.Errorf("head = %+v, %v", h, err)
 	}
+	far := &Message{ID: "far", DueAt: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if got, err := decodeMessage(encodeMessage(far)); err != nil || !got.DueAt.Equal(maxTime) || got.DueAt.Location() != time.UTC {
+		t.Errorf("a due time beyond int64 nanoseconds reads back as %v, %v; want %v (clamped, UTC)", got.DueAt, err, maxTime)
+	}
 	empty, err := decodeMessage(encodeMessage(&Message{ID: "x"}))
 	if err != nil || !reflect.DeepEqual(empty, &Message{ID: "x"}) {
 		t.Errorf("empty message round trip = %+v, %v", empty, err)

@@ -356,12 +356,14 @@ func (e *Engine) finishSync(sm *store.Message, ttl time.Duration) {
 // workers when the store falls behind, instead of piling up goroutines.
 const maxBackgroundWrites = 2048
 
-// background runs a store write without waiting for it; Shutdown waits.
+// background runs a store write without waiting for it; Shutdown waits
+// for them once the trigger listener has finished its requests, before it
+// closes the store.
 func (e *Engine) background(write func()) {
-	e.inflight.Add(1)
+	e.bgWrites.Add(1)
 	e.writeSlots <- struct{}{}
 	go func() {
-		defer e.inflight.Done()
+		defer e.bgWrites.Done()
 		defer func() { <-e.writeSlots }()
 		write()
 	}()

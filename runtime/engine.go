@@ -89,6 +89,7 @@ type Engine struct {
 	sources        []triggerSource
 	settling       sync.Map               // sync message id -> *store.Message whose journal write is under way
 	writeSlots     chan struct{}          // background writes under way (background)
+	bgWrites       sync.WaitGroup         // the same, for Shutdown
 	aggregator     flows.Aggregator       // set by the aggregate support, if compiled in
 	configErr      atomic.Pointer[string] // why the last conveyor.yaml change was not applied
 }
@@ -446,6 +447,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		errs = append(errs, e.admin.Shutdown(ctx))
 	}
 	e.wg.Wait()
+	e.bgWrites.Wait() // the sync journals of the last answers, completed messages
 	e.mu.Lock()
 	for _, c := range e.conns {
 		c.Close()

@@ -362,11 +362,7 @@ func (e *Engine) process(m *store.Message) {
 		// memo of the last effects: a crash before it lands runs the
 		// message again and repeats those (with the same Idempotency-Key),
 		// exactly as a crash while a worker waited for the write would.
-		e.background(func() {
-			if err := e.store.Save(saveCtx, m); err != nil {
-				e.log.Error("cannot record a completed message", "flow", m.Flow, "message", m.ID, "error", err)
-			}
-		})
+		e.background(func() { e.saveOutcome(m) })
 		return
 	}
 	var se *flows.StepError
@@ -397,6 +393,26 @@ func (e *Engine) process(m *store.Message) {
 		return
 	}
 	e.deadLetter(m, se.Step, string(se.Class), se.Error())
+}
+
+// saveOutcome records a completed message, trying again until the store
+// takes it or the engine shuts down: the record carries the memo of the
+// run's last effects, and a message left without it runs again.
+func (e *Engine) saveOutcome(m *store.Message) {
+	wait := 100 * time.Millisecond
+	for {
+		err := e.store.Save(context.WithoutCancel(e.ctx), m)
+		if err == nil {
+			return
+		}
+		e.log.Error("cannot record a completed message; trying again", "flow", m.Flow, "message", m.ID, "error", err)
+		select {
+		case <-e.ctx.Done():
+			return // left leased; the next start runs it again (with the memo it had)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // heartbeat renews m's lease every third of the lease timeout while it is

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -159,4 +160,85 @@ func TestNewDirectoryIsWatched(t *testing.T) {
 		_, out := post(t, "http://"+e.TriggerAddr()+"/q", `{"a": "1.50"}`)
 		return out["amount"] == "1.50"
 	})
+}
+
+// A file in the workspace that changes without pause (a log the server
+// writes there) does not hold hot reload back: a saved flow goes live
+// within a second.
+func TestBusyWorkspaceFileDoesNotHoldReloadBack(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"ping": "trigger: {http: {path: /p, mode: sync}}\nsteps: [{respond: {body: '\"a\"'}}]\n"})
+	e := start(t, dir, runtime.Options{RescanInterval: time.Hour})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // a log written every 20 ms, in the workspace root
+		defer close(done)
+		f, err := os.Create(filepath.Join(dir, "conveyor.log"))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				f.WriteString("a log line\n")
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	time.Sleep(100 * time.Millisecond)
+	saved := time.Now()
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "ping.yaml"), []byte("trigger: {http: {path: /p, mode: sync}}\nsteps: [{respond: {body: '\"b\"'}}]\n"), 0o644))
+	for {
+		resp, err := http.Post("http://"+e.TriggerAddr()+"/p", "application/json", strings.NewReader(`{}`))
+		must(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.TrimSpace(string(b)) == `"b"` {
+			break
+		}
+		if time.Since(saved) > 1500*time.Millisecond {
+			t.Fatalf("the saved flow is not live %s after the save (answer %s)", time.Since(saved).Round(time.Millisecond), b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("live %s after the save", time.Since(saved).Round(time.Millisecond))
+}
+
+// A lookup file rewritten without pause (an export job) does not hold a
+// flow's save back: the debounce waits for quiet, but not for ever.
+func TestEndlessLookupWritesDoNotHoldAFlowBack(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"ping": "trigger: {http: {path: /p, mode: sync}}\nsteps: [{respond: {body: '\"a\"'}}]\n"})
+	must(t, os.Mkdir(filepath.Join(dir, "lookups"), 0o755))
+	e := start(t, dir, runtime.Options{RescanInterval: time.Hour})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			_ = os.WriteFile(filepath.Join(dir, "lookups", "stock.csv"), fmt.Appendf(nil, "sku,qty\nA,%d\n", i), 0o644)
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	time.Sleep(100 * time.Millisecond)
+	saved := time.Now()
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "ping.yaml"), []byte("trigger: {http: {path: /p, mode: sync}}\nsteps: [{respond: {body: '\"b\"'}}]\n"), 0o644))
+	eventually(t, 2*time.Second, "the saved flow live", func() bool {
+		resp, err := http.Post("http://"+e.TriggerAddr()+"/p", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.TrimSpace(string(b)) == `"b"`
+	})
+	if d := time.Since(saved); d > 1500*time.Millisecond {
+		t.Errorf("live %s after the save; want about a second at most", d.Round(time.Millisecond))
+	}
 }

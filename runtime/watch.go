@@ -43,8 +43,30 @@ func (e *Engine) watchDirs() []string {
 
 const (
 	debounce = 200 * time.Millisecond // quiet time after the last event of a burst
-	settle   = 50 * time.Millisecond  // a file modified more recently may be half written
+	// maxDebounce bounds the wait from a burst's first event: files that
+	// change without pause must not hold a reload back for good.
+	maxDebounce = time.Second
+	settle      = 50 * time.Millisecond // a file modified more recently may be half written
 )
+
+// relevant reports whether an event on path can change what a reload
+// builds: conveyor.yaml, anything in flows/, mappings/ or lookups/, and
+// those directories themselves. Other files in the workspace (a log the
+// server writes there, the data directory) change all the time.
+func (e *Engine) relevant(path string) bool {
+	dir := filepath.Clean(e.opts.Workspace)
+	path = filepath.Clean(path)
+	if path == filepath.Join(dir, "conveyor.yaml") {
+		return true
+	}
+	for _, sub := range []string{"flows", "mappings", "lookups"} {
+		d := filepath.Join(dir, sub)
+		if path == d || filepath.Dir(path) == d {
+			return true
+		}
+	}
+	return false
+}
 
 // rescanLoop reloads after bursts of events from w (nil: no watcher) and
 // on every tick.
@@ -58,6 +80,7 @@ func (e *Engine) rescanLoop(w *fsnotify.Watcher) {
 	defer tick.Stop()
 	var fire <-chan time.Time
 	var timer *time.Timer
+	var first time.Time // the first event of the burst fire waits for
 	for {
 		select {
 		case <-e.ctx.Done():
@@ -81,10 +104,19 @@ func (e *Engine) rescanLoop(w *fsnotify.Watcher) {
 					}
 				}
 			}
+			if !e.relevant(ev.Name) {
+				continue
+			}
+			wait := debounce
+			if fire == nil {
+				first = time.Now()
+			} else if left := maxDebounce - time.Since(first); left < wait {
+				wait = max(left, 0)
+			}
 			if timer == nil {
-				timer = time.NewTimer(debounce)
+				timer = time.NewTimer(wait)
 			} else {
-				timer.Reset(debounce)
+				timer.Reset(wait)
 			}
 			fire = timer.C
 		case err, ok := <-errs:

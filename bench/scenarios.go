@@ -259,6 +259,18 @@ func (r *runner) delivery() error {
 	return nil
 }
 
+// pacedBaseline runs the baseline handler at rate for half the duration.
+func (r *runner) pacedBaseline(rate float64) (*loadResult, error) {
+	p, url, err := startBaseline(r.ctx, r.tmp)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop(5 * time.Second)
+	l := load{Concurrency: r.opt.concurrency, Rate: rate, URL: fixedURL(url + "/orders"), Body: orderBody, OK: statusIs(200),
+		Duration: max(r.opt.duration/2, time.Second)}
+	return l.run(r.ctx), nil
+}
+
 // reload: the sync flow at half its measured max rate, paced, while the
 // flow file is rewritten (alternating two variants) opts.reloads times.
 func (r *runner) reload() error {
@@ -288,6 +300,12 @@ func (r *runner) reload() error {
 				variantB.Add(1)
 			}
 		}}
+	// The floor of this machine: the bare baseline handler at the same
+	// paced rate (its p99 is what the generator and the box add anyway).
+	floor, err := r.pacedBaseline(rate)
+	if err != nil {
+		return err
+	}
 	r.warm(l)
 	// control: the same paced load without rewrites, so what the rewrites
 	// add to the latency can be told from what the sync path costs anyway
@@ -348,6 +366,7 @@ func (r *runner) reload() error {
 	row.Details["control_max_ms"] = ms(control.Lat.max)
 	row.Details["control_failed"] = control.Failed
 	row.Details["reloads_ok"] = reloads
+	row.Details["baseline_p99_ms_same_rate"] = ms(floor.Lat.quantile(0.99))
 	row.Details["reloads_failed"] = int(failedAfter - failedBefore)
 	row.Details["answers_variant_a"] = variantA.Load()
 	row.Details["answers_variant_b"] = variantB.Load()

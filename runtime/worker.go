@@ -209,10 +209,9 @@ func decodeState(raw json.RawMessage) (st *flows.State, messageBody bool, err er
 
 // storeMemo keeps a message's memo in its stored record. A succeeded
 // effect is written, with the latest checkpoint, before the next effect
-// starts (Flush) or with the run's outcome, whichever comes first: never
-// later than before (the window between an effect's answer and its write
-// is one store write either way), and a flow of one call costs one write
-// per run instead of two.
+// starts (Flush) or with the run's outcome (saveOutcome, retried until it
+// lands): no effect starts before the ones before it are durable, and a
+// flow of one call costs one write per run instead of two.
 type storeMemo struct {
 	e     *Engine
 	m     *store.Message

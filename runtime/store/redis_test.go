@@ -340,3 +340,36 @@ func TestRedisRoundTrips(t *testing.T) {
 		t.Error("Finish of a failed run did not release the key")
 	}
 }
+
+// A script call whose caller has given up is not sent: it could land
+// after the caller's retry. Calls still wanted go through the same
+// pipelines.
+func TestRedisEvalDropsAbandonedCalls(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	s := openRedis(t, url, prefix, "c1", time.Minute)
+	incr := redis.NewScript(`return redis.call('INCR', KEYS[1])`)
+	key := prefix + "evaltest"
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 50 {
+		if err := s.Eval(gone, incr, []string{key}).Err(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("abandoned call: %v, want context.Canceled", err)
+		}
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Eval(context.Background(), incr, []string{key}).Err(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(100 * time.Millisecond) // anything abandoned but sent would have landed
+	if n, err := s.Client().Get(context.Background(), key).Int(); err != nil || n != 20 {
+		t.Errorf("the counter is %d (%v); want 20: only the wanted calls ran", n, err)
+	}
+}

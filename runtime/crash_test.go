@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/conveyor-run/conveyor/internal/testenv"
 )
 
 func freePort(t *testing.T) string {
@@ -146,9 +148,7 @@ func eachOnce(t *testing.T, erp *target, accepted map[string]bool, within time.D
 // kill -9 of a serving process under load: every message that got a 202
 // reaches the ERP after a restart, each exactly once there.
 func TestKillNineUnderLoadLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
+	testenv.SkipShort(t, "builds and runs the binary")
 	bin := conveyorBinary(t)
 	erp := newTarget(t)
 	erp.status = func(map[string]any) int { time.Sleep(2 * time.Millisecond); return 201 }

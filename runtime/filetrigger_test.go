@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
@@ -277,9 +278,7 @@ func TestFileTriggerBadInput(t *testing.T) {
 // message. CONVEYOR_FILE_ROWS sets the rows (default 20,000; 2,700,000
 // make a 200 MB file).
 func TestFileTriggerLargeCSV(t *testing.T) {
-	if testing.Short() {
-		t.Skip("accepts many messages")
-	}
+	testenv.SkipShort(t, "accepts many messages")
 	rows := 20000
 	if v, err := strconv.Atoi(os.Getenv("CONVEYOR_FILE_ROWS")); err == nil && v > 0 {
 		rows = v

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
 )
 
@@ -17,9 +18,7 @@ import (
 // both and one is killed with kill -9 mid-run. Every message that got a
 // 202 reaches the ERP, each under one idempotency key.
 func TestTwoReplicasKillNine(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary twice")
-	}
+	testenv.SkipShort(t, "builds and runs the binary twice")
 	url := storetest.RedisURL(t)
 	prefix := storetest.RedisPrefix(t, url)
 	bin := conveyorBinary(t)

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
@@ -143,9 +144,7 @@ func TestReplicasSameWebhookProcessedOnce(t *testing.T) {
 
 // A limit of 20/s (burst 5) shared by both replicas holds within 5% over 5 s.
 func TestReplicasShareRateLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("5 s of load")
-	}
+	testenv.SkipShort(t, "5 s of load")
 	url := storetest.RedisURL(t)
 	prefix := storetest.RedisPrefix(t, url)
 	dir := replicaWorkspace(t, newSink(t), map[string]string{"limited": `
@@ -196,9 +195,7 @@ steps: [{respond: {status: 200, body: '{ok: true}'}}]
 // abandoned, never shut down): every message either replica accepted
 // reaches the ERP, each under one idempotency key.
 func TestReplicaKilledMidRunLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("load for a few seconds")
-	}
+	testenv.SkipShort(t, "load for a few seconds")
 	url := storetest.RedisURL(t)
 	prefix := storetest.RedisPrefix(t, url)
 	erp := newSink(t)

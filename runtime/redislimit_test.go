@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
@@ -103,9 +104,7 @@ func checkAccuracy(t *testing.T, what string, got int64, calls []time.Time, rl f
 // Over 10 s at 50/s with a burst of 10, each limiter grants 510 tokens,
 // within 5%, however many goroutines ask.
 func TestRateLimitAccuracy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("10 s per limiter")
-	}
+	testenv.SkipShort(t, "10 s per limiter")
 	rl := flows.RateLimit{Limit: 50, Per: time.Second, Burst: 10}
 	const d = 10 * time.Second
 	t.Run("embedded", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
@@ -12,9 +13,7 @@ import (
 // A schedule fires on time and never overlaps a run still pending: with
 // calls taking 1.5 s and a firing every second, runs are skipped.
 func TestScheduleFiresWithoutOverlap(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for several firings")
-	}
+	testenv.SkipShort(t, "waits for several firings")
 	erp := newTarget(t)
 	erp.status = func(map[string]any) int { time.Sleep(1500 * time.Millisecond); return 201 }
 	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"nightly": `

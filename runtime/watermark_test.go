@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 )
 
@@ -85,9 +86,7 @@ func pulled(tg *target) map[int]int {
 // each pulled exactly once, and the first poll after a restart continues
 // from the last stored watermark.
 func TestWatermarkSurvivesRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for several schedule firings")
-	}
+	testenv.SkipShort(t, "waits for several schedule firings")
 	src, sink := newFeed(t), newTarget(t)
 	var slow atomic.Bool
 	sink.status = func(map[string]any) int {

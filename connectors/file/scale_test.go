@@ -15,6 +15,7 @@ import (
 	"time"
 
 	fileconn "github.com/conveyor-run/conveyor/connectors/file"
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
@@ -66,9 +67,7 @@ func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 // every record as a message body — in memory that does not grow with the
 // file. CONVEYOR_CSV_MB sets the size; -short skips it.
 func TestLargeCSVConstantMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes and reads a 200 MB file")
-	}
+	testenv.SkipShort(t, "writes and reads a 200 MB file")
 	mb := 200
 	if v, err := strconv.Atoi(os.Getenv("CONVEYOR_CSV_MB")); err == nil && v > 0 {
 		mb = v

@@ -82,11 +82,7 @@ func (r *runner) redisSync() error {
 		return err
 	}
 	defer cleanup()
-	ws, err := r.workspace("redis-sync", map[string]string{"bench-sync": fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "rsync")})
-	if err != nil {
-		return err
-	}
-	c, err := startConveyorWith(r.ctx, r.bin, ws, serveOpts{profile: r.opt.profile, redis: u})
+	c, err := r.serveFlow("redis-sync", "bench-sync", fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "rsync"), serveOpts{redis: u})
 	if err != nil {
 		return err
 	}
@@ -122,12 +118,7 @@ func (r *runner) redisAsync() error {
 		return err
 	}
 	defer cleanup()
-	ws, err := r.workspace("redis-async", map[string]string{
-		"bench-async": fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "rasync", "{{concurrency}}", "8")})
-	if err != nil {
-		return err
-	}
-	c, err := startConveyorWith(r.ctx, r.bin, ws, serveOpts{profile: r.opt.profile, redis: u})
+	c, err := r.serveFlow("redis-async", "bench-async", fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "rasync", "{{concurrency}}", "8"), serveOpts{redis: u})
 	if err != nil {
 		return err
 	}
@@ -197,7 +188,7 @@ func (r *runner) deliverWithReplicas(replicas, n, conc int) (*replicaRun, error)
 	}
 	var urls []string
 	for i := range replicas {
-		c, err := startConveyorWith(r.ctx, r.bin, ws, serveOpts{redis: u, name: strconv.Itoa(i)})
+		c, err := startConveyor(r.ctx, r.bin, ws, serveOpts{redis: u, name: strconv.Itoa(i)})
 		if err != nil {
 			return nil, err
 		}

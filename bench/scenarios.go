@@ -101,6 +101,17 @@ func (r *runner) workspace(name string, flows map[string]string) (*workspace, er
 	return newWorkspace(filepath.Join(r.tmp, name), r.sink.url(), flows)
 }
 
+// serveFlow writes workspace name with one flow and serves it, profiled
+// when -cpuprofile is set; stop it when done.
+func (r *runner) serveFlow(name, flowID, src string, so serveOpts) (*conveyor, error) {
+	ws, err := r.workspace(name, map[string]string{flowID: src})
+	if err != nil {
+		return nil, err
+	}
+	so.profile = r.opt.profile
+	return startConveyor(r.ctx, r.bin, ws, so)
+}
+
 func statusIs(codes ...int) func(int) bool {
 	return func(s int) bool {
 		for _, c := range codes {
@@ -132,11 +143,7 @@ func (r *runner) baseline() error {
 
 // sync: validate + dedup + inbound rate limit + map + respond, inline.
 func (r *runner) sync() error {
-	ws, err := r.workspace("sync", map[string]string{"bench-sync": fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "sync")})
-	if err != nil {
-		return err
-	}
-	c, err := startConveyor(r.ctx, r.bin, ws, r.opt.profile)
+	c, err := r.serveFlow("sync", "bench-sync", fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "sync"), serveOpts{})
 	if err != nil {
 		return err
 	}
@@ -155,12 +162,7 @@ func (r *runner) sync() error {
 // (concurrency 8) stall in their first calls and the run measures
 // accepting alone; delivery has its own scenario.
 func (r *runner) async() error {
-	ws, err := r.workspace("async", map[string]string{
-		"bench-async": fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "async", "{{concurrency}}", "8")})
-	if err != nil {
-		return err
-	}
-	c, err := startConveyor(r.ctx, r.bin, ws, r.opt.profile)
+	c, err := r.serveFlow("async", "bench-async", fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "async", "{{concurrency}}", "8"), serveOpts{})
 	if err != nil {
 		return err
 	}
@@ -200,12 +202,7 @@ func (r *runner) delivery() error {
 	prow.Details["msgs_per_s"] = float64(n) / pres.Elapsed.Seconds()
 	prow.Details["total_ms"] = ms(pres.Elapsed)
 
-	ws, err := r.workspace("delivery", map[string]string{
-		"bench-deliver": fill(deliveryFlow, "{{path}}", "/bench/deliver", "{{key}}", "deliver", "{{concurrency}}", strconv.Itoa(conc))})
-	if err != nil {
-		return err
-	}
-	c, err := startConveyor(r.ctx, r.bin, ws, r.opt.profile)
+	c, err := r.serveFlow("delivery", "bench-deliver", fill(deliveryFlow, "{{path}}", "/bench/deliver", "{{key}}", "deliver", "{{concurrency}}", strconv.Itoa(conc)), serveOpts{})
 	if err != nil {
 		return err
 	}
@@ -281,7 +278,7 @@ func (r *runner) reload() error {
 	if err != nil {
 		return err
 	}
-	c, err := startConveyor(r.ctx, r.bin, ws, r.opt.profile)
+	c, err := startConveyor(r.ctx, r.bin, ws, serveOpts{profile: r.opt.profile})
 	if err != nil {
 		return err
 	}
@@ -385,7 +382,7 @@ func (r *runner) rss() error {
 	if err != nil {
 		return err
 	}
-	c, err := startConveyor(r.ctx, r.bin, ws, r.opt.profile)
+	c, err := startConveyor(r.ctx, r.bin, ws, serveOpts{profile: r.opt.profile})
 	if err != nil {
 		return err
 	}

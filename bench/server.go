@@ -309,21 +309,15 @@ type conveyor struct {
 	url, admin string // base URLs of the trigger and admin listeners
 }
 
-// startConveyor serves ws with the binary bin on fresh loopback ports.
-// With profile, the admin listener serves /debug/pprof/.
-func startConveyor(ctx context.Context, bin string, ws *workspace, profile bool) (*conveyor, error) {
-	return startConveyorWith(ctx, bin, ws, serveOpts{profile: profile})
-}
-
 // serveOpts are the optional settings of a conveyor under test.
 type serveOpts struct {
-	profile bool
+	profile bool   // the admin listener serves /debug/pprof/
 	redis   string // --redis URL: the Redis store and limiter
 	name    string // log file conveyor-<name>.log (replicas of one workspace)
 }
 
-func startConveyorWith(ctx context.Context, bin string, ws *workspace, so serveOpts) (*conveyor, error) {
-	profile := so.profile
+// startConveyor serves ws with the binary bin on fresh loopback ports.
+func startConveyor(ctx context.Context, bin string, ws *workspace, so serveOpts) (*conveyor, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -334,7 +328,7 @@ func startConveyorWith(ctx context.Context, bin string, ws *workspace, so serveO
 	}
 	args := []string{"serve", "--workspace", ws.dir, "--listen", listen, "--admin-listen", admin,
 		"--data-dir", filepath.Join(ws.dir, "data"), "--log-level", "warn"}
-	if profile {
+	if so.profile {
 		args = append(args, "--pprof")
 	}
 	if so.redis != "" {
@@ -348,7 +342,7 @@ func startConveyorWith(ctx context.Context, bin string, ws *workspace, so serveO
 	if err != nil {
 		return nil, err
 	}
-	if profile {
+	if so.profile {
 		p.pprof = "http://" + admin + "/debug/pprof/"
 	}
 	c := &conveyor{proc: p, url: "http://" + listen, admin: "http://" + admin}

@@ -219,29 +219,24 @@ func queueKey(flow string, due time.Time, id string) []byte {
 func journalKey(m *Message) []byte { return append(be(m.ReceivedAt), m.ID...) }
 
 func getMsg(tx *bolt.Tx, id string) (*Message, error) {
-	v := tx.Bucket(bMessages).Get([]byte(id))
-	if v == nil {
-		return nil, ErrNotFound
-	}
-	m, err := decodeMessage(v)
-	if err != nil {
-		return nil, fmt.Errorf("store: message %s: %w", id, err)
-	}
-	if m.Body == nil {
+	m, err := read(tx, id, decodeMessage)
+	if err == nil && m.Body == nil {
 		if b := tx.Bucket(bBodies).Get([]byte(id)); b != nil {
 			m.Body = append(json.RawMessage(nil), b...)
 		}
 	}
-	return m, nil
+	return m, err
 }
 
 // getHead reads the queue fields of a stored message (see decodeHead).
-func getHead(tx *bolt.Tx, id string) (*Message, error) {
+func getHead(tx *bolt.Tx, id string) (*Message, error) { return read(tx, id, decodeHead) }
+
+func read(tx *bolt.Tx, id string, decode func([]byte) (*Message, error)) (*Message, error) {
 	v := tx.Bucket(bMessages).Get([]byte(id))
 	if v == nil {
 		return nil, ErrNotFound
 	}
-	m, err := decodeHead(v)
+	m, err := decode(v)
 	if err != nil {
 		return nil, fmt.Errorf("store: message %s: %w", id, err)
 	}

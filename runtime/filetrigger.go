@@ -87,77 +87,42 @@ const (
 	maxProblems = 20
 )
 
-// fileTriggers runs one inbox poller per live flow with a file trigger.
+// fileTriggers runs one inbox poller per live flow with a file trigger,
+// restarted when the inbox's settings change (its key).
 type fileTriggers struct {
 	e       *Engine
-	mu      sync.Mutex
-	polls   map[string]*filePoll
-	stopped bool
-}
-
-type filePoll struct {
-	key    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	workers *flowWorkers[string]
 }
 
 func newFileTriggers(e *Engine) triggerSource {
-	return &fileTriggers{e: e, polls: map[string]*filePoll{}}
+	return &fileTriggers{e: e, workers: newFlowWorkers[string](e)}
 }
 
-// sync starts, restarts (when the trigger's settings changed) and stops
-// pollers to match the live flows. A stopped poller has finished its
-// file before sync returns, so two never work on one inbox.
+// sync starts, restarts and stops pollers to match the live flows.
 func (s *fileTriggers) sync() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return
-	}
-	want := map[string]*inbox{}
-	s.e.mu.RLock()
-	for id, lf := range s.e.flows {
-		if f := lf.cur.Load(); f != nil && f.Trigger.File != nil {
-			want[id] = s.e.inboxOf(f.Trigger.File)
+	inboxes := map[string]*inbox{}
+	s.workers.sync(func() map[string]string {
+		keys := map[string]string{}
+		s.e.mu.RLock()
+		defer s.e.mu.RUnlock()
+		for id, lf := range s.e.flows {
+			if f := lf.cur.Load(); f != nil && f.Trigger.File != nil {
+				in := s.e.inboxOf(f.Trigger.File)
+				inboxes[id], keys[id] = in, in.key()
+			}
 		}
-	}
-	s.e.mu.RUnlock()
-	for id, p := range s.polls {
-		if in, ok := want[id]; !ok || in.key() != p.key {
-			p.cancel()
-			<-p.done
-			delete(s.polls, id)
-		}
-	}
-	for id, in := range want {
-		if _, running := s.polls[id]; running {
-			continue
-		}
+		return keys
+	}, func(id, _ string) (func(context.Context), error) {
+		in := inboxes[id]
 		if err := in.check(); err != nil {
 			s.e.log.Error("file trigger not started", "flow", id, "error", err)
-			continue
+			return nil, err
 		}
-		ctx, cancel := context.WithCancel(s.e.ctx)
-		p := &filePoll{key: in.key(), cancel: cancel, done: make(chan struct{})}
-		s.polls[id] = p
-		s.e.goLoop(func() {
-			defer close(p.done)
-			s.e.pollInbox(ctx, id, in)
-		})
-	}
+		return func(ctx context.Context) { s.e.pollInbox(ctx, id, in) }, nil
+	})
 }
 
-// stop ends every poller; a file being accepted stays in the inbox.
-func (s *fileTriggers) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopped = true
-	for id, p := range s.polls {
-		p.cancel()
-		<-p.done
-		delete(s.polls, id)
-	}
-}
+func (s *fileTriggers) stop() { s.workers.stop() }
 
 // inbox is a file trigger with its defaults applied and its directories
 // made absolute against the workspace.

@@ -47,7 +47,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -77,74 +76,36 @@ const (
 // one consumer goroutine per flow.
 type streamTriggers struct {
 	e       *Engine
-	mu      sync.Mutex // guards running, stopped; held while consumers start and stop
-	running map[string]*streamConsumer
-	stopped bool
+	workers *flowWorkers[streamSpec]
 }
 
 // streamSpec is what a consumer is started from; a change restarts it.
 type streamSpec struct{ kind, url, stream, subject, group string }
 
-type streamConsumer struct {
-	spec   streamSpec
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
 func newStreamTriggers(e *Engine) triggerSource {
-	return &streamTriggers{e: e, running: map[string]*streamConsumer{}}
+	return &streamTriggers{e: e, workers: newFlowWorkers[streamSpec](e)}
 }
 
 // sync starts, restarts and stops consumers to match the live flows.
 func (s *streamTriggers) sync() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return
-	}
-	want := map[string]streamSpec{}
-	s.e.mu.RLock()
-	for id, lf := range s.e.flows {
-		if f := lf.cur.Load(); f != nil && f.Source != nil && f.Source.Trigger != nil {
-			if sp, ok := s.specOf(id, f.Source.Trigger); ok {
-				want[id] = sp
+	s.workers.sync(func() map[string]streamSpec {
+		want := map[string]streamSpec{}
+		s.e.mu.RLock()
+		defer s.e.mu.RUnlock()
+		for id, lf := range s.e.flows {
+			if f := lf.cur.Load(); f != nil && f.Source != nil && f.Source.Trigger != nil {
+				if sp, ok := s.specOf(id, f.Source.Trigger); ok {
+					want[id] = sp
+				}
 			}
 		}
-	}
-	s.e.mu.RUnlock()
-	for id, c := range s.running {
-		if sp, ok := want[id]; !ok || sp != c.spec {
-			c.cancel()
-			<-c.done
-			delete(s.running, id)
-		}
-	}
-	for id, sp := range want {
-		if s.running[id] != nil {
-			continue
-		}
-		ctx, cancel := context.WithCancel(s.e.ctx)
-		c := &streamConsumer{spec: sp, cancel: cancel, done: make(chan struct{})}
-		s.running[id] = c
-		s.e.goLoop(func() {
-			defer close(c.done)
-			defer cancel()
-			s.consume(ctx, id, sp)
-		})
-	}
+		return want
+	}, func(id string, sp streamSpec) (func(context.Context), error) {
+		return func(ctx context.Context) { s.consume(ctx, id, sp) }, nil
+	})
 }
 
-// stop ends every consumer and waits for them.
-func (s *streamTriggers) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopped = true
-	for id, c := range s.running {
-		c.cancel()
-		<-c.done
-		delete(s.running, id)
-	}
-}
+func (s *streamTriggers) stop() { s.workers.stop() }
 
 func (s *streamTriggers) specOf(id string, t *dsl.Trigger) (streamSpec, bool) {
 	sp := streamSpec{kind: "redis_stream"}

@@ -667,12 +667,9 @@ func (e *Engine) Replay(ctx context.Context, id string, opts ReplayOptions, auth
 	}
 	messageOps.Lock()
 	defer messageOps.Unlock()
-	m, err := e.Message(ctx, id)
+	m, err := e.deadLetterFor(ctx, id, "replayed")
 	if err != nil {
-		return nil, err
-	}
-	if m.Status != store.Dead {
-		return m, adminErr(ErrConflict, "message %s is %s, not dead: only dead letters can be replayed", id, m.Status)
+		return m, err
 	}
 	lf, cur := e.live(m.Flow)
 	if lf == nil {
@@ -827,18 +824,28 @@ func (e *Engine) ReplayMany(ctx context.Context, f store.Filter, opts ReplayOpti
 	}
 }
 
+// deadLetterFor reads message id for an operation only dead letters
+// allow: any other status is ErrConflict (with the message).
+func (e *Engine) deadLetterFor(ctx context.Context, id, done string) (*store.Message, error) {
+	m, err := e.Message(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.Status != store.Dead {
+		return m, adminErr(ErrConflict, "message %s is %s, not dead: only dead letters can be %s", id, m.Status, done)
+	}
+	return m, nil
+}
+
 // Discard removes dead letter id from the dead-letter queue with a
 // reason; the message is kept, with status discarded. Any other status is
 // ErrConflict.
 func (e *Engine) Discard(ctx context.Context, id, reason, author string) (*store.Message, error) {
 	messageOps.Lock()
 	defer messageOps.Unlock()
-	m, err := e.Message(ctx, id)
+	m, err := e.deadLetterFor(ctx, id, "discarded")
 	if err != nil {
-		return nil, err
-	}
-	if m.Status != store.Dead {
-		return m, adminErr(ErrConflict, "message %s is %s, not dead: only dead letters can be discarded", id, m.Status)
+		return m, err
 	}
 	m.Status, m.Reason = store.Discarded, reason
 	if err := e.store.Save(ctx, m); err != nil {

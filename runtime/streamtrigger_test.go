@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
@@ -272,19 +273,8 @@ steps:
 // nats://127.0.0.1:4222); without a server the test is skipped, unless CI
 // is set.
 func natsStream(t *testing.T) (url string, js jetstream.JetStream, name, prefix string) {
-	url = os.Getenv("CONVEYOR_TEST_NATS")
-	if url == "" {
-		url = "nats://127.0.0.1:4222"
-	}
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("nats at %s is unreachable and CI is set: %v", url, err)
-		}
-		t.Skipf("nats at %s is unreachable: %v", url, err)
-	}
-	t.Cleanup(nc.Close)
-	js, err = jetstream.New(nc)
+	url, nc := testenv.NATS(t)
+	js, err := jetstream.New(nc)
 	must(t, err)
 	var b [6]byte
 	_, _ = rand.Read(b[:])

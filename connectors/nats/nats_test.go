@@ -4,15 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/conveyor-run/conveyor/connectors"
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
@@ -22,18 +21,7 @@ import (
 // is skipped, unless CI is set.
 func testStream(t *testing.T) (string, jetstream.JetStream, jetstream.Stream, string) {
 	t.Helper()
-	url := os.Getenv("CONVEYOR_TEST_NATS")
-	if url == "" {
-		url = "nats://127.0.0.1:4222"
-	}
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("nats at %s is unreachable and CI is set: %v", url, err)
-		}
-		t.Skipf("nats at %s is unreachable: %v", url, err)
-	}
-	t.Cleanup(nc.Close)
+	url, nc := testenv.NATS(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

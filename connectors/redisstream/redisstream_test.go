@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyor-run/conveyor/connectors"
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
@@ -21,24 +21,12 @@ import (
 // skipped, unless CI is set.
 func testRedis(t *testing.T) (string, *redis.Client, string) {
 	t.Helper()
-	url := os.Getenv("CONVEYOR_TEST_REDIS")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
+	url := testenv.RedisURL(t)
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis at %s is unreachable and CI is set: %v", url, err)
-		}
-		t.Skipf("redis at %s is unreachable: %v", url, err)
-	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	stream := "cvtest:" + hex.EncodeToString(b[:]) + ":orders"

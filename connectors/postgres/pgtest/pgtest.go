@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/conveyor-run/conveyor/internal/testenv"
 )
 
 // DefaultURL is the server tests use when PGTEST_URL is not set.
@@ -37,10 +39,7 @@ func Schema(t testing.TB) (name, dbURL string, conn *pgx.Conn) {
 	defer cancel()
 	admin, err := pgx.Connect(ctx, withParam(t, ServerURL(), "connect_timeout", "3"))
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL at %s is unreachable and CI is set: %v", redacted(ServerURL()), err)
-		}
-		t.Skipf("PostgreSQL at %s is unreachable (set CI to fail instead): %v", redacted(ServerURL()), err)
+		testenv.Unreachable(t, "PostgreSQL", redacted(ServerURL()), err)
 	}
 	defer admin.Close(context.Background())
 	b := make([]byte, 6)

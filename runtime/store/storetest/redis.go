@@ -4,37 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/conveyor-run/conveyor/internal/testenv"
 )
 
-// RedisURL is the Redis that integration tests use: $CONVEYOR_TEST_REDIS,
-// default redis://127.0.0.1:6379/0. When it does not answer the test is
-// skipped — unless CI is set, where it fails: CI always has a Redis.
+// RedisURL is the Redis that integration tests use (testenv.RedisURL):
+// $CONVEYOR_TEST_REDIS, default redis://127.0.0.1:6379/0; skipped when it
+// does not answer, unless CI is set, where it fails.
 func RedisURL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv("CONVEYOR_TEST_REDIS")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("CONVEYOR_TEST_REDIS: %v", err)
-	}
-	c := redis.NewClient(opt)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redis at %s is unreachable and CI is set: %v", url, err)
-		}
-		t.Skipf("redis at %s is unreachable: %v", url, err)
-	}
-	return url
+	return testenv.RedisURL(t)
 }
 
 // RedisPrefix returns a fresh key prefix ("cvtest:<random>:") and deletes

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/mappings"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 type step struct {
@@ -518,7 +518,7 @@ func (r *run) runSplit(s *step) (bool, error) {
 	if err != nil {
 		return false, &StepError{Class: Permanent, Step: s.path, Kind: s.kind, Err: err}
 	}
-	items, ok := asList(v)
+	items, ok := jsonv.AsList(v)
 	if !ok && v != nil {
 		return false, &StepError{Class: Permanent, Step: s.path, Kind: s.kind, Err: fmt.Errorf("split: items is %T, not a list", v)}
 	}
@@ -803,21 +803,6 @@ func stringsToAny(m map[string]string) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-func asList(v any) ([]any, bool) {
-	if l, ok := v.([]any); ok {
-		return l, true
-	}
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
-		return nil, false
-	}
-	out := make([]any, rv.Len())
-	for i := range out {
-		out[i] = rv.Index(i).Interface()
-	}
-	return out, true
 }
 
 func toInt(v any) (int, bool) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 // maxScale bounds the digits after the point (and the exponent) of a
@@ -192,7 +194,7 @@ func decRound(args ...any) (any, error) {
 }
 
 func decSum(args ...any) (any, error) {
-	list, ok := listOf(args[0])
+	list, ok := jsonv.AsList(args[0])
 	if !ok {
 		return nil, fmt.Errorf("%s is not a list", describe(args[0]))
 	}

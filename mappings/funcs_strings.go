@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 // maxPad bounds the width pad_left and pad_right build, so that a typo
@@ -266,22 +268,6 @@ func countArg(name string, v any, limit int) (int, error) {
 	return n, err
 }
 
-// listOf returns v as a list, for any slice or array.
-func listOf(v any) ([]any, bool) {
-	if l, ok := v.([]any); ok {
-		return l, true
-	}
-	rv := reflect.ValueOf(v)
-	if k := rv.Kind(); k != reflect.Slice && k != reflect.Array {
-		return nil, false
-	}
-	l := make([]any, rv.Len())
-	for i := range l {
-		l[i] = rv.Index(i).Interface()
-	}
-	return l, true
-}
-
 func textFunc(f func(string) string) func(args ...any) (any, error) {
 	return func(args ...any) (any, error) { return f(stringOf(args[0])), nil }
 }
@@ -404,7 +390,7 @@ func title(s string) string {
 
 func containsAny(args ...any) (any, error) {
 	s := stringOf(args[0])
-	list, ok := listOf(args[1])
+	list, ok := jsonv.AsList(args[1])
 	if !ok {
 		return nil, fmt.Errorf("list: %s is not a list", describe(args[1]))
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 // BuildOptions are the envelope of an interchange Build writes. Every field
@@ -415,7 +417,7 @@ func (w *writer) rawSegments(items []*obj) error {
 		case "ISA", "IEA", "GS", "GE", "ST", "SE":
 			return fmt.Errorf("%s: %s is written by Build, leave it out", it.path, id)
 		}
-		l, ok := asList(it.val("elements"))
+		l, ok := jsonv.AsList(it.val("elements"))
 		if !ok && it.m["elements"] != nil {
 			return fmt.Errorf("%s: elements must be a list", it.path)
 		}
@@ -437,7 +439,7 @@ func (w *writer) rawSegments(items []*obj) error {
 // element joins a composite (a list) or repetitions ({"repeats": [...]}).
 func (w *writer) element(v any) (string, error) {
 	if m, ok := asMap(v); ok {
-		reps, ok := asList(m["repeats"])
+		reps, ok := jsonv.AsList(m["repeats"])
 		if !ok || len(m) != 1 {
 			return "", errors.New(`an object element must be {"repeats": [...]}`)
 		}
@@ -457,7 +459,7 @@ func (w *writer) element(v any) (string, error) {
 }
 
 func (w *writer) component(v any) (string, error) {
-	l, ok := asList(v)
+	l, ok := jsonv.AsList(v)
 	if !ok {
 		l = []any{v}
 	} else if len(l) < 2 {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 // part reads one piece of a friendly object from a loop node and writes it
@@ -211,7 +213,7 @@ var address = custom{
 	},
 	w: func(w *writer, o *obj) error {
 		v := o.val("address")
-		l, ok := asList(v)
+		l, ok := jsonv.AsList(v)
 		if !ok {
 			l = []any{v}
 		}
@@ -332,7 +334,7 @@ var total = custom{
 func invoiceTotal(o *obj) (*big.Rat, error) {
 	sum := new(big.Rat)
 	charges := func(v any, path string) error {
-		l, _ := asList(v)
+		l, _ := jsonv.AsList(v)
 		for i, c := range l {
 			m, _ := asMap(c)
 			a, ok := decimalOf(m["amount"])
@@ -350,7 +352,7 @@ func invoiceTotal(o *obj) (*big.Rat, error) {
 		}
 		return nil
 	}
-	lines, _ := asList(o.m["lines"])
+	lines, _ := jsonv.AsList(o.m["lines"])
 	for i, x := range lines {
 		m, _ := asMap(x)
 		q, ok1 := decimalOf(m["qty"])
@@ -462,7 +464,7 @@ func hlWrite(w *writer, o *obj, level, parent string) error {
 	id := fmt.Sprint(w.tally["HL"] + 1)
 	child := "0"
 	for _, k := range hlKeys(o) {
-		if l, _ := asList(o.m[k[1]]); len(l) > 0 {
+		if l, _ := jsonv.AsList(o.m[k[1]]); len(l) > 0 {
 			child = "1"
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 // Kinds of friendly fields.
@@ -309,7 +311,7 @@ func (o *obj) sub(k string) (*obj, error) {
 
 func (o *obj) list(k string) ([]*obj, error) {
 	v := o.val(k)
-	l, ok := asList(v)
+	l, ok := jsonv.AsList(v)
 	if !ok && v != nil {
 		return nil, fmt.Errorf("%s: must be a list, got %s", join(o.path, k), describe(v))
 	}
@@ -412,21 +414,6 @@ func asMap(v any) (map[string]any, bool) {
 		m[it.Key().String()] = it.Value().Interface()
 	}
 	return m, true
-}
-
-func asList(v any) ([]any, bool) {
-	if l, ok := v.([]any); ok {
-		return l, true
-	}
-	rv := reflect.ValueOf(v)
-	if k := rv.Kind(); k != reflect.Slice && k != reflect.Array {
-		return nil, false
-	}
-	l := make([]any, rv.Len())
-	for i := range l {
-		l[i] = rv.Index(i).Interface()
-	}
-	return l, true
 }
 
 // describe names a value in an error message.

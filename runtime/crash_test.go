@@ -77,6 +77,25 @@ steps:
 
 // load posts unique orders to addrs (round robin over 8 workers) until
 // stop is closed, and returns the order refs that got a 202.
+// killUnderLoad loads addrs, kills victim with SIGKILL after before, stops
+// the load after after, and returns the ids of the messages that got a
+// 202 (at least 50, or the load did not run).
+func killUnderLoad(t *testing.T, victim *exec.Cmd, addrs []string, before, after time.Duration) map[string]bool {
+	t.Helper()
+	stop := make(chan struct{})
+	result := load(addrs, stop)
+	time.Sleep(before)
+	must(t, victim.Process.Signal(syscall.SIGKILL))
+	_ = victim.Wait()
+	time.Sleep(after)
+	close(stop)
+	accepted := result()
+	if len(accepted) < 50 {
+		t.Fatalf("only %d messages accepted before the kill; the load did not run", len(accepted))
+	}
+	return accepted
+}
+
 func load(addrs []string, stop <-chan struct{}) func() map[string]bool {
 	var mu sync.Mutex
 	accepted := map[string]bool{}
@@ -156,17 +175,7 @@ func TestKillNineUnderLoadLosesNothing(t *testing.T) {
 	listen := freePort(t)
 	srv := serve(t, bin, dir, listen)
 
-	stop := make(chan struct{})
-	result := load([]string{listen}, stop)
-	time.Sleep(800 * time.Millisecond)
-	must(t, srv.Process.Signal(syscall.SIGKILL))
-	_ = srv.Wait()
-	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	accepted := result()
-	if len(accepted) < 50 {
-		t.Fatalf("only %d messages accepted before the kill; the load did not run", len(accepted))
-	}
+	accepted := killUnderLoad(t, srv, []string{listen}, 800*time.Millisecond, 100*time.Millisecond)
 	t.Logf("%d accepted before kill -9; %d reached the ERP before it", len(accepted), erp.count())
 
 	srv = serve(t, bin, dir, listen)

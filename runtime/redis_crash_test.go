@@ -47,17 +47,7 @@ func TestTwoReplicasKillNine(t *testing.T) {
 	b, addrB := start("b")
 	defer func() { _ = b.Process.Signal(syscall.SIGTERM); _ = b.Wait() }()
 
-	stop := make(chan struct{})
-	result := load([]string{addrA, addrB}, stop)
-	time.Sleep(time.Second)
-	must(t, a.Process.Signal(syscall.SIGKILL))
-	_ = a.Wait()
-	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	accepted := result()
-	if len(accepted) < 50 {
-		t.Fatalf("only %d messages accepted; the load did not run", len(accepted))
-	}
+	accepted := killUnderLoad(t, a, []string{addrA, addrB}, time.Second, 500*time.Millisecond)
 	// The survivor takes over the killed replica's leases.
 	eachOnce(t, erp, accepted, 30*time.Second)
 	t.Logf("%d accepted across two replicas, one killed; %d orders at the ERP, %d replays absorbed by idempotency keys", len(accepted), erp.count(), erp.replays)

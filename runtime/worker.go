@@ -21,6 +21,7 @@ type pool struct {
 	lf      *liveFlow
 	wakeCh  chan struct{}
 	doneCh  chan struct{}
+	work    chan *store.Message // to an idle worker (see worker)
 	stopCh  chan struct{}
 	once    sync.Once
 	started bool
@@ -28,7 +29,7 @@ type pool struct {
 }
 
 func newPool(e *Engine, lf *liveFlow) *pool {
-	return &pool{e: e, lf: lf, wakeCh: make(chan struct{}, 1), doneCh: make(chan struct{}, 1024), stopCh: make(chan struct{})}
+	return &pool{e: e, lf: lf, wakeCh: make(chan struct{}, 1), work: make(chan *store.Message), doneCh: make(chan struct{}, 1024), stopCh: make(chan struct{})}
 }
 
 func (p *pool) wake() {
@@ -78,11 +79,11 @@ func (p *pool) dispatch() {
 				inflight++
 				leased++
 				p.e.inflight.Add(1)
-				go func(m *store.Message) {
-					defer p.e.inflight.Done()
-					p.e.process(m)
-					p.doneCh <- struct{}{}
-				}(m)
+				select {
+				case p.work <- m: // an idle worker takes it
+				default:
+					go p.worker(m)
+				}
 			}
 		}
 		if leased > 0 && inflight < limit {
@@ -106,6 +107,36 @@ func (p *pool) dispatch() {
 		case <-timer.C:
 		}
 		timer.Stop()
+	}
+}
+
+// workerIdle is how long a worker waits for its next message before it
+// ends.
+const workerIdle = 10 * time.Second
+
+// worker processes m, then the messages the dispatcher hands it, until it
+// has been idle for workerIdle or the pool stops. Workers outlive their
+// message so that a busy flow does not start a goroutine per message and
+// grow its stack again each time (a tenth of the delivery CPU), and each
+// derives its calls' deadlines from its own context rather than all from
+// the engine's, which would then track every call in flight in one map.
+func (p *pool) worker(m *store.Message) {
+	ctx, cancel := context.WithCancel(p.e.ctx)
+	defer cancel()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		p.e.process(ctx, m)
+		p.e.inflight.Done()
+		p.doneCh <- struct{}{}
+		idle.Reset(workerIdle)
+		select {
+		case m = <-p.work:
+		case <-idle.C:
+			return
+		case <-p.stopCh:
+			return
+		}
 	}
 }
 
@@ -293,8 +324,7 @@ func (e *Engine) Call(ctx context.Context, req flows.Request) (*flows.Response, 
 
 // process runs one leased message and records the outcome: completed,
 // retried later, or dead-lettered with its whole history.
-func (e *Engine) process(m *store.Message) {
-	ctx := e.ctx
+func (e *Engine) process(ctx context.Context, m *store.Message) {
 	f, err := e.flowFor(m.Flow, m.Revision)
 	if err != nil {
 		e.deadLetter(m, "", "permanent", err.Error())

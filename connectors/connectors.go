@@ -27,13 +27,22 @@ type Request struct {
 	Body       any // nil: no body; otherwise encoded as JSON
 	// RawJSON, when set, is Body already encoded as JSON (the message's
 	// body as received): a connector that would encode Body as JSON may
-	// send it instead. Body stays set for every other use.
+	// send it instead. Body stays set for every other use, except when the
+	// flow never reads the body: then Body is nil, and only a
+	// RawJSONSender gets such a request (the runtime decodes RawJSON into
+	// Body for any other connector).
 	RawJSON        []byte
 	IdempotencyKey string
 	Timeout        time.Duration // 0: the connection's
 	// SQL and Params are set for database connections instead of a path.
 	SQL    string
 	Params []any
+}
+
+// RawJSONSender is a connector that sends Request.RawJSON as the body
+// when Body is nil.
+type RawJSONSender interface {
+	SendsRawJSON()
 }
 
 // MethodPublish is the Method of a request that publishes Body to the

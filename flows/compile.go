@@ -51,6 +51,10 @@ func Compile(src *dsl.Flow, env Env) (*Flow, dsl.Diagnostics) {
 		f.AcceptSteps++
 	}
 	f.policies = c.policies
+	f.readsBody = c.readsBody
+	for _, s := range f.steps {
+		f.readsBody = f.readsBody || s.kind != "call"
+	}
 	c.diags.Sort()
 	c.diags = slices.Compact(c.diags) // a mapping used twice fails twice alike
 	if len(c.diags) > 0 {
@@ -66,6 +70,7 @@ type compiler struct {
 	flowRetry RetryPolicy
 	policies  map[string]RetryPolicy
 	using     []string // mapping files being compiled, to stop cycles
+	readsBody bool     // an expression compiled so far reads the body
 }
 
 func (c *compiler) add(at dsl.Pos, msg, hint string) {
@@ -79,6 +84,9 @@ func (c *compiler) expr(e dsl.Expr, scope mappings.Scope) *mappings.Program {
 	p, d := c.env.Compiler.Compile(c.file, e, scope)
 	if d != nil {
 		c.diags = append(c.diags, *d)
+	}
+	if p != nil && p.ReadsBody() {
+		c.readsBody = true
 	}
 	return p
 }

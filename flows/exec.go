@@ -594,7 +594,7 @@ func (r *run) call(s *step) (*Response, error) {
 	}
 	if c.sendBody {
 		req.Body = env.Body
-		if c.body == nil && r.pristine && env.Body != nil && len(r.msg.Raw) > 0 {
+		if c.body == nil && r.pristine && (env.Body != nil || r.msg.BodyDeferred) && len(r.msg.Raw) > 0 {
 			req.RawJSON = r.msg.Raw // the body as received, not encoded again
 		}
 		if c.body != nil {

@@ -305,3 +305,48 @@ func TestCallSendsRawBodyUntilChanged(t *testing.T) {
 		})
 	}
 }
+
+// A flow reads the body unless its only steps are calls that send it as
+// received and no expression anywhere names it.
+func TestReadsBody(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      bool
+	}{
+		{"relay", "steps:\n  - call: {connection: erp, path: /orders}", false},
+		{"relay with headers from meta", "steps:\n  - call: {connection: erp, path: /orders, headers: {X-Id: 'meta.id'}}", false},
+		{"path from the body", "steps:\n  - call: {connection: erp, path: '/orders/{{ body.id }}'}", true},
+		{"call with its own body", "steps:\n  - call: {connection: erp, path: /orders, body: '{id: 1}'}", false},
+		{"call with a body from the body", "steps:\n  - call: {connection: erp, path: /orders, body: '{id: body.id}'}", true},
+		{"the whole env", "steps:\n  - call: {connection: erp, path: /orders, headers: {X-Id: 'string($env.body.id)'}}", true},
+		{"validate first", "steps:\n  - validate: [{rule: 'true', message: x}]\n  - call: {connection: erp, path: /orders}", true},
+		{"log", "steps:\n  - log: {message: '\"got it\"'}", true},
+		{"dedup on the body", "dedup: {key: 'body.id'}\nsteps:\n  - call: {connection: erp, path: /orders}", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := compile(t, "trigger: {http: {path: /t}}\n"+c.src+"\n")
+			if f.ReadsBody() != c.want {
+				t.Errorf("ReadsBody = %v, want %v", f.ReadsBody(), c.want)
+			}
+		})
+	}
+}
+
+// A deferred body (not decoded, the flow never reads it) goes out as the
+// raw bytes, with no decoded Body.
+func TestCallSendsDeferredBody(t *testing.T) {
+	f := compile(t, "trigger: {http: {path: /t}}\nsteps:\n  - call: {connection: erp, path: /orders}\n")
+	raw := []byte(`{"id": 7, "total": 10.10}`)
+	caller := &fakeCaller{}
+	res := f.Run(context.Background(), &flows.Message{ID: "m", Raw: raw, BodyDeferred: true}, nil, 0, flows.Deps{Caller: caller})
+	if res.Outcome != flows.Completed || len(caller.calls) != 1 {
+		t.Fatalf("run: %s %v, %d calls", res.Outcome, res.Err, len(caller.calls))
+	}
+	if req := caller.calls[0]; string(req.RawJSON) != string(raw) || req.Body != nil {
+		t.Errorf("call RawJSON %q, Body %v; want the raw bytes alone", req.RawJSON, req.Body)
+	}
+	if !res.State.BodyIsMessage {
+		t.Error("the checkpoint would store the (nil) body instead of the message's")
+	}
+}

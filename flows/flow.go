@@ -36,7 +36,14 @@ type Flow struct {
 	AcceptSteps int
 	steps       []*step
 	policies    map[string]RetryPolicy // call step path -> its policy
+	readsBody   bool
 }
+
+// ReadsBody reports whether a run needs the message body decoded. It does
+// not when the flow only calls out, sending the body as received, and no
+// expression names it (a webhook relayed to the ERP as is): the runtime
+// then passes the raw body alone (Message.BodyDeferred).
+func (f *Flow) ReadsBody() bool { return f.readsBody }
 
 // Trigger is the compiled trigger of a flow.
 type Trigger struct {
@@ -119,6 +126,9 @@ type Message struct {
 	// Raw is Body as received (JSON), when the caller has it: a call sends
 	// it as is while no step has changed the body.
 	Raw []byte
+	// BodyDeferred says Body was left undecoded (nil) because the flow
+	// never reads it (Flow.ReadsBody): Raw is the body, and it is not null.
+	BodyDeferred bool
 }
 
 // State is where a message stands between steps: the next top-level step

@@ -74,10 +74,15 @@ func NewCompiler(l *Lookups) *Compiler {
 
 // Program is a compiled expression. It is safe for concurrent use.
 type Program struct {
-	prog *vm.Program
-	Src  dsl.Expr
-	File string
+	prog      *vm.Program
+	Src       dsl.Expr
+	File      string
+	readsBody bool
 }
+
+// ReadsBody reports whether the expression reads the message body (body,
+// or the whole environment through $env).
+func (p *Program) ReadsBody() bool { return p.readsBody }
 
 var vms = sync.Pool{New: func() any { return new(vm.VM) }}
 
@@ -131,7 +136,7 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 	if err != nil {
 		return nil, c.diagnose(path, e, err, inserted)
 	}
-	return &Program{prog: prog, Src: e, File: path}, nil
+	return &Program{prog: prog, Src: e, File: path, readsBody: check.readsBody}, nil
 }
 
 // compileSafe is expr.Compile over a prepared configuration. A panic
@@ -229,6 +234,8 @@ type scopeCheck struct {
 	scope Scope
 	diag  *dsl.Diagnostic
 	at    int
+	// readsBody: the expression names body or $env (Program.ReadsBody)
+	readsBody bool
 }
 
 func (s *scopeCheck) fail(n ast.Node, msg, hint string) {
@@ -240,6 +247,9 @@ func (s *scopeCheck) fail(n ast.Node, msg, hint string) {
 func (s *scopeCheck) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
+		if n.Value == "body" || n.Value == "$env" {
+			s.readsBody = true
+		}
 		if n.Value == "item" && !s.scope.InSplit {
 			s.fail(n, "item is only defined inside a split", "use body here, or move the step into split.steps")
 		}

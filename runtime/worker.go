@@ -1,14 +1,17 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
 	"github.com/conveyor-run/conveyor/runtime/store"
@@ -319,6 +322,17 @@ func (e *Engine) Call(ctx context.Context, req flows.Request) (*flows.Response, 
 	if c == nil {
 		return nil, errors.New("connection " + req.Connection + " is not configured")
 	}
+	if req.Body == nil && len(req.RawJSON) > 0 {
+		// A deferred body (flows.Message.BodyDeferred): decoded here for
+		// the connectors that do not send raw JSON as it is.
+		if _, raw := c.(connectors.RawJSONSender); !raw {
+			body, err := jsonv.Decode(req.RawJSON)
+			if err != nil {
+				return nil, fmt.Errorf("the stored body is unreadable: %w", err)
+			}
+			req.Body = body
+		}
+	}
 	return c.Call(ctx, req)
 }
 
@@ -338,10 +352,14 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 			return
 		}
 	}
-	body, err := jsonv.Decode(m.Body)
-	if err != nil {
-		e.deadLetter(m, "", "permanent", "stored body unreadable: "+err.Error())
-		return
+	// A flow that never reads the body passes it on as stored, undecoded.
+	var body any
+	deferred := !f.ReadsBody() && len(m.Body) > 0 && !bytes.Equal(bytes.TrimSpace(m.Body), []byte("null"))
+	if !deferred {
+		if body, err = jsonv.Decode(m.Body); err != nil {
+			e.deadLetter(m, "", "permanent", "stored body unreadable: "+err.Error())
+			return
+		}
 	}
 	if messageBody {
 		state.Body, state.BodyIsMessage = body, true // a checkpoint that did not change the body
@@ -358,7 +376,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		return nil
 	}
 	msg := &flows.Message{ID: m.ID, ReceivedAt: m.ReceivedAt, Attempt: m.Attempt, Revision: f.Revision, Body: body, Raw: m.Body,
-		Headers: m.Headers, Query: m.Query, Params: m.Params}
+		BodyDeferred: deferred, Headers: m.Headers, Query: m.Query, Params: m.Params}
 	if f.Watermark != nil {
 		if msg.Watermark, err = e.watermark(ctx, f.ID); err != nil {
 			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "error", err)

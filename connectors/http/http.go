@@ -433,6 +433,9 @@ func redact(u *url.URL) string {
 	return r.String()
 }
 
+// SendsRawJSON implements connectors.RawJSONSender.
+func (c *Client) SendsRawJSON() {}
+
 // Call sends one attempt of req. A transport failure (refused, timeout,
 // DNS, reset, an oversized body) is an error naming the method and the
 // URL without its query; any HTTP status is a Response.
@@ -455,6 +458,16 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 
 	var body []byte
 	var rawType string
+	if req.Body == nil && len(req.RawJSON) > 0 { // a deferred body (connectors.RawJSONSender)
+		if ct := headerValue(req.Headers, "Content-Type"); ct != "" && !isJSONType(ct) {
+			// Sent as text when it is a string: that needs it decoded.
+			if req.Body, err = jsonv.Decode(req.RawJSON); err != nil {
+				return nil, fmt.Errorf("%s: the body is not valid JSON: %w", where, err)
+			}
+		} else {
+			body = req.RawJSON
+		}
+	}
 	if req.Body != nil {
 		rawType = headerValue(req.Headers, "Content-Type")
 		if rawType != "" && !isJSONType(rawType) {

@@ -233,6 +233,21 @@ func TestRawJSONBody(t *testing.T) {
 	if got := s.get(); string(got.body) != "hello" {
 		t.Errorf("text body sent as %q", got.body)
 	}
+	// A deferred body: RawJSON alone, Body nil.
+	if _, err := c.Call(context.Background(), connectors.Request{Method: "POST", Path: "/o", RawJSON: raw}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.get(); string(got.body) != string(raw) || got.headers.Get("Content-Type") != "application/json" {
+		t.Errorf("deferred body sent %q as %q; want the raw JSON", got.body, got.headers.Get("Content-Type"))
+	}
+	_, err = c.Call(context.Background(), connectors.Request{Method: "POST", Path: "/t", RawJSON: []byte(`"hello"`),
+		Headers: map[string]string{"Content-Type": "text/plain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.get(); string(got.body) != "hello" {
+		t.Errorf("deferred text body sent as %q", got.body)
+	}
 }
 
 func TestBasePathJoining(t *testing.T) {

@@ -56,6 +56,12 @@ type Options struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
 	// listener (off by default: profiles expose internals).
 	Pprof bool
+	// CreateInboxes makes a file trigger create its inbox when it is
+	// missing, instead of waiting for it (conveyor demo: the example's
+	// inbox is not in the repository). Off for serve: a missing inbox may
+	// be a share not mounted yet, and a directory made in its place would
+	// hide it.
+	CreateInboxes bool
 }
 
 // Engine runs a workspace: triggers, workers, hot reload, metrics.

@@ -63,7 +63,7 @@ import (
 // same order twice says so with dedup.
 //
 // An inbox that does not exist yet is waited for (and logged once), not
-// created. A disabled flow leaves its inbox alone. Several replicas
+// created (unless Options.CreateInboxes). A disabled flow leaves its inbox alone. Several replicas
 // polling one shared inbox may read a file at the same time; ids keep
 // what they accept single, and whichever moves it first wins.
 
@@ -206,6 +206,11 @@ func (p *poller) look(ctx context.Context) {
 		return
 	}
 	entries, err := os.ReadDir(p.in.dir)
+	if errors.Is(err, fs.ErrNotExist) && p.e.opts.CreateInboxes {
+		if err = os.MkdirAll(p.in.dir, 0o755); err == nil {
+			entries, err = os.ReadDir(p.in.dir)
+		}
+	}
 	if err != nil {
 		if !p.warned {
 			p.warned = true

@@ -338,3 +338,28 @@ func procStatus(field string) int64 {
 	}
 	return 0
 }
+
+// A missing inbox is waited for, not created, unless the engine is told
+// to create inboxes (conveyor demo).
+func TestFileTriggerMissingInbox(t *testing.T) {
+	for _, create := range []bool{false, true} {
+		t.Run(fmt.Sprint("create=", create), func(t *testing.T) {
+			erp := newTarget(t)
+			dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
+				"inbox": fileFlow("in/orders", "json", "file", "", "  - call: {connection: erp, path: /orders}\n"),
+			})
+			start(t, dir, runtime.Options{CreateInboxes: create})
+			inbox := filepath.Join(dir, "in", "orders")
+			if !create {
+				time.Sleep(300 * time.Millisecond) // six looks at stable_for 100ms
+				if exists(inbox) {
+					t.Fatal("the inbox was created")
+				}
+				return
+			}
+			eventually(t, 5*time.Second, "the inbox", func() bool { return exists(inbox) })
+			drop(t, inbox, "o.json", `{"id": 1}`)
+			eventually(t, 5*time.Second, "the order in the ERP", func() bool { return erp.count() == 1 })
+		})
+	}
+}

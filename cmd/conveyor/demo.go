@@ -47,6 +47,7 @@ func demoCmd() *cobra.Command {
 				}
 				defer os.RemoveAll(f.dataDir)
 			}
+			f.createInboxes = true // the example's EDI inbox is not in the repository
 			e, err := newEngine(f, getenv)
 			if err != nil {
 				return err

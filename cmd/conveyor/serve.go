@@ -19,6 +19,7 @@ import (
 type serveFlags struct {
 	workspace, listen, adminListen, dataDir, redis, logLevel string
 	pprof                                                    bool
+	createInboxes                                            bool // demo: make missing file-trigger inboxes
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, workspaceDefault string) {
@@ -82,7 +83,7 @@ func newEngine(f serveFlags, getenv func(string) (string, bool)) (*runtime.Engin
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
 	log := f.logger()
 	e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen,
-		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv, Pprof: f.pprof})
+		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv, Pprof: f.pprof, CreateInboxes: f.createInboxes})
 	if err != nil {
 		return nil, findings("%v", err)
 	}

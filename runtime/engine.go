@@ -79,8 +79,9 @@ type Engine struct {
 	revs    map[string]map[int]*flows.Flow // compiled older revisions, by flow
 	static  staticConfig
 	routes  atomic.Pointer[http.ServeMux]
-	hashes  map[string]string // path -> content hash of the files last loaded
-	reloadM sync.Mutex        // one reload at a time
+	hashes  map[string]string    // path -> content hash of the files last loaded
+	stamps  map[string]fileStamp // path -> what scanFiles last hashed (see scanFiles)
+	reloadM sync.Mutex           // one reload at a time
 
 	trigger, admin *http.Server
 	triggerLn      net.Listener

@@ -135,15 +135,45 @@ func (e *Engine) rescanLoop(w *fsnotify.Watcher) {
 	}
 }
 
-// scanFiles hashes every file a reload depends on.
+// fileStamp is a file as scanFiles last hashed it.
+type fileStamp struct {
+	size        int64
+	mod, hashed time.Time
+	hash        string
+}
+
+// racyWindow: a file hashed less than this after its modification time
+// is hashed again on the next scan, however it looks then. A second write
+// within the file system's timestamp resolution (up to 2 s) could leave
+// size and modification time as they were.
+const racyWindow = 2 * time.Second
+
+// scanFiles hashes every file a reload depends on. A file whose size and
+// modification time are those it had when it was last hashed, well after
+// it was written, keeps that hash without being read again: the periodic
+// rescan no longer reads every flow, mapping and lookup table (a product
+// catalogue can be many megabytes) every few seconds. Called under
+// reloadM, or before the watcher starts.
 func (e *Engine) scanFiles() map[string]string {
 	out := map[string]string{}
+	stamps := make(map[string]fileStamp, len(e.stamps))
 	dir := e.opts.Workspace
 	add := func(path string) {
-		if b, err := os.ReadFile(path); err == nil {
-			h := sha256.Sum256(b)
-			out[path] = hex.EncodeToString(h[:])
+		info, err := os.Stat(path)
+		if err != nil {
+			return
 		}
+		st, ok := e.stamps[path]
+		if !ok || st.size != info.Size() || !st.mod.Equal(info.ModTime()) || st.hashed.Sub(st.mod) < racyWindow {
+			hashed := time.Now()
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return
+			}
+			h := sha256.Sum256(b)
+			st = fileStamp{size: info.Size(), mod: info.ModTime(), hashed: hashed, hash: hex.EncodeToString(h[:])}
+		}
+		out[path], stamps[path] = st.hash, st
 	}
 	add(filepath.Join(dir, "conveyor.yaml"))
 	for _, sub := range []string{"flows", "mappings", "lookups"} {
@@ -156,6 +186,7 @@ func (e *Engine) scanFiles() map[string]string {
 			add(filepath.Join(dir, sub, name))
 		}
 	}
+	e.stamps = stamps
 	return out
 }
 

@@ -329,10 +329,17 @@ steps: [{respond: {status: 200, body: '{ref: body.ref}'}}]
 	engine := float64(withLoad-rt.n.Load()) / n
 	t.Logf("engine: %.2f Redis round trips per accepted sync message", engine)
 
-	// The same work through AllowClaim and Finish.
+	// The same work through AllowClaim and Finish, on a store of its own
+	// that no engine polls: counted exactly.
+	s = redisStore(t, url, prefix, store.RedisOptions{Consumer: "strict"})
+	rt = &roundTrips{stream: prefix + "q:"}
+	s.Client().AddHook(rt)
 	l := runtime.NewRedisLimiter(s)
 	rl := flows.RateLimit{Limit: 100000, Per: time.Second, Burst: 100000}
 	ctx := context.Background()
+	if _, _, _, _, err := l.AllowClaim(ctx, "quote:s1", rl, "quote:warm", "warm", time.Hour); err != nil { // scripts loaded
+		t.Fatal(err)
+	}
 	before := rt.n.Load()
 	for i := range n {
 		id, key := fmt.Sprint("m", i), fmt.Sprint("quote:q", i)

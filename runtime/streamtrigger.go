@@ -70,6 +70,13 @@ const (
 	defaultClaimIdle  = time.Minute
 	staleConsumer     = time.Hour
 	streamNakDelay    = 2 * time.Second // redelivery delay of a message the store refused
+	// natsAckWait is how long JetStream waits for the ack of a message it
+	// delivered before it delivers it again. A pull answered just as the
+	// connection drops is lost on the way: this bounds how late a network
+	// blip makes it (it was 30 s). Storing a batch takes far less; should
+	// a slow store take longer, the redelivered copy has the same message
+	// id and is taken as a duplicate.
+	natsAckWait = 10 * time.Second
 )
 
 // streamTriggers is the triggerSource of redis_stream and nats triggers:
@@ -486,7 +493,7 @@ func (r *natsReader) poll(ctx context.Context) error {
 			return fmt.Errorf("stream %s: %w", r.sp.stream, err)
 		}
 		cons, err := st.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{Durable: r.sp.group, FilterSubject: r.sp.subject,
-			AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, AckWait: 30 * time.Second,
+			AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, AckWait: natsAckWait,
 			MaxDeliver: -1, Description: "conveyor flow " + r.flow})
 		if err != nil {
 			return fmt.Errorf("consumer %s on stream %s: %w", r.sp.group, r.sp.stream, err)

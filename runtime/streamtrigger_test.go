@@ -371,7 +371,9 @@ func TestNATSTriggerReconnects(t *testing.T) {
 	natsPublish(t, js, prefix+".a", `{"id": 2}`)
 	time.Sleep(time.Second)
 	proxy.Up()
-	eventually(t, 15*time.Second, "the message published while the server was unreachable", func() bool { return erp.count() == 2 })
+	// Published as the connection dropped, it may have gone to the lost
+	// connection's pull: JetStream then sends it again after the ack wait.
+	eventually(t, 20*time.Second, "the message published while the server was unreachable", func() bool { return erp.count() == 2 })
 }
 
 // A flow publishes to a subject another flow consumes; a second publish

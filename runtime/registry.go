@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -227,20 +228,24 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 }
 
 // nextRevision returns the revision number for a flow file's content,
-// storing a new revision when the content is new.
+// storing a new revision when the content is new. It reads the latest
+// revision only, not the flow's whole history. When the store cannot
+// tell, the version is not recorded and gets number 0 (its messages run
+// on whatever revision is live), rather than a guessed number that
+// could overwrite a stored revision.
 func (e *Engine) nextRevision(id, hash, src, author string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	revs, err := e.store.Revisions(ctx, id)
-	if err != nil {
-		e.log.Error("cannot read revisions", "flow", id, "error", err)
-	}
-	if n := len(revs); n > 0 && revs[n-1].Hash == hash {
-		return revs[n-1].Number
-	}
 	next := 1
-	if n := len(revs); n > 0 {
-		next = revs[n-1].Number + 1
+	last, err := e.store.Revision(ctx, id, 0)
+	switch {
+	case err == nil && last.Hash == hash:
+		return last.Number
+	case err == nil:
+		next = last.Number + 1
+	case !errors.Is(err, store.ErrNotFound):
+		e.log.Error("cannot read the latest revision; this version is not recorded", "flow", id, "error", err)
+		return 0
 	}
 	if err := e.store.AddRevision(ctx, store.Revision{Flow: id, Number: next, Hash: hash, Source: src, Author: author, At: time.Now().UTC()}); err != nil {
 		e.log.Error("cannot store revision", "flow", id, "error", err)
@@ -284,32 +289,37 @@ func (e *Engine) flowFor(id string, rev int) (*flows.Flow, error) {
 	if old != nil {
 		return old, nil
 	}
-	revs, err := e.store.Revisions(context.Background(), id)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range revs {
-		if r.Number != rev {
-			continue
+	if rev > 0 {
+		r, err := e.store.Revision(context.Background(), id, rev)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
 		}
-		df, ds := dsl.ParseFlow(fileOr(lf, id), []byte(r.Source))
-		if len(ds) > 0 {
-			return nil, fmt.Errorf("revision %d of %s no longer loads: %v", rev, id, ds)
+		if err == nil {
+			return e.compileRevision(lf, ws, r)
 		}
-		f, ds := flows.Compile(df, ws.FlowEnv(e.opts.Getenv))
-		if len(ds) > 0 {
-			return nil, fmt.Errorf("revision %d of %s no longer compiles: %v", rev, id, ds)
-		}
-		f.Revision = rev
-		e.mu.Lock()
-		e.keepRevision(f)
-		e.mu.Unlock()
-		return f, nil
 	}
 	if cur != nil {
 		return cur, nil // the revision is gone: run on the live one
 	}
 	return nil, fmt.Errorf("flow %s has no live revision", id)
+}
+
+// compileRevision compiles a stored revision and keeps it for the next
+// message that needs it.
+func (e *Engine) compileRevision(lf *liveFlow, ws *Workspace, r *store.Revision) (*flows.Flow, error) {
+	df, ds := dsl.ParseFlow(fileOr(lf, r.Flow), []byte(r.Source))
+	if len(ds) > 0 {
+		return nil, fmt.Errorf("revision %d of %s no longer loads: %v", r.Number, r.Flow, ds)
+	}
+	f, ds := flows.Compile(df, ws.FlowEnv(e.opts.Getenv))
+	if len(ds) > 0 {
+		return nil, fmt.Errorf("revision %d of %s no longer compiles: %v", r.Number, r.Flow, ds)
+	}
+	f.Revision = r.Number
+	e.mu.Lock()
+	e.keepRevision(f)
+	e.mu.Unlock()
+	return f, nil
 }
 
 func fileOr(lf *liveFlow, id string) string {

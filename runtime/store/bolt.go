@@ -651,6 +651,38 @@ func (s *Bolt) Revisions(ctx context.Context, flow string) ([]Revision, error) {
 	return out, err
 }
 
+// Revision implements Store.
+func (s *Bolt) Revision(ctx context.Context, flow string, n int) (*Revision, error) {
+	var r *Revision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bRevisions).Cursor()
+		var k, v []byte
+		if n > 0 {
+			k, v = c.Seek(revKey(flow, n))
+			if !bytes.Equal(k, revKey(flow, n)) {
+				return ErrNotFound
+			}
+		} else {
+			// The last key of the flow's range: the one before the first
+			// key past it (flow 0x01 sorts after every flow 0x00 number).
+			if k, _ = c.Seek(append([]byte(flow), 1)); k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+			if k == nil || !bytes.HasPrefix(k, append([]byte(flow), 0)) {
+				return ErrNotFound
+			}
+		}
+		r = new(Revision)
+		return json.Unmarshal(v, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // AppendAudit implements Store.
 func (s *Bolt) AppendAudit(ctx context.Context, a AuditEntry) error {
 	b, err := json.Marshal(a)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -45,6 +46,7 @@ import (
 //	P dd:<dedup key>       string: id of the message holding the key, PX = dedup TTL
 //	P flows                set of flow ids that have messages
 //	P rev:<flow>           hash: revision number -> Revision JSON
+//	P revlast:<flow>       string: the highest revision number
 //	P audit                list of AuditEntry JSON, newest first, capped at AuditMax
 //	P meta                 hash: settings
 //	P rl:<key>             string: GCRA theoretical arrival time (µs), used by runtime.RedisLimiter
@@ -866,10 +868,54 @@ func (s *Redis) AddRevision(ctx context.Context, r Revision) error {
 	if err != nil {
 		return err
 	}
-	if err := s.c.HSet(ctx, s.prefix+"rev:"+r.Flow, strconv.Itoa(r.Number), b).Err(); err != nil {
+	err = addRevisionScript.Run(ctx, s.c, []string{s.prefix + "rev:" + r.Flow, s.prefix + "revlast:" + r.Flow}, r.Number, b).Err()
+	if err != nil {
 		return fmt.Errorf("store: add revision: %w", err)
 	}
 	return nil
+}
+
+// addRevisionScript stores revision ARGV[1] in the flow's hash and keeps
+// the highest number in revlast, so that the latest is found without
+// reading every revision.
+var addRevisionScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+return 1`)
+
+// Revision implements Store.
+func (s *Redis) Revision(ctx context.Context, flow string, n int) (*Revision, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if n <= 0 {
+		last, err := s.c.Get(ctx, s.prefix+"revlast:"+flow).Int()
+		if errors.Is(err, redis.Nil) {
+			// Revisions stored before revlast existed: read them all once.
+			revs, err := s.Revisions(ctx, flow)
+			if err != nil || len(revs) == 0 {
+				return nil, cmp.Or(err, ErrNotFound)
+			}
+			return &revs[len(revs)-1], nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: revision: %w", err)
+		}
+		n = last
+	}
+	v, err := s.c.HGet(ctx, s.prefix+"rev:"+flow, strconv.Itoa(n)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: revision: %w", err)
+	}
+	var r Revision
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("store: revision %d of %s: %w", n, flow, err)
+	}
+	return &r, nil
 }
 
 // Revisions implements Store.

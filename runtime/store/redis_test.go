@@ -373,3 +373,23 @@ func TestRedisEvalDropsAbandonedCalls(t *testing.T) {
 		t.Errorf("the counter is %d (%v); want 20: only the wanted calls ran", n, err)
 	}
 }
+
+// Revisions stored before the revlast key existed are still found: the
+// latest is then looked up among them all.
+func TestRedisLatestRevisionWithoutRevlast(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	s := openRedis(t, url, prefix, "rev", 0)
+	ctx := context.Background()
+	for _, n := range []int{1, 3, 2} {
+		if err := s.AddRevision(ctx, store.Revision{Flow: "f", Number: n, Hash: fmt.Sprint("h", n)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Client().Del(ctx, prefix+"revlast:f").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Revision(ctx, "f", 0); err != nil || r.Number != 3 || r.Hash != "h3" {
+		t.Errorf("latest = %+v, %v; want revision 3", r, err)
+	}
+}

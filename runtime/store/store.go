@@ -139,6 +139,9 @@ type Store interface {
 	AddRevision(ctx context.Context, r Revision) error
 	// Revisions lists the revisions of a flow, oldest first.
 	Revisions(ctx context.Context, flow string) ([]Revision, error)
+	// Revision returns revision n of a flow, or its latest for n <= 0,
+	// without reading the others; ErrNotFound when there is none.
+	Revision(ctx context.Context, flow string, n int) (*Revision, error)
 
 	// AppendAudit records a change; Audit lists the newest first.
 	AppendAudit(ctx context.Context, a AuditEntry) error

@@ -626,6 +626,33 @@ func testRevisions(t *testing.T, open func(t *testing.T) store.Store) {
 	if none, err := s.Revisions(ctx, "nope"); err != nil || len(none) != 0 {
 		t.Errorf("unknown flow: %v %v", none, err)
 	}
+	// One revision, or the latest, without listing them all.
+	for _, c := range []struct {
+		flow    string
+		n, want int
+	}{{"f", 0, 10}, {"f", 3, 3}, {"f", 1, 1}, {"g", 0, 1}, {"g", 1, 1}} {
+		r, err := s.Revision(ctx, c.flow, c.n)
+		if err != nil || r.Number != c.want || r.Flow != c.flow {
+			t.Errorf("Revision(%s, %d) = %+v, %v; want number %d", c.flow, c.n, r, err, c.want)
+		}
+	}
+	if r, _ := s.Revision(ctx, "f", 3); r == nil || r.Hash != "h3" || r.Source != "steps: []" || !r.At.Equal(at) {
+		t.Errorf("Revision(f, 3) = %+v", r)
+	}
+	// "f" is a prefix of "ff" and "f" sorts before "f\x00...": neither leaks.
+	must(t, s.AddRevision(ctx, store.Revision{Flow: "ff", Number: 99}))
+	must(t, s.AddRevision(ctx, store.Revision{Flow: "e", Number: 7}))
+	if r, err := s.Revision(ctx, "f", 0); err != nil || r.Number != 10 {
+		t.Errorf("latest of f beside ff and e: %+v %v", r, err)
+	}
+	for _, c := range []struct {
+		flow string
+		n    int
+	}{{"nope", 0}, {"f", 4}, {"f", 11}, {"fff", 0}, {"d", 0}} {
+		if r, err := s.Revision(ctx, c.flow, c.n); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Revision(%s, %d) = %+v, %v; want ErrNotFound", c.flow, c.n, r, err)
+		}
+	}
 }
 
 func testAudit(t *testing.T, open func(t *testing.T) store.Store) {

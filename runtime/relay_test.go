@@ -1,14 +1,12 @@
 package runtime_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -60,60 +58,5 @@ steps:
 	var rec map[string]any
 	if err := json.Unmarshal(b, &rec); err != nil || rec["id"] != 7.0 || rec["total"] != 10.1 || rec["note"] != "Zoë" {
 		t.Errorf("the outbox holds %q (%v)", b, err)
-	}
-}
-
-// A message retries on the revision it was accepted under, also after a
-// restart, when that revision is no longer live: it is compiled again
-// from the stored source.
-func TestRetryRunsOnItsRevisionAfterRestart(t *testing.T) {
-	var mu sync.Mutex
-	var paths []string
-	down := true
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			w.WriteHeader(503)
-			return
-		}
-		paths = append(paths, r.URL.Path)
-		w.WriteHeader(204)
-	}))
-	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte("connections:\n  erp: {http: {base_url: "+srv.URL+"}}\n"), 0o644))
-	must(t, os.Mkdir(filepath.Join(dir, "flows"), 0o755))
-	version := func(path string) {
-		src := "trigger: {http: {path: /in}}\nretry: {attempts: 50, initial: 100ms, max: 200ms}\nsteps:\n  - call: {connection: erp, path: " + path + "}\n"
-		must(t, os.WriteFile(filepath.Join(dir, "flows", "in.yaml"), []byte(src), 0o644))
-	}
-	version("/v1")
-	opts := runtime.Options{DataDir: filepath.Join(dir, "data"), RescanInterval: -1}
-	e := start(t, dir, opts)
-	if status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 1}`); status != 202 {
-		t.Fatalf("accept: %d %v", status, out)
-	}
-	time.Sleep(300 * time.Millisecond) // a failed attempt or two
-	must(t, e.Shutdown(context.Background()))
-
-	version("/v2")
-	e = start(t, dir, opts)
-	if status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 2}`); status != 202 {
-		t.Fatalf("accept: %d %v", status, out)
-	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
-	eventually(t, 5*time.Second, "both messages delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(paths) == 2
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	slices.Sort(paths)
-	if !slices.Equal(paths, []string{"/v1", "/v2"}) {
-		t.Errorf("delivered to %v; want the first message on its revision (/v1), the second on the new one", paths)
 	}
 }

@@ -28,17 +28,13 @@ func TestRelayFlowPassesTheBodyOn(t *testing.T) {
 		w.WriteHeader(204)
 	}))
 	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	outbox := filepath.Join(dir, "outbox")
-	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte("connections:\n"+
-		"  erp: {http: {base_url: "+srv.URL+"}}\n"+
-		"  archive: {file: {dir: "+outbox+", format: jsonl}}\n"), 0o644))
-	must(t, os.Mkdir(filepath.Join(dir, "flows"), 0o755))
-	must(t, os.WriteFile(filepath.Join(dir, "flows", "relay.yaml"), []byte(`trigger: {http: {path: /relay}}
+	dir := workspace(t, nil, map[string]string{"relay": `trigger: {http: {path: /relay}}
 steps:
   - call: {connection: erp, path: /orders, headers: {X-Message: 'meta.id'}}
   - call: {connection: archive, path: 'orders.jsonl'}
-`), 0o644))
+`})
+	outbox := filepath.Join(dir, "outbox")
+	addConnections(t, dir, "erp: {http: {base_url: "+srv.URL+"}}", "archive: {file: {dir: "+outbox+", format: jsonl}}")
 	e := start(t, dir, runtime.Options{})
 	raw := `{"id": 7,  "total": 10.10, "note": "Zoë"}`
 	if status, out := post(t, "http://"+e.TriggerAddr()+"/relay", raw); status != 202 {

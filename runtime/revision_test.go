@@ -32,9 +32,8 @@ func TestRetryRunsOnItsRevisionAfterRestart(t *testing.T) {
 		w.WriteHeader(204)
 	}))
 	t.Cleanup(srv.Close)
-	dir := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte("connections:\n  erp: {http: {base_url: "+srv.URL+"}}\n"), 0o644))
-	must(t, os.Mkdir(filepath.Join(dir, "flows"), 0o755))
+	dir := workspace(t, nil, nil)
+	addConnections(t, dir, "erp: {http: {base_url: "+srv.URL+"}}")
 	version := func(path string) {
 		src := "trigger: {http: {path: /in}}\nretry: {attempts: 50, initial: 100ms, max: 200ms}\nsteps:\n  - call: {connection: erp, path: " + path + "}\n"
 		must(t, os.WriteFile(filepath.Join(dir, "flows", "in.yaml"), []byte(src), 0o644))

@@ -165,6 +165,7 @@ func run(opt options) (int, error) {
 
 	rep := newReport(opt)
 	r := &runner{ctx: ctx, opt: opt, tmp: tmp, bin: bin, sink: sk, rep: rep}
+	defer r.close()
 	fmt.Printf("scenarios %s; %s each at concurrency %d; GOMAXPROCS %d, %d CPUs\n",
 		strings.Join(opt.scenarios, ","), opt.duration, opt.concurrency, goruntime.GOMAXPROCS(0), goruntime.NumCPU())
 	failed := false

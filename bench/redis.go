@@ -88,6 +88,10 @@ func (r *runner) redisSync() error {
 	}
 	defer c.stop(30 * time.Second)
 	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/sync"), Body: orderBody, OK: statusIs(200)}
+	base, err := r.adjacentBaseline()
+	if err != nil {
+		return err
+	}
 	r.warm(l)
 	idle, err := idleRoundTrips(c)
 	if err != nil {
@@ -102,7 +106,7 @@ func (r *runner) redisSync() error {
 		return err
 	}
 	row := r.add("redis-sync", "sync flow, Redis dedup + rate limit + journal, 200", res, cpu)
-	r.rep.ratio(row, "rps vs baseline", res.rps(), r.baselineRPS, 0.5)
+	r.ratioToBaseline(row, res.rps(), base, 0.5)
 	perReq := (n1 - n0 - idle*time.Since(t0).Seconds()) / float64(max(res.Requests, 1))
 	row.Details["redis_round_trips_per_req"] = perReq
 	row.Details["redis_idle_round_trips_per_s"] = idle
@@ -124,6 +128,10 @@ func (r *runner) redisAsync() error {
 	}
 	defer c.stop(30 * time.Second)
 	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/async"), Body: orderBody, OK: statusIs(202)}
+	base, err := r.adjacentBaseline()
+	if err != nil {
+		return err
+	}
 	r.warm(l)
 	r.sink.expect(0)
 	r.sink.hold()
@@ -136,7 +144,7 @@ func (r *runner) redisAsync() error {
 	n1, _ := roundTrips(c)
 	row := r.add("redis-async", "validate+dedup+XADD, 202 (workers held)", res, cpu)
 	row.Details["redis_round_trips_per_req"] = (n1 - n0) / float64(max(res.Requests, 1))
-	r.rep.ratio(row, "rps vs baseline", res.rps(), r.baselineRPS, 0.5)
+	r.ratioToBaseline(row, res.rps(), base, 0.5)
 	return nil
 }
 

@@ -73,9 +73,9 @@ const (
 	// natsAckWait is how long JetStream waits for the ack of a message it
 	// delivered before it delivers it again. A pull answered just as the
 	// connection drops is lost on the way: this bounds how late a network
-	// blip makes it (it was 30 s). Storing a batch takes far less; should
-	// a slow store take longer, the redelivered copy has the same message
-	// id and is taken as a duplicate.
+	// blip makes it. Storing a batch takes far less; should a slow store
+	// take longer, the redelivered copy has the same message id and is
+	// taken as a duplicate.
 	natsAckWait = 10 * time.Second
 )
 

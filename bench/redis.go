@@ -82,31 +82,26 @@ func (r *runner) redisSync() error {
 		return err
 	}
 	defer cleanup()
-	c, err := r.serveFlow("redis-sync", "bench-sync", fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "rsync"), serveOpts{redis: u})
+	a, err := r.startAccept("redis-sync", "bench-sync", fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "rsync"), "/bench/sync", 200, serveOpts{redis: u}, false)
 	if err != nil {
 		return err
 	}
-	defer c.stop(30 * time.Second)
-	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/sync"), Body: orderBody, OK: statusIs(200)}
-	base, err := r.adjacentBaseline()
-	if err != nil {
-		return err
-	}
-	r.warm(l)
+	defer a.done()
+	c := a.c
 	idle, err := idleRoundTrips(c)
 	if err != nil {
 		return err
 	}
 	n0, _ := roundTrips(c)
 	t0 := time.Now()
-	res, cpu := r.measure(c.proc, l)
+	res, cpu := r.measure(c.proc, a.load)
 	time.Sleep(500 * time.Millisecond) // the journal writes of the last answers land
 	n1, err := roundTrips(c)
 	if err != nil {
 		return err
 	}
 	row := r.add("redis-sync", "sync flow, Redis dedup + rate limit + journal, 200", res, cpu)
-	r.ratioToBaseline(row, res.rps(), base, 0.5)
+	r.ratioToBaseline(row, res.rps(), a.base, 0.5)
 	perReq := (n1 - n0 - idle*time.Since(t0).Seconds()) / float64(max(res.Requests, 1))
 	row.Details["redis_round_trips_per_req"] = perReq
 	row.Details["redis_idle_round_trips_per_s"] = idle
@@ -122,29 +117,21 @@ func (r *runner) redisAsync() error {
 		return err
 	}
 	defer cleanup()
-	c, err := r.serveFlow("redis-async", "bench-async", fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "rasync", "{{concurrency}}", "8"), serveOpts{redis: u})
+	a, err := r.startAccept("redis-async", "bench-async", fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "rasync", "{{concurrency}}", "8"),
+		"/bench/async", 202, serveOpts{redis: u}, true)
 	if err != nil {
 		return err
 	}
-	defer c.stop(30 * time.Second)
-	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/async"), Body: orderBody, OK: statusIs(202)}
-	base, err := r.adjacentBaseline()
+	defer a.done()
+	n0, err := roundTrips(a.c)
 	if err != nil {
 		return err
 	}
-	r.warm(l)
-	r.sink.expect(0)
-	r.sink.hold()
-	defer r.sink.release()
-	n0, err := roundTrips(c)
-	if err != nil {
-		return err
-	}
-	res, cpu := r.measure(c.proc, l)
-	n1, _ := roundTrips(c)
+	res, cpu := r.measure(a.c.proc, a.load)
+	n1, _ := roundTrips(a.c)
 	row := r.add("redis-async", "validate+dedup+XADD, 202 (workers held)", res, cpu)
 	row.Details["redis_round_trips_per_req"] = (n1 - n0) / float64(max(res.Requests, 1))
-	r.ratioToBaseline(row, res.rps(), base, 0.5)
+	r.ratioToBaseline(row, res.rps(), a.base, 0.5)
 	return nil
 }
 

@@ -49,10 +49,50 @@ func (r *runner) adjacentBaseline() (float64, error) {
 	if r.base == nil {
 		return 0, errors.New("the baseline server is not running (see the baseline scenario)")
 	}
-	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(r.baseURL + "/orders"), Body: orderBody, OK: statusIs(200)}
+	l := r.baselineLoad()
 	r.warm(l)
 	l.Duration = r.opt.duration
 	return l.run(r.ctx).rps(), nil
+}
+
+// baselineLoad drives the baseline server as the accept scenarios drive
+// conveyor.
+func (r *runner) baselineLoad() load {
+	return load{Concurrency: r.opt.concurrency, URL: fixedURL(r.baseURL + "/orders"), Body: orderBody, OK: statusIs(200)}
+}
+
+// acceptRun is one of the accept scenarios (sync, async and their Redis
+// twins) ready to be measured: its flow served, the baseline measured
+// right before, the flow warmed up.
+type acceptRun struct {
+	c    *conveyor
+	load load
+	base float64 // adjacentBaseline
+	done func()  // stops the server (and lets the sink go)
+}
+
+// startAccept serves flow id (src) as scenario name, driven on path and
+// expecting status. With hold, the sink then holds its requests, so the
+// flow's workers stall in their first calls and accepting is measured
+// alone.
+func (r *runner) startAccept(name, id, src, path string, status int, so serveOpts, hold bool) (*acceptRun, error) {
+	c, err := r.serveFlow(name, id, src, so)
+	if err != nil {
+		return nil, err
+	}
+	a := &acceptRun{c: c, load: load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + path), Body: orderBody, OK: statusIs(status)},
+		done: func() { c.stop(30 * time.Second) }}
+	if a.base, err = r.adjacentBaseline(); err != nil {
+		a.done()
+		return nil, err
+	}
+	r.warm(a.load)
+	if hold {
+		r.sink.expect(0)
+		r.sink.hold()
+		a.done = func() { r.sink.release(); c.stop(30 * time.Second) }
+	}
+	return a, nil
 }
 
 // ratioToBaseline reports a scenario's rate against adjacent, the
@@ -167,7 +207,7 @@ func (r *runner) baseline() error {
 		return err
 	}
 	r.base, r.baseURL = p, url
-	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(url + "/orders"), Body: orderBody, OK: statusIs(200)}
+	l := r.baselineLoad()
 	r.warm(l)
 	res, cpu := r.measure(p, l)
 	r.add("baseline", "bare net/http + encoding/json, 200", res, cpu)
@@ -176,21 +216,15 @@ func (r *runner) baseline() error {
 
 // sync: validate + dedup + inbound rate limit + map + respond, inline.
 func (r *runner) sync() error {
-	c, err := r.serveFlow("sync", "bench-sync", fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "sync"), serveOpts{})
+	a, err := r.startAccept("sync", "bench-sync", fill(syncFlow, "{{path}}", "/bench/sync", "{{key}}", "sync"), "/bench/sync", 200, serveOpts{}, false)
 	if err != nil {
 		return err
 	}
-	defer c.stop(30 * time.Second)
-	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/sync"), Body: orderBody, OK: statusIs(200)}
-	base, err := r.adjacentBaseline()
-	if err != nil {
-		return err
-	}
-	r.warm(l)
-	res, cpu := r.measure(c.proc, l)
+	defer a.done()
+	res, cpu := r.measure(a.c.proc, a.load)
 	r.syncRPS = res.rps()
 	row := r.add("sync", "validate+dedup+rate limit+map+respond, 200", res, cpu)
-	r.ratioToBaseline(row, res.rps(), base, 0.8)
+	r.ratioToBaseline(row, res.rps(), a.base, 0.8)
 	return nil
 }
 
@@ -199,27 +233,19 @@ func (r *runner) sync() error {
 // (concurrency 8) stall in their first calls and the run measures
 // accepting alone; delivery has its own scenario.
 func (r *runner) async() error {
-	c, err := r.serveFlow("async", "bench-async", fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "async", "{{concurrency}}", "8"), serveOpts{})
+	a, err := r.startAccept("async", "bench-async", fill(asyncFlow, "{{path}}", "/bench/async", "{{key}}", "async", "{{concurrency}}", "8"),
+		"/bench/async", 202, serveOpts{}, true)
 	if err != nil {
 		return err
 	}
-	defer c.stop(30 * time.Second)
-	l := load{Concurrency: r.opt.concurrency, URL: fixedURL(c.url + "/bench/async"), Body: orderBody, OK: statusIs(202)}
-	base, err := r.adjacentBaseline()
-	if err != nil {
-		return err
-	}
-	r.warm(l)
-	r.sink.expect(0)
-	r.sink.hold()
-	defer r.sink.release()
-	res, cpu := r.measure(c.proc, l)
+	defer a.done()
+	res, cpu := r.measure(a.c.proc, a.load)
 	row := r.add("async", "validate+dedup+durable enqueue, 202 (workers held)", res, cpu)
 	t0 := time.Now()
-	depth, _ := c.metric("conveyor_queue_depth", "flow", "bench-async")
+	depth, _ := a.c.metric("conveyor_queue_depth", "flow", "bench-async")
 	row.Details["metrics_scrape_ms"] = ms(time.Since(t0))
 	row.Details["queue_depth_after"] = depth
-	r.ratioToBaseline(row, res.rps(), base, 0.5)
+	r.ratioToBaseline(row, res.rps(), a.base, 0.5)
 	return nil
 }
 
@@ -302,8 +328,8 @@ func (r *runner) pacedBaseline(rate float64) (*loadResult, error) {
 	if r.base == nil {
 		return nil, errors.New("the baseline server is not running (see the baseline scenario)")
 	}
-	l := load{Concurrency: r.opt.concurrency, Rate: rate, URL: fixedURL(r.baseURL + "/orders"), Body: orderBody, OK: statusIs(200),
-		Duration: max(r.opt.duration/2, time.Second)}
+	l := r.baselineLoad()
+	l.Rate, l.Duration = rate, max(r.opt.duration/2, time.Second)
 	return l.run(r.ctx), nil
 }
 

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -114,7 +116,7 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 		ws.Diagnostics = append(ws.Diagnostics, ds...)
 		if len(ds) == 0 {
 			if _, ok := ws.FlowFiles[t.Flow]; !ok {
-				ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Line: t.At.Line, Col: t.At.Col, Message: fmt.Sprintf("flow: no flow %q in this workspace", t.Flow), Hint: dsl.DidYouMean(t.Flow, keys(ws.FlowFiles))})
+				ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Line: t.At.Line, Col: t.At.Col, Message: fmt.Sprintf("flow: no flow %q in this workspace", t.Flow), Hint: dsl.DidYouMean(t.Flow, slices.Sorted(maps.Keys(ws.FlowFiles)))})
 				continue
 			}
 			ws.TestFiles = append(ws.TestFiles, t)
@@ -135,7 +137,7 @@ func (ws *Workspace) FlowEnv(getenv func(string) (string, bool)) flows.Env {
 
 // compileAll compiles the decoded flows on every core.
 func (ws *Workspace) compileAll() {
-	ids := keys(ws.Sources)
+	ids := slices.Sorted(maps.Keys(ws.Sources))
 	env := ws.FlowEnv(ws.getenv)
 	results := make([]*flows.Flow, len(ids))
 	diags := make([]dsl.Diagnostics, len(ids))
@@ -171,7 +173,7 @@ func (ws *Workspace) compileAll() {
 // after every other, so a live flow keeps its route.
 func (ws *Workspace) checkRoutes(last ...string) {
 	claimed := map[string]string{}
-	order := keys(ws.Flows)
+	order := slices.Sorted(maps.Keys(ws.Flows))
 	isLast := map[string]bool{}
 	for _, id := range last {
 		isLast[id] = true
@@ -228,13 +230,4 @@ func (ws *Workspace) yamlFiles(sub string) []string {
 
 func (ws *Workspace) fileError(path string, err error) {
 	ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Message: err.Error()})
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

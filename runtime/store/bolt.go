@@ -138,16 +138,7 @@ func (s *Bolt) committer() {
 		case <-s.quit:
 			return
 		case w := <-s.writes:
-			group = append(group[:0], w)
-		}
-	fill:
-		for len(group) < maxCommit {
-			select {
-			case w := <-s.writes:
-				group = append(group, w)
-			default:
-				break fill
-			}
+			group = takeReady(append(group[:0], w), s.writes)
 		}
 		s.commit(group)
 	}

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -54,19 +55,10 @@ func (e *enc) time(t time.Time) {
 // strMap writes m with sorted keys, so equal maps encode equally.
 func (e *enc) strMap(m map[string]string) {
 	e.uint(uint64(len(m)))
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		e.str(k)
 		e.str(m[k])
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 type dec struct {
@@ -81,18 +73,13 @@ func (d *dec) fail() {
 	d.b = nil
 }
 
-func (d *dec) uint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *dec) uint() uint64 { return took(d, binary.Uvarint) }
 
-func (d *dec) int() int64 {
-	v, n := binary.Varint(d.b)
+func (d *dec) int() int64 { return took(d, binary.Varint) }
+
+// took reads a varint with read and moves past it.
+func took[T uint64 | int64](d *dec, read func([]byte) (T, int)) T {
+	v, n := read(d.b)
 	if n <= 0 {
 		d.fail()
 		return 0
@@ -181,7 +168,7 @@ func encodeMessage(m *Message) []byte {
 	e.strMap(m.Params)
 	e.bytes(m.State)
 	e.uint(uint64(len(m.Memo)))
-	for _, k := range sortedKeys(m.Memo) {
+	for _, k := range slices.Sorted(maps.Keys(m.Memo)) {
 		e.str(k)
 		e.bytes(m.Memo[k])
 	}

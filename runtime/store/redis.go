@@ -537,16 +537,7 @@ func (s *Redis) pipeliner() {
 		case <-s.quit:
 			return
 		case c := <-s.calls:
-			batch = append(batch[:0], c)
-		}
-	fill:
-		for len(batch) < cap(batch) {
-			select {
-			case c := <-s.calls:
-				batch = append(batch, c)
-			default:
-				break fill
-			}
+			batch = takeReady(append(batch[:0], c), s.calls)
 		}
 		s.send(batch)
 	}

@@ -154,3 +154,18 @@ type Store interface {
 
 	Close() error
 }
+
+// takeReady appends to batch what ch holds right now, without waiting,
+// up to batch's capacity: the group commit of Bolt and the pipelines of
+// Redis both take what queued up while they were busy.
+func takeReady[T any](batch []T, ch <-chan T) []T {
+	for len(batch) < cap(batch) {
+		select {
+		case v := <-ch:
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
+}

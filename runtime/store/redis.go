@@ -506,26 +506,28 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 // batches are large.
 func (s *Redis) Eval(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
 	c := &scriptCall{ctx: ctx, script: script, keys: keys, args: args, done: make(chan *redis.Cmd, 1)}
-	fail := func(err error) *redis.Cmd {
-		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(err)
-		return cmd
-	}
 	select {
 	case s.calls <- c:
 	case <-ctx.Done():
-		return fail(ctx.Err())
+		return failedCmd(ctx, ctx.Err())
 	case <-s.quit:
-		return fail(redis.ErrClosed)
+		return failedCmd(ctx, redis.ErrClosed)
 	}
 	select {
 	case cmd := <-c.done:
 		return cmd
 	case <-ctx.Done():
-		return fail(ctx.Err()) // the call may still land, as with any timed-out call
+		return failedCmd(ctx, ctx.Err()) // the call may still land, as with any timed-out call
 	case <-s.quit:
-		return fail(redis.ErrClosed)
+		return failedCmd(ctx, redis.ErrClosed)
 	}
+}
+
+// failedCmd is the answer to a script call that was not sent.
+func failedCmd(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
+	return cmd
 }
 
 // pipeliner sends what waits in s.calls, as one pipeline when it is more
@@ -550,9 +552,7 @@ func (s *Redis) send(batch []*scriptCall) {
 	live := batch[:0]
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
-			cmd := redis.NewCmd(c.ctx)
-			cmd.SetErr(err)
-			c.done <- cmd
+			c.done <- failedCmd(c.ctx, err)
 			continue
 		}
 		live = append(live, c)

@@ -36,9 +36,17 @@ func (e *Engine) startWatcher() error {
 	return nil
 }
 
+// sourceDirs are the workspace's directories a reload reads (beside
+// conveyor.yaml).
+var sourceDirs = []string{"flows", "mappings", "lookups"}
+
+// watchDirs are the workspace and its sourceDirs.
 func (e *Engine) watchDirs() []string {
-	dir := e.opts.Workspace
-	return []string{dir, filepath.Join(dir, "flows"), filepath.Join(dir, "mappings"), filepath.Join(dir, "lookups")}
+	dirs := []string{e.opts.Workspace}
+	for _, sub := range sourceDirs {
+		dirs = append(dirs, filepath.Join(e.opts.Workspace, sub))
+	}
+	return dirs
 }
 
 const (
@@ -59,7 +67,7 @@ func (e *Engine) relevant(path string) bool {
 	if path == filepath.Join(dir, "conveyor.yaml") {
 		return true
 	}
-	for _, sub := range []string{"flows", "mappings", "lookups"} {
+	for _, sub := range sourceDirs {
 		d := filepath.Join(dir, sub)
 		if path == d || filepath.Dir(path) == d {
 			return true
@@ -176,7 +184,7 @@ func (e *Engine) scanFiles() map[string]string {
 		out[path], stamps[path] = st.hash, st
 	}
 	add(filepath.Join(dir, "conveyor.yaml"))
-	for _, sub := range []string{"flows", "mappings", "lookups"} {
+	for _, sub := range sourceDirs {
 		entries, _ := os.ReadDir(filepath.Join(dir, sub))
 		for _, en := range entries {
 			name := en.Name()

@@ -457,30 +457,19 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	where := method + " " + redact(u)
 
 	var body []byte
-	var rawType string
-	if req.Body == nil && len(req.RawJSON) > 0 { // a deferred body (connectors.RawJSONSender)
+	if req.Body != nil || len(req.RawJSON) > 0 {
 		if ct := headerValue(req.Headers, "Content-Type"); ct != "" && !isJSONType(ct) {
-			// Sent as text when it is a string: that needs it decoded.
-			if req.Body, err = jsonv.Decode(req.RawJSON); err != nil {
-				return nil, fmt.Errorf("%s: the body is not valid JSON: %w", where, err)
+			if req.Body == nil { // a deferred body (connectors.RawJSONSender): a string in it goes as text
+				if req.Body, err = jsonv.Decode(req.RawJSON); err != nil {
+					return nil, fmt.Errorf("%s: the body is not valid JSON: %w", where, err)
+				}
 			}
-		} else {
-			body = req.RawJSON
-		}
-	}
-	if req.Body != nil {
-		rawType = headerValue(req.Headers, "Content-Type")
-		if rawType != "" && !isJSONType(rawType) {
 			switch b := req.Body.(type) {
 			case string:
 				body = []byte(b)
 			case []byte:
 				body = b
-			default:
-				rawType = ""
 			}
-		} else {
-			rawType = ""
 		}
 		if body == nil && len(req.RawJSON) > 0 {
 			body = req.RawJSON // the same JSON, not encoded again

@@ -30,6 +30,7 @@ type options struct {
 	scenarios   []string
 	duration    time.Duration
 	warmup      time.Duration
+	rounds      int
 	concurrency int
 	messages    int
 	reloads     int
@@ -48,8 +49,9 @@ func main() {
 	flag.StringVar(&scenarios, "scenario", "all", "comma list of "+strings.Join(scenarioOrder, ",")+", or all")
 	flag.DurationVar(&opt.duration, "duration", 10*time.Second, "measured time of each load run")
 	flag.DurationVar(&opt.warmup, "warmup", time.Second, "unmeasured load before each measured run")
+	flag.IntVar(&opt.rounds, "rounds", 3, "ratio scenarios: measured runs, each paired with its own baseline run; the median ratio is reported")
 	flag.IntVar(&opt.concurrency, "concurrency", 32, "load generator workers (and the delivery flow's concurrency)")
-	flag.IntVar(&opt.messages, "messages", 5000, "delivery: messages sent through the flow")
+	flag.IntVar(&opt.messages, "messages", 20000, "delivery: messages sent through the flow")
 	flag.IntVar(&opt.reloads, "reloads", 20, "reload: flow file rewrites during the run")
 	flag.IntVar(&opt.flows, "flows", 100, "rss: generated flows in the workspace")
 	flag.StringVar(&opt.out, "out", "", "results file (default <module>/bench/results/latest.json; - for none)")
@@ -76,9 +78,9 @@ func main() {
 		return
 	}
 	var err error
-	if opt.scenarios, err = selectScenarios(scenarios); err != nil || opt.concurrency < 1 || opt.duration <= 0 || opt.messages < 1 || opt.flows < 1 {
+	if opt.scenarios, err = selectScenarios(scenarios); err != nil || opt.concurrency < 1 || opt.duration <= 0 || opt.messages < 1 || opt.flows < 1 || opt.rounds < 1 {
 		if err == nil {
-			err = errors.New("-concurrency, -duration, -messages and -flows must be positive")
+			err = errors.New("-concurrency, -duration, -messages, -flows and -rounds must be positive")
 		}
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
@@ -272,7 +274,7 @@ func newReport(opt options) *report {
 		Started: time.Now().UTC(),
 		Host: map[string]any{"hostname": host, "cpus": goruntime.NumCPU(), "gomaxprocs": goruntime.GOMAXPROCS(0), "loadavg": loadAvg(),
 			"go": goruntime.Version(), "os": goruntime.GOOS + "/" + goruntime.GOARCH},
-		Options: map[string]any{"scenarios": opt.scenarios, "duration": opt.duration.String(), "warmup": opt.warmup.String(),
+		Options: map[string]any{"scenarios": opt.scenarios, "duration": opt.duration.String(), "warmup": opt.warmup.String(), "rounds": opt.rounds,
 			"concurrency": opt.concurrency, "messages": opt.messages, "reloads": opt.reloads, "flows": opt.flows},
 	}
 }

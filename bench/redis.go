@@ -94,15 +94,15 @@ func (r *runner) redisSync() error {
 	}
 	n0, _ := roundTrips(c)
 	t0 := time.Now()
-	res, cpu := r.measure(c.proc, a.load)
+	res, cpu := a.measure(r)
 	time.Sleep(500 * time.Millisecond) // the journal writes of the last answers land
 	n1, err := roundTrips(c)
 	if err != nil {
 		return err
 	}
 	row := r.add("redis-sync", "sync flow, Redis dedup + rate limit + journal, 200", res, cpu)
-	r.ratioToBaseline(row, res.rps(), a.base, 0.5)
-	perReq := (n1 - n0 - idle*time.Since(t0).Seconds()) / float64(max(res.Requests, 1))
+	r.ratioToBaseline(row, res, a, 0.5)
+	perReq := (n1 - n0 - idle*time.Since(t0).Seconds()) / float64(max(a.requests, 1))
 	row.Details["redis_round_trips_per_req"] = perReq
 	row.Details["redis_idle_round_trips_per_s"] = idle
 	r.rep.check(row, "Redis round trips per request", perReq, "trips", "<= 2", perReq <= 2)
@@ -127,11 +127,11 @@ func (r *runner) redisAsync() error {
 	if err != nil {
 		return err
 	}
-	res, cpu := r.measure(a.c.proc, a.load)
+	res, cpu := a.measure(r)
 	n1, _ := roundTrips(a.c)
 	row := r.add("redis-async", "validate+dedup+XADD, 202 (workers held)", res, cpu)
-	row.Details["redis_round_trips_per_req"] = (n1 - n0) / float64(max(res.Requests, 1))
-	r.ratioToBaseline(row, res.rps(), a.base, 0.5)
+	row.Details["redis_round_trips_per_req"] = (n1 - n0) / float64(max(a.requests, 1))
+	r.ratioToBaseline(row, res, a, 0.5)
 	return nil
 }
 

@@ -53,7 +53,7 @@ func benchWrites(b *testing.B, parallelism int, write func(s *Bolt, i int64, m *
 	var n atomic.Int64
 	b.SetBytes(int64(len(body)))
 	b.SetParallelism(parallelism)
-	cpu0 := cpuTime()
+	cpu0, writes0 := cpuTime(), pageWrites(s)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -65,6 +65,7 @@ func benchWrites(b *testing.B, parallelism int, write func(s *Bolt, i int64, m *
 		}
 	})
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64(pageWrites(s)-writes0)/float64(b.N), "pagewrites/op")
 }
 
 // cpuTime is the process's user and system CPU time so far.
@@ -72,4 +73,10 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pageWrites is how many page writes the store's commits made so far.
+func pageWrites(s *Bolt) int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetWrite()
 }

@@ -197,9 +197,12 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 		if f == nil || !ok || f == lf.cur.Load() {
 			continue // not compiled, or unchanged by this reload
 		}
+		rev, hash := nr.rev, nr.hash
+		if rev == 0 && hash == lf.hash {
+			continue // loaded again to be recorded (forgetUnrecorded), and still not
+		}
 		empty := dsl.Diagnostics{}
 		lf.diags.Store(&empty)
-		rev, hash := nr.rev, nr.hash
 		f.Revision = rev
 		if old := lf.cur.Load(); old != nil {
 			e.keepRevision(old)
@@ -230,9 +233,10 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 // nextRevision returns the revision number for a flow file's content,
 // storing a new revision when the content is new. It reads the latest
 // revision only, not the flow's whole history. When the store cannot
-// tell, the version is not recorded and gets number 0 (its messages run
-// on whatever revision is live), rather than a guessed number that
-// could overwrite a stored revision.
+// tell or cannot store it, the version is not recorded and gets number 0
+// (its messages run on whatever revision is live), rather than a guessed
+// number that could overwrite a stored revision or name another source
+// later; forgetUnrecorded has it recorded once the store answers.
 func (e *Engine) nextRevision(id, hash, src, author string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -248,11 +252,27 @@ func (e *Engine) nextRevision(id, hash, src, author string) int {
 		return 0
 	}
 	if err := e.store.AddRevision(ctx, store.Revision{Flow: id, Number: next, Hash: hash, Source: src, Author: author, At: time.Now().UTC()}); err != nil {
-		e.log.Error("cannot store revision", "flow", id, "error", err)
-	} else if author == "file" && e.ready.Load() { // not the first load at start
+		e.log.Error("cannot store revision; this version is not recorded", "flow", id, "error", err)
+		return 0
+	}
+	if author == "file" && e.ready.Load() { // not the first load at start
 		e.audit(ctx, "file", "flow.update", id, fmt.Sprintf("revision %d (edited on disk)", next))
 	}
 	return next
+}
+
+// forgetUnrecorded drops the hashes of the flow files whose live version
+// is unrecorded (revision 0, see nextRevision), so that the next rescan
+// loads them again and records them, once the store answers. Called
+// under reloadM.
+func (e *Engine) forgetUnrecorded() {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, lf := range e.flows {
+		if lf.cur.Load() != nil && lf.revision.Load() == 0 {
+			delete(e.hashes, lf.file)
+		}
+	}
 }
 
 // keepRevision remembers a replaced compiled flow so that messages

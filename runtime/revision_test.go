@@ -2,16 +2,20 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
 // A message retries on the revision it was accepted under, also after a
@@ -65,5 +69,61 @@ func TestRetryRunsOnItsRevisionAfterRestart(t *testing.T) {
 	slices.Sort(paths)
 	if !slices.Equal(paths, []string{"/v1", "/v2"}) {
 		t.Errorf("delivered to %v; want the first message on its revision (/v1), the second on the new one", paths)
+	}
+}
+
+// revisionlessStore cannot read or store revisions while down is set.
+type revisionlessStore struct {
+	store.Store
+	down atomic.Bool
+}
+
+func (s *revisionlessStore) Revision(ctx context.Context, flow string, n int) (*store.Revision, error) {
+	if s.down.Load() {
+		return nil, errors.New("store unavailable")
+	}
+	return s.Store.Revision(ctx, flow, n)
+}
+
+func (s *revisionlessStore) AddRevision(ctx context.Context, r store.Revision) error {
+	if s.down.Load() {
+		return errors.New("store unavailable")
+	}
+	return s.Store.AddRevision(ctx, r)
+}
+
+// A version that went live while the store could not record it serves
+// as revision 0, and gets its revision once the store answers, without
+// an edit of the file.
+func TestUnrecordedVersionIsRecordedWhenTheStoreAnswers(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": "trigger: {http: {path: /echo, mode: sync}}\nsteps:\n  - respond: {status: 200, body: '{n: body.n}'}\n"})
+	bolt, err := store.OpenBolt(t.TempDir())
+	must(t, err)
+	t.Cleanup(func() { bolt.Close() })
+	s := &revisionlessStore{Store: bolt}
+	s.down.Store(true)
+	e := start(t, dir, runtime.Options{Store: s})
+	if f, _ := e.Flow("echo"); f.Revision != 0 {
+		t.Fatalf("revision %d while the store is down; want 0 (unrecorded)", f.Revision)
+	}
+	time.Sleep(300 * time.Millisecond) // rescans while the store is still down
+	if f, _ := e.Flow("echo"); f.Revision != 0 || f.Status != runtime.StatusActive {
+		t.Fatalf("flow %+v; want it serving, unrecorded", f)
+	}
+	if status, out := post(t, "http://"+e.TriggerAddr()+"/echo", `{"n": 1}`); status != 200 {
+		t.Fatalf("unrecorded version: %d %v", status, out)
+	}
+	s.down.Store(false)
+	eventually(t, 5*time.Second, "revision 1 recorded", func() bool {
+		f, _ := e.Flow("echo")
+		return f.Revision == 1
+	})
+	revs, err := e.Revisions(context.Background(), "echo")
+	must(t, err)
+	if len(revs) != 1 || revs[0].Number != 1 || !strings.Contains(revs[0].Source, "/echo") {
+		t.Errorf("stored revisions %+v; want revision 1 with the file's source", revs)
+	}
+	if status, out := post(t, "http://"+e.TriggerAddr()+"/echo", `{"n": 2}`); status != 200 {
+		t.Fatalf("recorded version: %d %v", status, out)
 	}
 }

@@ -22,6 +22,7 @@ import (
 // an event was lost (overflow, network file systems).
 func (e *Engine) startWatcher() error {
 	e.hashes = e.scanFiles()
+	e.forgetUnrecorded()
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		e.goLoop(func() { e.rescanLoop(nil) })
@@ -260,6 +261,7 @@ func (e *Engine) Reload() {
 	}
 	e.log.Info("workspace changed", "files", changed)
 	e.applyWorkspace(ws, "file")
+	e.forgetUnrecorded()
 }
 
 // reloadConfig checks a changed conveyor.yaml: static settings cannot

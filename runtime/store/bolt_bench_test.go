@@ -80,3 +80,19 @@ func pageWrites(s *Bolt) int64 {
 	st := s.db.Stats()
 	return st.TxStats.GetWrite()
 }
+
+// BenchmarkBoltAcceptDerived is BenchmarkBoltAccept with ids that arrive
+// in no order, as the derived ids of file, stream, event and schedule
+// messages do (the messages and bodies buckets are filled to 95 % for
+// the ascending ids of HTTP messages; see denseBucket).
+func BenchmarkBoltAcceptDerived(b *testing.B) {
+	benchWrites(b, 16, func(s *Bolt, i int64, m *Message) error {
+		m.ID = uuid.NewString()
+		m.Flow, m.Status, m.DedupKey, m.DueAt = "bench-async", Queued, fmt.Sprintf("bench-async:%d", i), m.ReceivedAt
+		dup, err := s.Accept(context.Background(), m, time.Hour)
+		if dup != nil {
+			return fmt.Errorf("a duplicate of %s", dup.ID)
+		}
+		return err
+	})
+}

@@ -85,6 +85,9 @@ type Outbox struct {
 func New(cfg connectors.Config) (connectors.Caller, error) {
 	o := &Outbox{name: cfg.Name, format: JSON, csv: DefaultCSV}
 	var errs []error
+	if err := connectors.CheckFields("", cfg.Values, "dir", "format", "csv"); err != nil {
+		errs = append(errs, err)
+	}
 	for k, v := range cfg.Values {
 		switch k {
 		case "dir":
@@ -107,8 +110,6 @@ func New(cfg connectors.Config) (connectors.Caller, error) {
 				errs = append(errs, err)
 			}
 			o.csv = c
-		default:
-			errs = append(errs, fmt.Errorf("unknown field %q (known: dir, format, csv)", k))
 		}
 	}
 	if _, ok := cfg.Values["dir"]; !ok {
@@ -130,6 +131,9 @@ func ParseCSVOptions(v any) (CSVOptions, error) {
 	if !ok {
 		return o, fmt.Errorf("csv must be an object, got %T", v)
 	}
+	if err := connectors.CheckFields("csv", m, "delimiter", "header"); err != nil {
+		return o, err
+	}
 	for k, x := range m {
 		switch k {
 		case "delimiter":
@@ -145,8 +149,6 @@ func ParseCSVOptions(v any) (CSVOptions, error) {
 				return o, fmt.Errorf("csv.header must be true or false, got %v", x)
 			}
 			o.Header = b
-		default:
-			return o, fmt.Errorf("csv: unknown field %q (known: delimiter, header)", k)
 		}
 	}
 	return o, nil

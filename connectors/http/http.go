@@ -98,12 +98,8 @@ func New(cfg connectors.Config) (connectors.Caller, error) {
 func NewClient(cfg connectors.Config) (*Client, error) {
 	c := &Client{name: cfg.Name, headers: http.Header{}, auth: http.Header{}, timeout: cfg.Timeout}
 	var errs []error
-	for k := range cfg.Values {
-		switch k {
-		case "base_url", "headers", "auth", "tls", "timeout":
-		default:
-			errs = append(errs, fmt.Errorf("unknown field %q (known: base_url, headers, auth, tls, timeout)", k))
-		}
+	if err := connectors.CheckFields("", cfg.Values, "base_url", "headers", "auth", "tls", "timeout"); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.setBase(cfg.Values["base_url"]); err != nil {
 		errs = append(errs, err)
@@ -239,10 +235,8 @@ func (c *Client) setAuth(v any) error {
 			if err != nil {
 				return err
 			}
-			for k := range bm {
-				if k != "username" && k != "password" {
-					return fmt.Errorf("auth.basic: unknown field %q (known: username, password)", k)
-				}
+			if err := connectors.CheckFields("auth.basic", bm, "username", "password"); err != nil {
+				return err
 			}
 			if bm["username"] == "" {
 				return errors.New("auth.basic.username is required")
@@ -258,10 +252,8 @@ func (c *Client) setAuth(v any) error {
 			if err != nil {
 				return err
 			}
-			for k := range am {
-				if k != "header" && k != "value" {
-					return fmt.Errorf("auth.api_key: unknown field %q (known: header, value)", k)
-				}
+			if err := connectors.CheckFields("auth.api_key", am, "header", "value"); err != nil {
+				return err
 			}
 			h := am["header"]
 			if h == "" {

@@ -473,7 +473,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"not a string", map[string]any{"base_url": 42}, "must be a string"},
 		{"unparsable", map[string]any{"base_url": "http://[::1/x?token=s3cret"}, "not a valid absolute"},
 		{"user info", map[string]any{"base_url": "http://u:s3cret@x/"}, "must not carry credentials"},
-		{"unknown field", map[string]any{"base_url": "http://x", "base_ulr": "y"}, `unknown field "base_ulr"`},
+		{"unknown field", map[string]any{"base_url": "http://x", "base_ulr": "y"}, `unknown field "base_ulr" (did you mean "base_url"?)`},
 		{"header not a string", map[string]any{"base_url": "http://x", "headers": map[string]any{"X-A": 1}}, "headers.X-A must be a string"},
 		{"header injection", map[string]any{"base_url": "http://x", "headers": map[string]any{"X-A": "a\r\nX-B: s3cret"}}, "line break"},
 		{"two auth kinds", map[string]any{"base_url": "http://x", "auth": map[string]any{"bearer": "s3cret", "api_key": map[string]any{"value": "v"}}}, "exactly one"},

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/conveyor-run/conveyor/connectors"
 )
 
 // tokenLeeway is how long before its expiry a cached token is replaced,
@@ -70,12 +72,8 @@ func newOAuth2(v any) (*oauth2Source, error) {
 		}
 		return s
 	}
-	for k := range m {
-		switch k {
-		case "token_url", "client_id", "client_secret", "scopes", "auth_style":
-		default:
-			errs = append(errs, fmt.Errorf("auth.oauth2: unknown field %q (known: token_url, client_id, client_secret, scopes, auth_style)", k))
-		}
+	if err := connectors.CheckFields("auth.oauth2", m, "token_url", "client_id", "client_secret", "scopes", "auth_style"); err != nil {
+		errs = append(errs, err)
 	}
 	if raw := str("token_url", true); raw != "" {
 		u, err := url.Parse(raw)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/conveyor-run/conveyor/connectors"
 )
 
 // tlsConfig builds the client TLS settings of tls: {ca_file, cert_file,
@@ -21,12 +23,8 @@ func tlsConfig(v any) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	for k := range m {
-		switch k {
-		case "ca_file", "cert_file", "key_file":
-		default:
-			return nil, fmt.Errorf("tls: unknown field %q (known: ca_file, cert_file, key_file)", k)
-		}
+	if err := connectors.CheckFields("tls", m, "ca_file", "cert_file", "key_file"); err != nil {
+		return nil, err
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if f := m["ca_file"]; f != "" {

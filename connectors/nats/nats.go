@@ -68,10 +68,8 @@ func New(cfg connectors.Config) (connectors.Caller, error) { return NewClient(cf
 
 // NewClient is New returning the concrete type.
 func NewClient(cfg connectors.Config) (*Client, error) {
-	for k := range cfg.Values {
-		if k != "url" {
-			return nil, fmt.Errorf("unknown field %q (known: url)", k)
-		}
+	if err := connectors.CheckFields("", cfg.Values, "url"); err != nil {
+		return nil, err
 	}
 	raw, _ := cfg.Values["url"].(string)
 	where, err := servers(raw)

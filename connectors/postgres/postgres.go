@@ -92,10 +92,8 @@ func New(cfg connectors.Config) (connectors.Caller, error) { return NewClient(cf
 // NewClient is New returning the concrete type.
 func NewClient(cfg connectors.Config) (*Client, error) {
 	var errs []error
-	for k := range cfg.Values {
-		if k != "url" && k != "max_conns" {
-			errs = append(errs, fmt.Errorf("unknown field %q (known: url, max_conns)", k))
-		}
+	if err := connectors.CheckFields("", cfg.Values, "url", "max_conns"); err != nil {
+		errs = append(errs, err)
 	}
 	url, _ := cfg.Values["url"].(string)
 	if strings.TrimSpace(url) == "" {

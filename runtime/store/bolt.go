@@ -43,7 +43,8 @@ type Bolt struct {
 	closed sync.Once
 
 	mu      sync.Mutex
-	leased  map[string]bool         // message ids handed out by Lease
+	leased  map[string]uint64       // message ids handed out by Lease -> which lease
+	leases  uint64                  // leases handed out so far
 	pending map[string]pendingClaim // sync dedup key -> claim not yet confirmed
 }
 
@@ -103,7 +104,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	s := &Bolt{db: db, leased: map[string]bool{}, pending: map[string]pendingClaim{},
+	s := &Bolt{db: db, leased: map[string]uint64{}, pending: map[string]pendingClaim{},
 		writes: make(chan *boltWrite, maxCommit), quit: make(chan struct{})}
 	go s.committer()
 	return s, nil
@@ -193,7 +194,16 @@ func (s *Bolt) Close() error {
 	return s.db.Close()
 }
 
+// be is t as a key part that sorts as time does, clamped as records
+// clamp times (codec.go): a wrapped time would give a key that the
+// message's next write, from its clamped record, could not find.
 func be(t time.Time) []byte {
+	switch {
+	case t.Before(minTime):
+		t = minTime
+	case t.After(maxTime):
+		t = maxTime
+	}
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
 	return b[:]
@@ -237,6 +247,9 @@ func read(tx *bolt.Tx, id string, decode func([]byte) (*Message, error)) (*Messa
 // put writes m and keeps the queue and running index in step with its
 // status. prev is the stored version, if any.
 func put(tx *bolt.Tx, m *Message, prev *Message) error {
+	if m.DueAt.IsZero() && (m.Status == Queued || m.Status == Retrying) {
+		m.DueAt = time.Now() // as the Redis store does; a zero time would sort last
+	}
 	q := tx.Bucket(bQueue)
 	if prev != nil && (prev.Status == Queued || prev.Status == Retrying) {
 		if err := q.Delete(queueKey(prev.Flow, prev.DueAt, prev.ID)); err != nil {
@@ -351,7 +364,7 @@ func (s *Bolt) Lease(ctx context.Context, flow string, now time.Time, n int) ([]
 			if bytes.Compare(k[len(prefix):len(prefix)+8], limit) > 0 {
 				break
 			}
-			if s.leased[string(k[len(prefix)+8:])] { // no allocation for the skipped
+			if s.leased[string(k[len(prefix)+8:])] != 0 { // no allocation for the skipped
 				continue
 			}
 			id := string(k[len(prefix)+8:])
@@ -368,13 +381,18 @@ func (s *Bolt) Lease(ctx context.Context, flow string, now time.Time, n int) ([]
 		return nil, fmt.Errorf("store: lease: %w", err)
 	}
 	for _, m := range out {
-		s.leased[m.ID] = true
+		s.leases++
+		s.leased[m.ID] = s.leases
 	}
 	return out, nil
 }
 
 // Save implements Store.
 func (s *Bolt) Save(ctx context.Context, m *Message) error {
+	// The lease this write ends, if any: by the time the commit is back
+	// the message may have been saved again (an admin's replay) and
+	// leased anew, and that lease is not this write's to end.
+	lease := s.leaseOf(m.ID)
 	m.UpdatedAt = time.Now()
 	err := s.batch(func(tx *bolt.Tx) error {
 		prev, err := getHead(tx, m.ID)
@@ -389,11 +407,25 @@ func (s *Bolt) Save(ctx context.Context, m *Message) error {
 		return fmt.Errorf("store: save %s: %w", m.ID, err)
 	}
 	if m.Status != Running {
-		s.mu.Lock()
-		delete(s.leased, m.ID)
-		s.mu.Unlock()
+		s.endLease(m.ID, lease)
 	}
 	return nil
+}
+
+// leaseOf returns which lease of id is current (0: none).
+func (s *Bolt) leaseOf(id string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leased[id]
+}
+
+// endLease ends lease of id, unless id was leased anew since.
+func (s *Bolt) endLease(id string, lease uint64) {
+	s.mu.Lock()
+	if s.leased[id] == lease {
+		delete(s.leased, id)
+	}
+	s.mu.Unlock()
 }
 
 // Get implements Store.
@@ -406,7 +438,7 @@ func (s *Bolt) Get(ctx context.Context, id string) (*Message, error) {
 	})
 	if err == nil && m.Status.Pending() {
 		s.mu.Lock()
-		if s.leased[id] {
+		if s.leased[id] != 0 {
 			m.Status = Running
 		}
 		s.mu.Unlock()
@@ -592,10 +624,14 @@ func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error 
 		if m.DedupKey == "" {
 			return nil
 		}
+		e, held := dedupHolder(tx, m.DedupKey, time.Now())
 		if m.Status == Completed || m.Status == Filtered {
-			return confirm(tx, m.DedupKey, m.ID, ttl)
+			if held && e.ID != m.ID {
+				return nil // taken over after this run's claim lapsed: journaled, not confirmed (as Redis)
+			}
+			return putDedup(tx, m.DedupKey, dedupEntry{ID: m.ID, Expires: time.Now().Add(ttl), Confirmed: true})
 		}
-		if e, ok := dedupHolder(tx, m.DedupKey, time.Now()); ok && e.ID == m.ID {
+		if held && e.ID == m.ID {
 			return tx.Bucket(bDedup).Delete([]byte(m.DedupKey))
 		}
 		return nil
@@ -735,7 +771,9 @@ func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
 
 // Sweep deletes finished messages (completed, filtered, failed, discarded)
 // received before olderThan, and expired dedup keys. Dead letters and
-// pending messages stay whatever their age.
+// pending messages stay whatever their age, and so does a message whose
+// dedup key is live (a dedup TTL longer than the retention): a duplicate
+// must still find what it duplicates.
 func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -743,11 +781,17 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 		j, msgs := tx.Bucket(bJournal), tx.Bucket(bMessages)
 		c := j.Cursor()
 		cutoff := be(olderThan)
+		now := time.Now()
 		var drop [][]byte
 		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.Next() {
-			m, err := getHead(tx, string(k[8:]))
+			m, err := read(tx, string(k[8:]), decodeMessage)
 			if err == nil && (m.Status.Pending() || m.Status == Dead) {
 				continue
+			}
+			if err == nil && m.DedupKey != "" {
+				if e, held := dedupHolder(tx, m.DedupKey, now); held && e.ID == m.ID {
+					continue
+				}
 			}
 			drop = append(drop, append([]byte(nil), k...))
 		}
@@ -763,7 +807,6 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 			}
 			n++
 		}
-		now := time.Now()
 		var expired [][]byte
 		_ = tx.Bucket(bDedup).ForEach(func(k, v []byte) error {
 			if e, err := decodeDedup(v); err != nil || now.After(e.Expires) {

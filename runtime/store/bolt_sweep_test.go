@@ -37,3 +37,34 @@ func TestBoltSweepKeepsDeadAndPending(t *testing.T) {
 		}
 	}
 }
+
+// A finished message whose dedup key outlives the retention stays as long
+// as the key: a duplicate must still get it, not be taken as new.
+func TestBoltSweepKeepsLiveDedupHolders(t *testing.T) {
+	s, err := store.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	for id, ttl := range map[string]time.Duration{"held": 72 * time.Hour, "lapsed": time.Millisecond} {
+		m := &store.Message{ID: id, Flow: "f", Status: store.Queued, DedupKey: "k-" + id, ReceivedAt: old, DueAt: old, Body: []byte("{}")}
+		if _, err := s.Accept(ctx, m, ttl); err != nil {
+			t.Fatal(err)
+		}
+		m.Status = store.Completed
+		if err := s.Save(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Millisecond)
+	if n, err := s.Sweep(ctx, time.Now().Add(-24*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("swept %d (%v), want 1 (the one whose key lapsed)", n, err)
+	}
+	dup := &store.Message{ID: "again", Flow: "f", Status: store.Queued, DedupKey: "k-held", ReceivedAt: time.Now(), Body: []byte("{}")}
+	existing, err := s.Accept(ctx, dup, 72*time.Hour)
+	if err != nil || existing == nil || existing.ID != "held" {
+		t.Errorf("a duplicate after the sweep: existing %v, err %v; want held", existing, err)
+	}
+}

@@ -447,7 +447,14 @@ if st == 'queued' or st == 'retrying' then
 elseif st == 'dead' or st == 'running' then
   redis.call('PERSIST', mk)
 else
-  redis.call('PEXPIRE', mk, ARGV[10])
+  -- kept while its dedup key is: a duplicate must find what it repeats
+  local keep = tonumber(ARGV[10])
+  if dk ~= '' and ARGV[12] == 'confirm' then
+    keep = math.max(keep, tonumber(ARGV[13]))
+  elseif dk ~= '' and redis.call('GET', P..'dd:'..dk) == id then
+    keep = math.max(keep, redis.call('PTTL', P..'dd:'..dk))
+  end
+  redis.call('PEXPIRE', mk, keep)
   for _, k in ipairs({P..'jr', P..'jr:'..flow, P..'st:'..flow..':'..st}) do
     redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. ARGV[11])
   end

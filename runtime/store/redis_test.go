@@ -393,3 +393,37 @@ func TestRedisLatestRevisionWithoutRevlast(t *testing.T) {
 		t.Errorf("latest = %+v, %v; want revision 3", r, err)
 	}
 }
+
+// A finished message stays while its dedup key does, however short the
+// journal's retention: a duplicate must still find what it repeats.
+func TestRedisDedupHolderOutlivesTheJournal(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	ctx := context.Background()
+	s, err := store.OpenRedis(ctx, url, store.RedisOptions{Prefix: prefix, JournalTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	async := &store.Message{ID: "a1", Flow: "f", Status: store.Queued, DedupKey: "k-async", ReceivedAt: time.Now(), Body: []byte(`{}`)}
+	if _, err := s.Accept(ctx, async, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	async.Status = store.Completed
+	sync := &store.Message{ID: "s1", Flow: "f", Status: store.Completed, DedupKey: "k-sync", ReceivedAt: time.Now(), Body: []byte(`{}`)}
+	if _, ok, err := s.ClaimKey(ctx, sync.DedupKey, sync.ID, time.Minute); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	if err := s.Save(ctx, async); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(ctx, sync, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a1", "s1"} {
+		ttl, err := s.Client().PTTL(ctx, prefix+"m:"+id).Result()
+		if err != nil || ttl < 59*time.Minute {
+			t.Errorf("message %s expires in %v (%v); want with its dedup key, in about an hour", id, ttl, err)
+		}
+	}
+}

@@ -41,6 +41,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClaimReleaseConfirm", testClaimReleaseConfirm},
 		{"Recover", testRecover},
 		{"SyncJournal", testSyncJournal},
+		{"FinishAfterTakeover", testFinishAfterTakeover},
+		{"ZeroDueIsNow", testZeroDue},
 		{"ListFilters", testList},
 		{"Depth", testDepth},
 		{"Revisions", testRevisions},
@@ -540,6 +542,50 @@ func testSyncJournal(t *testing.T, open func(t *testing.T) store.Store) {
 	must(t, err)
 	if !slices.Equal(ids(l), []string{m.ID}) {
 		t.Errorf("list by key: %v", ids(l))
+	}
+}
+
+// A sync run whose claim lapsed and was taken over by a resend still
+// journals its answer; only the confirmation is skipped (the key stays
+// with the resend).
+func testFinishAfterTakeover(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openT(t, open)
+	a, b := msg("sync", time.Time{}), msg("sync", time.Time{})
+	key := "sync:" + a.ID
+	if _, ok, err := s.ClaimKey(ctx, key, a.ID, 50*time.Millisecond); err != nil || !ok {
+		t.Fatalf("claim a: %v %v", ok, err)
+	}
+	time.Sleep(100 * time.Millisecond) // a's run outlasts its claim
+	if _, ok, err := s.ClaimKey(ctx, key, b.ID, time.Hour); err != nil || !ok {
+		t.Fatalf("claim b after a's lapsed: %v %v", ok, err)
+	}
+	for _, m := range []*store.Message{b, a} { // b answers first, a late
+		m.Status, m.DedupKey, m.Attempt, m.Response = store.Completed, key, 1, json.RawMessage(`{"status":200}`)
+		must(t, s.Finish(ctx, m, time.Hour))
+	}
+	for _, m := range []*store.Message{a, b} {
+		if got, err := s.Get(ctx, m.ID); err != nil || got.Status != store.Completed {
+			t.Errorf("journal of %s: %+v %v", m.ID, got, err)
+		}
+	}
+	if h, ok, err := s.ClaimKey(ctx, key, "c", time.Hour); err != nil || ok || h != b.ID {
+		t.Errorf("the key after both finished: holder %q ok %v err %v; want held by %s", h, ok, err, b.ID)
+	}
+}
+
+// A queued message saved without a due time is due now.
+func testZeroDue(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openT(t, open)
+	m := msg("zero", time.Time{})
+	accept(t, s, m)
+	got := lease(t, s, "zero", time.Now().Add(time.Second), 10)
+	if !slices.Equal(ids(got), []string{m.ID}) {
+		t.Fatalf("leased %v; want %s, due now", ids(got), m.ID)
+	}
+	got[0].Status, got[0].DueAt = store.Retrying, time.Time{}
+	must(t, s.Save(ctx, got[0]))
+	if got := lease(t, s, "zero", time.Now().Add(time.Second), 10); !slices.Equal(ids(got), []string{m.ID}) {
+		t.Fatalf("after a save without due time leased %v; want %s", ids(got), m.ID)
 	}
 }
 

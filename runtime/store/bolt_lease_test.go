@@ -1,0 +1,45 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A worker's save whose commit lands after the message was saved again
+// and leased anew (an admin replayed it meanwhile) must not end the new
+// lease: a third worker would then get the message while the second runs
+// it. Save's end of lease is replayed here at the moment it would come
+// late.
+func TestLateSaveKeepsTheNewLease(t *testing.T) {
+	s, err := OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	m := &Message{ID: "m1", Flow: "f", Status: Queued, ReceivedAt: time.Now(), DueAt: time.Now(), Body: []byte(`{}`)}
+	if _, err := s.Accept(ctx, m, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Lease(ctx, "f", time.Now(), 1)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("first lease: %v %v", first, err)
+	}
+	workerLease := s.leaseOf("m1") // the first worker's Save reads it, then commits Dead ...
+
+	replay := *first[0]
+	replay.Status, replay.DueAt = Queued, time.Now()
+	if err := s.Save(ctx, &replay); err != nil { // ... an admin replays it ...
+		t.Fatal(err)
+	}
+	second, err := s.Lease(ctx, "f", time.Now().Add(time.Millisecond), 1) // ... a second worker takes it ...
+	if err != nil || len(second) != 1 {
+		t.Fatalf("second lease: %v %v", second, err)
+	}
+	s.endLease("m1", workerLease) // ... and the first worker's Save ends its lease, late
+
+	if again, err := s.Lease(ctx, "f", time.Now().Add(time.Second), 1); err != nil || len(again) != 0 {
+		t.Errorf("leased %d more while the second worker runs it (%v)", len(again), err)
+	}
+}

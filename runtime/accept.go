@@ -63,7 +63,7 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 // message (async) or runs the flow inline (sync).
 func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	lf, f := e.live(id)
-	if f == nil {
+	if f == nil || f.Trigger.HTTP == nil { // or a reload made it another trigger's since routing
 		apiError(w, http.StatusNotFound, "not_found", "flow "+id+" is not live", nil)
 		return
 	}
@@ -243,35 +243,50 @@ func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
 func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f *flows.Flow, msg *flows.Message, state *flows.State, raw []byte, dedupKey string, cl ClaimLimiter, rlKey string) {
 	id, m := f.ID, e.metrics
 	ctx := r.Context()
+	timeout := 30 * time.Second
+	if t := f.Trigger.HTTP.Timeout; t != nil && t.D > 0 {
+		timeout = t.D
+	}
 	if dedupKey != "" {
+		// The claim lasts as long as the run may, not the dedup TTL:
+		// a replica that dies mid-run leaves no journal record and no
+		// confirmation, and its claim then blocks the sender's resends
+		// only until it lapses. Finish keeps the key for the TTL.
+		claimTTL := min(f.Dedup.TTL, timeout+claimSlack)
 		var holder string
 		var ok bool
 		var err error
 		if cl != nil {
 			var allowed bool
 			var wait time.Duration
-			allowed, wait, holder, ok, err = cl.AllowClaim(ctx, rlKey, *f.RateLimit, dedupKey, msg.ID, f.Dedup.TTL)
+			allowed, wait, holder, ok, err = cl.AllowClaim(ctx, rlKey, *f.RateLimit, dedupKey, msg.ID, claimTTL)
 			if err != nil && allowed {
-				holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, f.Dedup.TTL) // fail-open: claim alone
+				holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, claimTTL) // fail-open: claim alone
 			}
 			if err == nil && !e.admit(w, f, allowed, wait, nil) {
 				return
 			}
 		} else {
-			holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, f.Dedup.TTL)
+			holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, claimTTL)
 		}
 		if err != nil {
+			// The claim may have landed all the same (a timeout after
+			// Redis took it): let it go, or the retry would find it taken.
+			e.background(func() { _ = e.store.ReleaseKey(context.WithoutCancel(ctx), dedupKey, msg.ID) })
 			w.Header().Set("Retry-After", "5")
 			apiError(w, http.StatusServiceUnavailable, "store_unavailable", "dedup is unavailable; retry", nil)
 			return
 		}
+		// A claim sent again by the client after a lost answer finds the
+		// key held by this very message: it is this message's claim.
+		ok = ok || holder == msg.ID
 		if !ok {
 			m.duplicates.WithLabelValues(id).Inc()
 			prev, err := e.store.Get(ctx, holder)
 			if v, settling := e.settling.Load(holder); settling {
 				prev, err = v.(*store.Message), nil
 			}
-			if err != nil || prev.Status != store.Completed || prev.Response == nil {
+			if err != nil || (prev.Status != store.Completed && prev.Status != store.Filtered) || prev.Response == nil {
 				w.Header().Set("Retry-After", "1")
 				apiError(w, http.StatusConflict, "in_progress", "the same request is being processed", map[string]any{"id": holder})
 				return
@@ -286,10 +301,6 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		}
 	}
 	m.accepted.WithLabelValues(id).Inc()
-	timeout := 30 * time.Second
-	if t := f.Trigger.HTTP.Timeout; t != nil && t.D > 0 {
-		timeout = t.D
-	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	deps := e.deps(f)
@@ -304,11 +315,14 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	if res.Err != nil {
 		sm.Status, sm.Error = store.Failed, res.Err.Error()
 		if dedupKey != "" {
-			// Released before answering, so the sender's retry runs.
-			if err := e.store.ReleaseKey(ctx, dedupKey, msg.ID); err != nil {
-				e.log.Error("cannot release a dedup key", "flow", id, "key", dedupKey, "error", err)
+			// Released before answering, so the sender's retry runs; with
+			// a context of its own, as the run's may be what ended (a
+			// timeout, a client gone). If that fails, Finish releases it.
+			if err := e.store.ReleaseKey(context.WithoutCancel(ctx), dedupKey, msg.ID); err != nil {
+				e.log.Error("cannot release a dedup key; releasing it with the journal record", "flow", id, "key", dedupKey, "error", err)
+			} else {
+				sm.DedupKey = ""
 			}
-			sm.DedupKey = ""
 		}
 		e.finishSync(sm, ttl)
 		e.answerFailure(w, id, res.Err)
@@ -327,6 +341,10 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	m.completed.WithLabelValues(id).Inc()
 	writeResponse(w, resp, msg.ID)
 }
+
+// claimSlack is how long a sync run's dedup claim outlives its timeout:
+// the answer's journal write and confirmation land in the background.
+const claimSlack = time.Minute
 
 // finishSync journals a sync run and confirms its dedup key (completed,
 // filtered) or releases it (failed), in the background: the answer does

@@ -221,14 +221,22 @@ func (e *Engine) routeConflicts(f *flows.Flow) dsl.Diagnostics {
 	defer e.mu.RUnlock()
 	for id, lf := range e.flows {
 		if other := lf.cur.Load(); id != f.ID && other != nil && routeKey(other) == key {
-			at := f.Source.Trigger.At
-			return dsl.Diagnostics{{File: f.File, Line: at.Line, Col: at.Col,
-				Message: fmt.Sprintf("trigger: %s is already claimed by flow %q", key, id), Hint: "give this flow its own path"}}
+			return dsl.Diagnostics{routeTaken(f, key, id)}
 		}
 	}
 	return nil
 }
 
+// routeTaken is the diagnostic of a flow refused because flow other
+// claims its route (or file directory) key.
+func routeTaken(f *flows.Flow, key, other string) dsl.Diagnostic {
+	at := f.Source.Trigger.At
+	return dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
+		Message: fmt.Sprintf("trigger: %s is already claimed by flow %q", key, other), Hint: "give this flow its own path"}
+}
+
+// routeKey is what a flow's trigger claims alone: an HTTP route, or the
+// directory a file trigger takes files from; "" for neither.
 func routeKey(f *flows.Flow) string {
 	switch t := f.Trigger; {
 	case t.HTTP != nil:

@@ -139,6 +139,19 @@ func hashOf(b []byte) string {
 // workspace: new revisions swap in, broken files keep the old revision
 // serving, removed files stop their flows (their queues are kept).
 func (e *Engine) applyWorkspace(ws *Workspace, author string) {
+	// A flow whose file broke keeps serving its previous revision, and
+	// with it its route: a flow that claims the same one is refused.
+	held := map[string]*flows.Flow{}
+	e.mu.RLock()
+	for id := range ws.FlowDiags {
+		if lf := e.flows[id]; lf != nil && lf.cur.Load() != nil {
+			held[id] = lf.cur.Load()
+		}
+	}
+	e.mu.RUnlock()
+	if len(held) > 0 {
+		ws.claimRoutes(held)
+	}
 	// Store work first, without the lock, so requests are not held up:
 	// the revision number of every flow that compiled anew.
 	type fresh struct {
@@ -297,6 +310,8 @@ const keptRevisions = 8
 
 // flowFor returns the compiled flow for a message of flow id at revision
 // rev: the live one, a kept older one, or the stored source compiled now.
+// A store that cannot answer, or a flow with no live revision (its file
+// broken at start), is a retryLater error: the message waits for them.
 func (e *Engine) flowFor(id string, rev int) (*flows.Flow, error) {
 	lf, cur := e.live(id)
 	if cur != nil && (rev == 0 || cur.Revision == rev) {
@@ -312,7 +327,7 @@ func (e *Engine) flowFor(id string, rev int) (*flows.Flow, error) {
 	if rev > 0 {
 		r, err := e.store.Revision(context.Background(), id, rev)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
+			return nil, retryLater{fmt.Errorf("reading revision %d of %s: %w", rev, id, err)}
 		}
 		if err == nil {
 			return e.compileRevision(lf, ws, r)
@@ -321,7 +336,7 @@ func (e *Engine) flowFor(id string, rev int) (*flows.Flow, error) {
 	if cur != nil {
 		return cur, nil // the revision is gone: run on the live one
 	}
-	return nil, fmt.Errorf("flow %s has no live revision", id)
+	return nil, retryLater{fmt.Errorf("flow %s has no live revision", id)}
 }
 
 // compileRevision compiles a stored revision and keeps it for the next

@@ -242,3 +242,32 @@ func TestEndlessLookupWritesDoNotHoldAFlowBack(t *testing.T) {
 		t.Errorf("live %s after the save; want about a second at most", d.Round(time.Millisecond))
 	}
 }
+
+// A flow whose file broke keeps serving its previous revision, and its
+// route with it: a new flow claiming the route is refused. Both used to
+// go live, and which one answered changed with every rebuild of the
+// routes.
+func TestBrokenFlowKeepsItsRoute(t *testing.T) {
+	flow := func(who string) string {
+		return "trigger: {http: {path: /x, mode: sync}}\nsteps: [{respond: {status: 200, body: '{who: \"" + who + "\"}'}}]\n"
+	}
+	dir := workspace(t, nil, map[string]string{"a": flow("a")})
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/x"
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "a.yaml"), []byte("trigger: {http: {path: /x, mode: sync}\n"), 0o644))
+	eventually(t, 2*time.Second, "a broken, still serving", func() bool {
+		fi, _ := e.Flow("a")
+		return fi.Status == runtime.StatusError && fi.Revision == 1
+	})
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "b.yaml"), []byte(flow("b")), 0o644))
+	eventually(t, 2*time.Second, "b refused", func() bool {
+		fi, _ := e.Flow("b")
+		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), `already claimed by flow "a"`)
+	})
+	e.Reload() // the routes are rebuilt once more
+	for i := range 20 {
+		if s, out := post(t, url, `{}`); s != 200 || out["who"] != "a" {
+			t.Fatalf("request %d: %d %v; want a's previous revision", i, s, out)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
@@ -125,5 +126,74 @@ func TestUnrecordedVersionIsRecordedWhenTheStoreAnswers(t *testing.T) {
 	}
 	if status, out := post(t, "http://"+e.TriggerAddr()+"/echo", `{"n": 2}`); status != 200 {
 		t.Fatalf("recorded version: %d %v", status, out)
+	}
+}
+
+// A message whose revision cannot be read because the store does not
+// answer waits and runs later on that revision; it used to be
+// dead-lettered as permanently failed.
+func TestUnreadableRevisionPostponesTheMessage(t *testing.T) {
+	testenv.SkipShort(t, "waits out a postponement")
+	var mu sync.Mutex
+	var paths []string
+	down := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			w.WriteHeader(503)
+			return
+		}
+		paths = append(paths, r.URL.Path)
+		w.WriteHeader(204)
+	}))
+	t.Cleanup(srv.Close)
+	dir := workspace(t, nil, nil)
+	addConnections(t, dir, "erp: {http: {base_url: "+srv.URL+"}}")
+	version := func(path string) {
+		src := "trigger: {http: {path: /in}}\nretry: {attempts: 50, initial: 100ms, max: 200ms}\nsteps:\n  - call: {connection: erp, path: " + path + "}\n"
+		must(t, os.WriteFile(filepath.Join(dir, "flows", "in.yaml"), []byte(src), 0o644))
+	}
+	data := t.TempDir()
+	open := func() *revisionlessStore {
+		b, err := store.OpenBolt(data)
+		must(t, err)
+		return &revisionlessStore{Store: b}
+	}
+	version("/v1")
+	s := open()
+	e := start(t, dir, runtime.Options{Store: s, RescanInterval: -1})
+	status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 1}`)
+	if status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	time.Sleep(300 * time.Millisecond) // a failed attempt or two
+	must(t, e.Shutdown(context.Background()))
+	must(t, s.Close())
+
+	version("/v2")
+	s = open()
+	t.Cleanup(func() { s.Close() })
+	s.down.Store(true) // revision 1 cannot be read for a while
+	e = start(t, dir, runtime.Options{Store: s, RescanInterval: -1})
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	time.Sleep(500 * time.Millisecond)
+	s.down.Store(false)
+	eventually(t, 10*time.Second, "the message delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(paths) == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if paths[0] != "/v1" {
+		t.Errorf("delivered to %s; want its own revision's /v1", paths[0])
+	}
+	m, err := e.Message(context.Background(), out["id"].(string))
+	must(t, err)
+	if m.Status != store.Completed {
+		t.Errorf("message %s; want completed", m.Status)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/conveyor-run/conveyor/connectors"
@@ -243,7 +244,7 @@ func decodeState(raw json.RawMessage) (st *flows.State, messageBody bool, err er
 
 // storeMemo keeps a message's memo in its stored record. A succeeded
 // effect is written, with the latest checkpoint, before the next effect
-// starts (Flush) or with the run's outcome (saveOutcome, retried until it
+// starts (Flush) or with the run's outcome (saveUntilStored, retried until it
 // lands): no effect starts before the ones before it are durable, and a
 // flow of one call costs one write per run instead of two.
 type storeMemo struct {
@@ -340,6 +341,11 @@ func (e *Engine) Call(ctx context.Context, req flows.Request) (*flows.Response, 
 // retried later, or dead-lettered with its whole history.
 func (e *Engine) process(ctx context.Context, m *store.Message) {
 	f, err := e.flowFor(m.Flow, m.Revision)
+	if errors.As(err, new(retryLater)) {
+		e.log.Error("cannot load the message's flow; retrying later", "flow", m.Flow, "message", m.ID, "error", err)
+		e.postpone(ctx, m)
+		return
+	}
 	if err != nil {
 		e.deadLetter(m, "", "permanent", err.Error())
 		return
@@ -365,8 +371,8 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		state.Body, state.BodyIsMessage = body, true // a checkpoint that did not change the body
 	}
 	m.Attempt++
-	defer e.heartbeat(m)()
-	memo := &storeMemo{e: e, m: m, ctx: ctx}
+	runCtx, stopBeat := e.heartbeat(ctx, m)
+	memo := &storeMemo{e: e, m: m, ctx: runCtx}
 	deps := e.deps(f)
 	deps.Memo = memo
 	deps.Checkpoint = func(s flows.State) error {
@@ -379,14 +385,21 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		BodyDeferred: deferred, Headers: m.Headers, Query: m.Query, Params: m.Params}
 	if f.Watermark != nil {
 		if msg.Watermark, err = e.watermark(ctx, f.ID); err != nil {
+			stopBeat()
 			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "error", err)
 			m.Attempt--
-			m.Status, m.DueAt = store.Retrying, time.Now().Add(5*time.Second)
-			_ = e.store.Save(context.WithoutCancel(ctx), m)
+			e.postpone(ctx, m)
 			return
 		}
 	}
-	res := f.Run(ctx, msg, state, 0, deps)
+	res := f.Run(runCtx, msg, state, 0, deps)
+	if stopBeat() {
+		// Another replica took the message over (this one could not renew
+		// its lease in time) and runs it now: its outcome is that one's to
+		// record. This run was cancelled at its next step.
+		e.log.Warn("lease lost to another replica; leaving the message to it", "flow", m.Flow, "message", m.ID)
+		return
+	}
 	if res.HasWatermark {
 		if err := e.setWatermark(context.WithoutCancel(ctx), f.ID, res.Watermark); err != nil {
 			e.log.Error("cannot store the watermark; the next run repeats this window", "flow", f.ID, "error", err)
@@ -394,7 +407,6 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 	}
 	m.Trace = appendTrace(nil, res.Trace)
 	m.State = encodeState(&res.State)
-	saveCtx := context.WithoutCancel(ctx)
 	switch res.Outcome {
 	case flows.Completed, flows.Filtered:
 		m.Status, m.Error, m.FailedStep = store.Completed, "", ""
@@ -409,7 +421,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		// memo of the last effects: a crash before it lands runs the
 		// message again and repeats those (with the same Idempotency-Key),
 		// exactly as a crash while a worker waited for the write would.
-		e.background(func() { e.saveOutcome(m) })
+		e.background(func() { e.saveUntilStored(m, "record a completed message") })
 		return
 	}
 	var se *flows.StepError
@@ -421,9 +433,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		// without counting the attempt.
 		m.Attempt--
 		m.Status, m.DueAt = store.Queued, time.Now()
-		if err := e.store.Save(saveCtx, m); err != nil {
-			e.log.Error("cannot requeue an interrupted message", "flow", m.Flow, "message", m.ID, "error", err)
-		}
+		e.saveUntilStored(m, "requeue an interrupted message")
 		return
 	}
 	m.Attempts = append(m.Attempts, store.Attempt{At: time.Now().UTC(), Step: se.Step, Class: string(se.Class), Error: se.Error()})
@@ -434,25 +444,26 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		m.Status, m.DueAt, m.FailedStep, m.Error = store.Retrying, time.Now().Add(delay), se.Step, se.Error()
 		e.metrics.retried.WithLabelValues(m.Flow).Inc()
 		e.log.Warn("step failed; will retry", "flow", m.Flow, "message", m.ID, "step", se.Step, "attempt", m.Attempt, "retry_in", delay.String(), "error", se.Error())
-		if err := e.store.Save(saveCtx, m); err != nil {
-			e.log.Error("cannot schedule a retry", "flow", m.Flow, "message", m.ID, "error", err)
-		}
+		e.saveUntilStored(m, "schedule a retry")
 		return
 	}
 	e.deadLetter(m, se.Step, string(se.Class), se.Error())
 }
 
-// saveOutcome records a completed message, trying again until the store
-// takes it or the engine shuts down: the record carries the memo of the
-// run's last effects, and a message left without it runs again.
-func (e *Engine) saveOutcome(m *store.Message) {
+// saveUntilStored records the outcome of a run (what: for the log),
+// trying again until the store takes it or the engine shuts down. A
+// completed message's record carries the memo of the run's last effects,
+// and a message left without it runs again; a retry or a dead letter not
+// recorded would leave the message leased, and the embedded store's
+// leases last until a restart.
+func (e *Engine) saveUntilStored(m *store.Message, what string) {
 	wait := 100 * time.Millisecond
 	for {
 		err := e.store.Save(context.WithoutCancel(e.ctx), m)
 		if err == nil {
 			return
 		}
-		e.log.Error("cannot record a completed message; trying again", "flow", m.Flow, "message", m.ID, "error", err)
+		e.log.Error("cannot "+what+"; trying again", "flow", m.Flow, "message", m.ID, "error", err)
 		select {
 		case <-e.ctx.Done():
 			return // left leased; the next start runs it again (with the memo it had)
@@ -462,19 +473,41 @@ func (e *Engine) saveOutcome(m *store.Message) {
 	}
 }
 
+// postpone puts m back in the queue for a few seconds, without counting
+// an attempt: what failed is not the target's doing.
+func (e *Engine) postpone(ctx context.Context, m *store.Message) {
+	m.Status, m.DueAt = store.Retrying, time.Now().Add(postponeFor)
+	if err := e.store.Save(context.WithoutCancel(ctx), m); err != nil {
+		e.log.Error("cannot postpone a message", "flow", m.Flow, "message", m.ID, "error", err)
+	}
+}
+
+const postponeFor = 5 * time.Second
+
+// retryLater is an error of the runtime's own (the store, no live
+// revision) that may pass: the message waits rather than dead-letters.
+type retryLater struct{ error }
+
+func (r retryLater) Unwrap() error { return r.error }
+
 // heartbeat renews m's lease every third of the lease timeout while it is
 // processed, for stores whose leases expire (Redis: otherwise another
-// replica takes a message over once it runs longer than the timeout). The
-// returned function stops it.
-func (e *Engine) heartbeat(m *store.Message) func() {
+// replica takes a message over once it runs longer than the timeout). It
+// returns the context to run m under, cancelled when the lease is lost to
+// another replica, and a function that stops the renewals and reports
+// whether the lease was lost.
+func (e *Engine) heartbeat(ctx context.Context, m *store.Message) (context.Context, func() (lost bool)) {
 	t, ok := e.store.(interface {
 		Touch(context.Context, string) error
 		LeaseTimeout() time.Duration
 	})
 	if !ok {
-		return func() {}
+		return ctx, func() bool { return false }
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var lost atomic.Bool
 	stop := make(chan struct{})
+	var once sync.Once
 	go func() {
 		tk := time.NewTicker(t.LeaseTimeout() / 3)
 		defer tk.Stop()
@@ -491,12 +524,18 @@ func (e *Engine) heartbeat(m *store.Message) func() {
 					e.log.Warn("cannot renew a lease", "flow", m.Flow, "message", m.ID, "error", err)
 				}
 				if errors.Is(err, store.ErrLeaseLost) {
+					lost.Store(true)
+					cancel()
 					return
 				}
 			}
 		}
 	}()
-	return func() { close(stop) }
+	return ctx, func() bool {
+		once.Do(func() { close(stop) })
+		cancel()
+		return lost.Load()
+	}
 }
 
 // jitter is "full jitter": a random wait between zero and d, so retries
@@ -515,9 +554,7 @@ func (e *Engine) deadLetter(m *store.Message, step, class, msg string) {
 	m.Status, m.FailedStep, m.Error = store.Dead, step, msg
 	e.metrics.deadLettered.WithLabelValues(m.Flow).Inc()
 	e.log.Error("message dead-lettered", "flow", m.Flow, "message", m.ID, "step", step, "class", class, "attempts", m.Attempt, "error", msg)
-	if err := e.store.Save(context.Background(), m); err != nil {
-		e.log.Error("cannot dead-letter a message", "flow", m.Flow, "message", m.ID, "error", err)
-	}
+	e.saveUntilStored(m, "dead-letter a message")
 }
 
 // watermark returns the value the last completed run of a watermark flow

@@ -171,8 +171,18 @@ func (ws *Workspace) compileAll() {
 // checkRoutes refuses the later of two flows that claim one HTTP route or
 // both watch one directory. The flows named in last (just changed) claim
 // after every other, so a live flow keeps its route.
-func (ws *Workspace) checkRoutes(last ...string) {
+func (ws *Workspace) checkRoutes(last ...string) { ws.claimRoutes(nil, last...) }
+
+// claimRoutes is checkRoutes where the flows in held claim first: flows
+// whose file is broken but whose previous revision keeps serving (their
+// route is theirs until their file loads again).
+func (ws *Workspace) claimRoutes(held map[string]*flows.Flow, last ...string) {
 	claimed := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(held)) {
+		if key := routeKey(held[id]); key != "" {
+			claimed[key] = id
+		}
+	}
 	order := slices.Sorted(maps.Keys(ws.Flows))
 	isLast := map[string]bool{}
 	for _, id := range last {
@@ -181,23 +191,12 @@ func (ws *Workspace) checkRoutes(last ...string) {
 	sort.SliceStable(order, func(i, j int) bool { return !isLast[order[i]] && isLast[order[j]] })
 	for _, id := range order {
 		f := ws.Flows[id]
-		var key string
-		switch {
-		case f.Trigger.HTTP != nil:
-			m := f.Trigger.HTTP.Method
-			if m == "" {
-				m = "POST"
-			}
-			key = m + " " + routePattern(f.Trigger.HTTP.Path)
-		case f.Trigger.File != nil:
-			key = "dir " + filepath.Clean(f.Trigger.File.Dir)
-		default:
+		key := routeKey(f)
+		if key == "" {
 			continue
 		}
-		if other, taken := claimed[key]; taken {
-			at := f.Source.Trigger.At
-			d := dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
-				Message: fmt.Sprintf("trigger: %s is already claimed by flow %q", key, other), Hint: "give this flow its own path"}
+		if other, taken := claimed[key]; taken && other != id {
+			d := routeTaken(f, key, other)
 			ws.Diagnostics = append(ws.Diagnostics, d)
 			ws.FlowDiags[id] = append(ws.FlowDiags[id], d)
 			delete(ws.Flows, id)

@@ -1,0 +1,61 @@
+package runtime_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
+)
+
+// lostLeaseStore renews no lease: every Touch answers that another
+// replica took the message over, as a Redis store does after XAUTOCLAIM.
+type lostLeaseStore struct{ store.Store }
+
+func (lostLeaseStore) Touch(context.Context, string) error { return store.ErrLeaseLost }
+func (lostLeaseStore) LeaseTimeout() time.Duration         { return 90 * time.Millisecond }
+
+// A replica that loses a message's lease stops running it and leaves its
+// outcome to the replica that took it over: it neither saves a retry
+// (which would queue the message again beside the other's run) nor a
+// dead letter.
+func TestLostLeaseStopsTheRun(t *testing.T) {
+	var calls, cancelled atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client go
+		select {
+		case <-r.Context().Done():
+			cancelled.Add(1)
+		case <-time.After(3 * time.Second):
+		}
+		w.WriteHeader(503)
+	}))
+	t.Cleanup(srv.Close)
+	dir := workspace(t, nil, map[string]string{"in": "trigger: {http: {path: /in}}\nretry: {attempts: 5, initial: 10ms, max: 10ms}\nsteps:\n  - call: {connection: erp, path: /slow}\n"})
+	addConnections(t, dir, "erp: {http: {base_url: "+srv.URL+", timeout: 10s}}")
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "data"))
+	must(t, err)
+	t.Cleanup(func() { bolt.Close() })
+	e := start(t, dir, runtime.Options{Store: lostLeaseStore{bolt}})
+	status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 1}`)
+	if status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	eventually(t, 2*time.Second, "the call cancelled", func() bool { return cancelled.Load() == 1 })
+	time.Sleep(300 * time.Millisecond) // a retry would have been due by now
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the target got %d calls; want 1, the run stopped with its lease", n)
+	}
+	m, err := e.Message(context.Background(), out["id"].(string))
+	must(t, err)
+	if m.Status != store.Running || len(m.Attempts) != 0 {
+		t.Errorf("message %s with %d attempts recorded; want it left running, to the replica that took it", m.Status, len(m.Attempts))
+	}
+}

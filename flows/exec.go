@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -687,6 +688,14 @@ func bodySnippet(body any) string {
 	return ": " + s
 }
 
+// maxRetryAfter bounds a target's Retry-After: a longer wait (a typo, a
+// date years ahead) would park the message for that long, neither
+// retried nor dead-lettered. The retry then comes after an hour, and the
+// attempts run out as usual if the target keeps refusing.
+const maxRetryAfter = time.Hour
+
+// retryAfter reads a Retry-After header, in seconds or as an HTTP date,
+// up to maxRetryAfter.
 func retryAfter(h map[string]string) time.Duration {
 	v := ""
 	for k, val := range h {
@@ -697,11 +706,11 @@ func retryAfter(h map[string]string) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+		return time.Duration(min(secs, uint64(maxRetryAfter/time.Second))) * time.Second
 	}
-	if t, err := time.Parse(time.RFC1123, v); err == nil {
-		return max(time.Until(t), 0)
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(time.Until(t), 0), maxRetryAfter)
 	}
 	return 0
 }

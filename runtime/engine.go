@@ -99,6 +99,10 @@ type Engine struct {
 	bgWrites       sync.WaitGroup         // the same, for Shutdown
 	aggregator     flows.Aggregator       // set by the aggregate support, if compiled in
 	configErr      atomic.Pointer[string] // why the last conveyor.yaml change was not applied
+
+	// serving is read-held by every request being served, trigger and
+	// admin; Shutdown takes it to wait for the last, and keeps it.
+	serving sync.RWMutex
 }
 
 // staticConfig is what a reload may not change.
@@ -364,8 +368,8 @@ func (e *Engine) Start() error {
 	} else if n > 0 {
 		e.log.Info("resuming messages that were in flight", "count", n)
 	}
-	e.trigger = &http.Server{Handler: http.HandlerFunc(e.serveTrigger), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	e.admin = &http.Server{Handler: e.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	e.trigger = &http.Server{Handler: e.tracked(http.HandlerFunc(e.serveTrigger)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	e.admin = &http.Server{Handler: e.tracked(e.adminHandler()), ReadHeaderTimeout: 10 * time.Second}
 	e.goLoop(func() { _ = e.trigger.Serve(e.triggerLn) })
 	e.goLoop(func() { _ = e.admin.Serve(e.adminLn) })
 	e.mu.RLock()
@@ -449,10 +453,21 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.cancel() // interrupts what is left; workers requeue those messages
 	<-done
 	var errs []error
-	if e.trigger != nil {
-		errs = append(errs, e.trigger.Shutdown(ctx))
-		errs = append(errs, e.admin.Shutdown(ctx))
+	for _, srv := range []*http.Server{e.trigger, e.admin} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			// The deadline is over (waiting for messages may have used it
+			// up): close the connections left. Their handlers still run to
+			// the end, at the latest their flow's timeout, and are waited
+			// for below.
+			errs = append(errs, err, srv.Close())
+		}
 	}
+	// Every request has returned, so none touches the store after it
+	// closes, and no background write starts after bgWrites.Wait.
+	e.serving.Lock()
 	e.wg.Wait()
 	e.bgWrites.Wait() // the sync journals of the last answers, completed messages
 	e.mu.Lock()
@@ -462,6 +477,21 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Unlock()
 	errs = append(errs, e.store.Close())
 	return errors.Join(errs...)
+}
+
+// tracked holds e.serving while h serves a request. A request that gets
+// to its handler once Shutdown waits for the others (its connection was
+// closed) gets 503.
+func (e *Engine) tracked(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !e.serving.TryRLock() {
+			w.Header().Set("Retry-After", "5")
+			apiError(w, http.StatusServiceUnavailable, "shutting_down", "conveyor is shutting down; retry shortly", nil)
+			return
+		}
+		defer e.serving.RUnlock()
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (e *Engine) adminHandler() http.Handler {

@@ -91,7 +91,7 @@ type Engine struct {
 	ctx            context.Context
 	cancel         context.CancelFunc
 	wg             sync.WaitGroup // background loops
-	inflight       sync.WaitGroup // messages being processed
+	inflight       sync.WaitGroup // messages being processed (begin)
 	sched          *scheduler
 	sources        []triggerSource
 	settling       sync.Map               // sync message id -> *store.Message whose journal write is under way
@@ -103,6 +103,24 @@ type Engine struct {
 	// serving is read-held by every request being served, trigger and
 	// admin; Shutdown takes it to wait for the last, and keeps it.
 	serving sync.RWMutex
+	// stopping is set by Shutdown before it waits for inflight: no
+	// message starts after (begin).
+	stopMu   sync.Mutex
+	stopping bool
+}
+
+// begin counts a leased message in inflight before a worker runs it, or
+// says no once Shutdown waits for the messages in flight. A count after
+// that wait began would be a WaitGroup misuse, and its message would run
+// while the store closes.
+func (e *Engine) begin() bool {
+	e.stopMu.Lock()
+	defer e.stopMu.Unlock()
+	if e.stopping {
+		return false
+	}
+	e.inflight.Add(1)
+	return true
 }
 
 // staticConfig is what a reload may not change.
@@ -443,6 +461,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		lf.pool.stop()
 	}
 	e.mu.RUnlock()
+	e.stopMu.Lock()
+	e.stopping = true
+	e.stopMu.Unlock()
 	done := make(chan struct{})
 	go func() { e.inflight.Wait(); close(done) }()
 	select {

@@ -80,9 +80,11 @@ func (p *pool) dispatch() {
 				p.e.log.Error("cannot lease messages", "flow", p.lf.id, "error", err)
 			}
 			for _, m := range msgs {
+				if !p.e.begin() {
+					break // shutting down: the rest stay queued (the lease ends with the process)
+				}
 				inflight++
 				leased++
-				p.e.inflight.Add(1)
 				select {
 				case p.work <- m: // an idle worker takes it
 				default:

@@ -19,31 +19,58 @@ import (
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
-// A message retries on the revision it was accepted under, also after a
-// restart, when that revision is no longer live: it is compiled again
-// from the stored source.
-func TestRetryRunsOnItsRevisionAfterRestart(t *testing.T) {
-	var mu sync.Mutex
-	var paths []string
-	down := true
+// revisionTarget is an ERP that is down until up, and records the paths
+// of what it took; version writes the flow in.yaml, posting to path.
+type revisionTarget struct {
+	mu      sync.Mutex
+	isDown  bool
+	paths   []string
+	version func(path string)
+}
+
+func (r *revisionTarget) up() {
+	r.mu.Lock()
+	r.isDown = false
+	r.mu.Unlock()
+}
+
+// delivered returns the paths the target took, sorted.
+func (r *revisionTarget) delivered() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Sorted(slices.Values(r.paths))
+}
+
+// newRevisionFixture returns a workspace whose flow "in" (see version)
+// calls the returned target, down for now.
+func newRevisionFixture(t *testing.T) (string, *revisionTarget) {
+	erp := &revisionTarget{isDown: true}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
+		erp.mu.Lock()
+		defer erp.mu.Unlock()
+		if erp.isDown {
 			w.WriteHeader(503)
 			return
 		}
-		paths = append(paths, r.URL.Path)
+		erp.paths = append(erp.paths, r.URL.Path)
 		w.WriteHeader(204)
 	}))
 	t.Cleanup(srv.Close)
 	dir := workspace(t, nil, nil)
 	addConnections(t, dir, "erp: {http: {base_url: "+srv.URL+"}}")
-	version := func(path string) {
+	erp.version = func(path string) {
 		src := "trigger: {http: {path: /in}}\nretry: {attempts: 50, initial: 100ms, max: 200ms}\nsteps:\n  - call: {connection: erp, path: " + path + "}\n"
 		must(t, os.WriteFile(filepath.Join(dir, "flows", "in.yaml"), []byte(src), 0o644))
 	}
-	version("/v1")
+	return dir, erp
+}
+
+// A message retries on the revision it was accepted under, also after a
+// restart, when that revision is no longer live: it is compiled again
+// from the stored source.
+func TestRetryRunsOnItsRevisionAfterRestart(t *testing.T) {
+	dir, erp := newRevisionFixture(t)
+	erp.version("/v1")
 	opts := runtime.Options{DataDir: filepath.Join(dir, "data"), RescanInterval: -1}
 	e := start(t, dir, opts)
 	if status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 1}`); status != 202 {
@@ -52,23 +79,14 @@ func TestRetryRunsOnItsRevisionAfterRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // a failed attempt or two
 	must(t, e.Shutdown(context.Background()))
 
-	version("/v2")
+	erp.version("/v2")
 	e = start(t, dir, opts)
 	if status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 2}`); status != 202 {
 		t.Fatalf("accept: %d %v", status, out)
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
-	eventually(t, 5*time.Second, "both messages delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(paths) == 2
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	slices.Sort(paths)
-	if !slices.Equal(paths, []string{"/v1", "/v2"}) {
+	erp.up()
+	eventually(t, 5*time.Second, "both messages delivered", func() bool { return len(erp.delivered()) == 2 })
+	if paths := erp.delivered(); !slices.Equal(paths, []string{"/v1", "/v2"}) {
 		t.Errorf("delivered to %v; want the first message on its revision (/v1), the second on the new one", paths)
 	}
 }
@@ -134,33 +152,14 @@ func TestUnrecordedVersionIsRecordedWhenTheStoreAnswers(t *testing.T) {
 // dead-lettered as permanently failed.
 func TestUnreadableRevisionPostponesTheMessage(t *testing.T) {
 	testenv.SkipShort(t, "waits out a postponement")
-	var mu sync.Mutex
-	var paths []string
-	down := true
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			w.WriteHeader(503)
-			return
-		}
-		paths = append(paths, r.URL.Path)
-		w.WriteHeader(204)
-	}))
-	t.Cleanup(srv.Close)
-	dir := workspace(t, nil, nil)
-	addConnections(t, dir, "erp: {http: {base_url: "+srv.URL+"}}")
-	version := func(path string) {
-		src := "trigger: {http: {path: /in}}\nretry: {attempts: 50, initial: 100ms, max: 200ms}\nsteps:\n  - call: {connection: erp, path: " + path + "}\n"
-		must(t, os.WriteFile(filepath.Join(dir, "flows", "in.yaml"), []byte(src), 0o644))
-	}
+	dir, erp := newRevisionFixture(t)
 	data := t.TempDir()
 	open := func() *revisionlessStore {
 		b, err := store.OpenBolt(data)
 		must(t, err)
 		return &revisionlessStore{Store: b}
 	}
-	version("/v1")
+	erp.version("/v1")
 	s := open()
 	e := start(t, dir, runtime.Options{Store: s, RescanInterval: -1})
 	status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 1}`)
@@ -171,24 +170,16 @@ func TestUnreadableRevisionPostponesTheMessage(t *testing.T) {
 	must(t, e.Shutdown(context.Background()))
 	must(t, s.Close())
 
-	version("/v2")
+	erp.version("/v2")
 	s = open()
 	t.Cleanup(func() { s.Close() })
 	s.down.Store(true) // revision 1 cannot be read for a while
 	e = start(t, dir, runtime.Options{Store: s, RescanInterval: -1})
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	erp.up()
 	time.Sleep(500 * time.Millisecond)
 	s.down.Store(false)
-	eventually(t, 10*time.Second, "the message delivered", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(paths) == 1
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if paths[0] != "/v1" {
+	eventually(t, 10*time.Second, "the message delivered", func() bool { return len(erp.delivered()) == 1 })
+	if paths := erp.delivered(); paths[0] != "/v1" {
 		t.Errorf("delivered to %s; want its own revision's /v1", paths[0])
 	}
 	m, err := e.Message(context.Background(), out["id"].(string))

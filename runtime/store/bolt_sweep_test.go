@@ -9,12 +9,7 @@ import (
 )
 
 func TestBoltSweepKeepsDeadAndPending(t *testing.T) {
-	s, err := store.OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
+	s, ctx := openSweepStore(t)
 	old := time.Now().Add(-48 * time.Hour)
 	for id, st := range map[string]store.Status{"done": store.Completed, "dead": store.Dead, "queued": store.Queued, "gone": store.Discarded} {
 		m := &store.Message{ID: id, Flow: "f", Status: st, ReceivedAt: old, DueAt: old, Body: []byte("{}")}
@@ -41,12 +36,7 @@ func TestBoltSweepKeepsDeadAndPending(t *testing.T) {
 // A finished message whose dedup key outlives the retention stays as long
 // as the key: a duplicate must still get it, not be taken as new.
 func TestBoltSweepKeepsLiveDedupHolders(t *testing.T) {
-	s, err := store.OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
+	s, ctx := openSweepStore(t)
 	old := time.Now().Add(-48 * time.Hour)
 	for id, ttl := range map[string]time.Duration{"held": 72 * time.Hour, "lapsed": time.Millisecond} {
 		m := &store.Message{ID: id, Flow: "f", Status: store.Queued, DedupKey: "k-" + id, ReceivedAt: old, DueAt: old, Body: []byte("{}")}
@@ -67,4 +57,13 @@ func TestBoltSweepKeepsLiveDedupHolders(t *testing.T) {
 	if err != nil || existing == nil || existing.ID != "held" {
 		t.Errorf("a duplicate after the sweep: existing %v, err %v; want held", existing, err)
 	}
+}
+
+func openSweepStore(t *testing.T) (*store.Bolt, context.Context) {
+	s, err := store.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, context.Background()
 }

@@ -43,3 +43,31 @@ func TestLateSaveKeepsTheNewLease(t *testing.T) {
 		t.Errorf("leased %d more while the second worker runs it (%v)", len(again), err)
 	}
 }
+
+// A retry due past what a record can hold (a date centuries ahead) keeps
+// one queue entry, which the message's next write finds and removes:
+// the key was built from the wrapped time and the record from the
+// clamped one, and the entry stayed behind for ever.
+func TestFarFutureDueLeavesNoOrphan(t *testing.T) {
+	s, err := OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	m := &Message{ID: "m1", Flow: "f", Status: Queued, ReceivedAt: time.Now(), DueAt: time.Now(), Body: []byte(`{}`)}
+	if _, err := s.Accept(ctx, m, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	m.Status, m.DueAt = Retrying, time.Now().AddDate(500, 0, 0)
+	if err := s.Save(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	m.Status = Completed
+	if err := s.Save(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.Depth(ctx, "f"); err != nil || n != 0 {
+		t.Errorf("depth %d (%v) after the message completed; want 0", n, err)
+	}
+}

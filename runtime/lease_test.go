@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -58,4 +59,43 @@ func TestLostLeaseStopsTheRun(t *testing.T) {
 	if m.Status != store.Running || len(m.Attempts) != 0 {
 		t.Errorf("message %s with %d attempts recorded; want it left running, to the replica that took it", m.Status, len(m.Attempts))
 	}
+}
+
+// flakySaveStore fails the first failing Saves of a retry.
+type flakySaveStore struct {
+	store.Store
+	failing atomic.Int64
+}
+
+func (s *flakySaveStore) Save(ctx context.Context, m *store.Message) error {
+	if m.Status == store.Retrying && s.failing.Add(-1) >= 0 {
+		return errors.New("store unavailable")
+	}
+	return s.Store.Save(ctx, m)
+}
+
+// A retry the store did not take at first is saved again until it does.
+// It used to be only logged: the embedded store then kept the message
+// leased, and it ran again only after a restart.
+func TestRetryTheStoreRefusedIsSavedAgain(t *testing.T) {
+	erp := newTarget(t)
+	var first atomic.Bool
+	first.Store(true)
+	erp.status = func(map[string]any) int {
+		if first.Swap(false) {
+			return 503
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"in": "trigger: {http: {path: /in}}\nretry: {attempts: 5, initial: 10ms, max: 10ms}\nsteps:\n  - call: {connection: erp, path: /orders}\n"})
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "data"))
+	must(t, err)
+	t.Cleanup(func() { bolt.Close() })
+	s := &flakySaveStore{Store: bolt}
+	s.failing.Store(2)
+	e := start(t, dir, runtime.Options{Store: s})
+	if status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 1}`); status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	eventually(t, 5*time.Second, "the retry delivered", func() bool { return erp.count() == 1 })
 }

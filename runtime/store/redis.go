@@ -39,6 +39,7 @@ import (
 //	P q:<flow>             stream, consumer group "conveyor": entries {id: <message id>}
 //	                       of messages due now; leased = pending in the group (PEL)
 //	P due:<flow>           zset: message id -> due time (µs), messages due later
+//	P ac:<flow>            string: where the next takeover scan (XAUTOCLAIM) of q:<flow> starts
 //	P st:<flow>:<status>   zset: message id -> received (µs); Depth and List by status
 //	                       (P st:<flow>:dead is the dead-letter queue)
 //	P jr, P jr:<flow>      zset: message id -> received (µs); the journal, newest first
@@ -336,7 +337,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', dz, '-inf', ARGV[3], 'LIMIT', 0,
   redis.call('ZREM', dz, id)
   if redis.call('HEXISTS', P..'m:'..id, 'j') == 1 then push(id, flow) end
 end
-local got = redis.call('XAUTOCLAIM', q, G, C, ARGV[6], '0-0', 'COUNT', n)[2]
+-- The takeover scan goes on where the last one stopped: from the start
+-- each time, it would see only the first entries of the PEL (XAUTOCLAIM
+-- looks at ten per COUNT), and a long head of live leases would hide a
+-- dead replica's entries behind it.
+local ac = redis.call('XAUTOCLAIM', q, G, C, ARGV[6], redis.call('GET', P..'ac:'..flow) or '0-0', 'COUNT', n)
+redis.call('SET', P..'ac:'..flow, ac[1])
+local got = ac[2]
 if #got < n then
   local r = redis.call('XREADGROUP', 'GROUP', G, C, 'COUNT', n - #got, 'STREAMS', q, '>')
   if r then for _, e in ipairs(r[1][2]) do got[#got + 1] = e end end

@@ -427,3 +427,42 @@ func TestRedisDedupHolderOutlivesTheJournal(t *testing.T) {
 		}
 	}
 }
+
+// A dead replica's lease behind a long run of live ones is taken over:
+// XAUTOCLAIM looks at ten pending entries per message asked for, and
+// each scan used to start at the head again.
+func TestRedisTakeOverBehindLiveLeases(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	ctx := context.Background()
+	const lease = 200 * time.Millisecond
+	live, dead, taker := openRedis(t, url, prefix, "live", lease), openRedis(t, url, prefix, "dead", lease), openRedis(t, url, prefix, "taker", lease)
+	ids := acceptN(t, live, "f", 60)
+	held, err := live.Lease(ctx, "f", time.Now(), 59)
+	if err != nil || len(held) != 59 {
+		t.Fatalf("live leased %d: %v", len(held), err)
+	}
+	if got, err := dead.Lease(ctx, "f", time.Now(), 1); err != nil || len(got) != 1 || got[0].ID != ids[59] {
+		t.Fatalf("dead leased %v: %v", got, err)
+	}
+	time.Sleep(lease + 50*time.Millisecond) // dead stops here; live renews
+	for _, m := range held {
+		if err := live.Touch(ctx, m.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		got, err := taker.Lease(ctx, "f", time.Now(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 1 {
+			if got[0].ID != ids[59] {
+				t.Fatalf("took over %s, a live lease", got[0].ID)
+			}
+			return
+		}
+		t.Logf("scan %d: nothing yet", i+1)
+	}
+	t.Fatal("the dead replica's lease was not taken over in 10 scans")
+}

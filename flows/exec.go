@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -292,7 +293,11 @@ func (r *run) fail(err error, next int) {
 	if se.Class == Validation {
 		r.res.Outcome = Rejected
 	}
-	r.res.State = State{Next: next, Body: r.env.Body, Vars: r.env.Vars, Response: r.res.Response}
+	// The state where the run stopped, for reports. It is no resume
+	// point: a step that failed inside nested steps (choice, split) may
+	// have changed the body on the way. A retry resumes from the last
+	// checkpoint (Deps.Checkpoint), taken between top-level steps.
+	r.res.State = State{Next: next, Body: r.env.Body, Vars: r.env.Vars, Response: r.res.Response, BodyIsMessage: r.pristine}
 }
 
 // steps runs a nested list; stop is true when a filter ended the message.
@@ -655,12 +660,20 @@ func (r *run) recall(key string) (*Response, bool, error) {
 }
 
 // classify turns an HTTP status into a failure class: 408, 425, 429 and
-// 5xx are worth retrying (honouring Retry-After), other 4xx are not.
+// 5xx are worth retrying (honouring Retry-After), other 4xx are not, and
+// neither is a redirect the connector did not follow (it follows GET and
+// HEAD to the same host only): the target never got the request.
 func classify(resp *Response, path, kind, conn string, req Request) *StepError {
-	if resp.Status < 400 {
+	if resp.Status < 300 || resp.Status == http.StatusNotModified {
 		return nil
 	}
-	err := fmt.Errorf("%s %s %s: status %d%s", conn, req.Method, pathOnly(req.Path), resp.Status, bodySnippet(resp.Body))
+	var err error
+	if resp.Status < 400 {
+		err = fmt.Errorf("%s %s %s: status %d, a redirect to %q that is not followed: point the connection at the new address",
+			conn, req.Method, pathOnly(req.Path), resp.Status, pathOnly(headerOf(resp.Headers, "Location")))
+	} else {
+		err = fmt.Errorf("%s %s %s: status %d%s", conn, req.Method, pathOnly(req.Path), resp.Status, bodySnippet(resp.Body))
+	}
 	se := &StepError{Class: Permanent, Step: path, Kind: kind, Err: err}
 	if resp.Status == 408 || resp.Status == 425 || resp.Status == 429 || resp.Status >= 500 {
 		se.Class = Transient
@@ -688,6 +701,16 @@ func bodySnippet(body any) string {
 	return ": " + s
 }
 
+// headerOf returns header name of h, whatever its case.
+func headerOf(h map[string]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
 // maxRetryAfter bounds a target's Retry-After: a longer wait (a typo, a
 // date years ahead) would park the message for that long, neither
 // retried nor dead-lettered. The retry then comes after an hour, and the
@@ -697,12 +720,7 @@ const maxRetryAfter = time.Hour
 // retryAfter reads a Retry-After header, in seconds or as an HTTP date,
 // up to maxRetryAfter.
 func retryAfter(h map[string]string) time.Duration {
-	v := ""
-	for k, val := range h {
-		if strings.EqualFold(k, "Retry-After") {
-			v = val
-		}
-	}
+	v := headerOf(h, "Retry-After")
 	if v == "" {
 		return 0
 	}
@@ -756,39 +774,56 @@ func (n *mapNode) eval(env *mappings.Env) (any, error) {
 	return out, nil
 }
 
-// assign sets body.a.b or vars.x.y, creating objects on the way.
+// assign sets body.a.b or vars.x.y, creating objects on the way. The
+// objects on the path are copied, never written: they may be shared (the
+// outer body of a split's items, a var that holds a part of the body).
 func assign(env *mappings.Env, path []string, v any) error {
-	var root any
-	if path[0] == "vars" {
-		root = env.Vars
-	} else {
-		if len(path) == 1 {
-			env.Body = v
-			return nil
-		}
-		if env.Body == nil {
-			env.Body = map[string]any{}
-		}
+	if path[0] != "vars" && len(path) == 1 {
+		env.Body = v
+		return nil
+	}
+	var root any = env.Vars
+	if path[0] != "vars" {
 		root = env.Body
-	}
-	cur, ok := root.(map[string]any)
-	if !ok {
-		return fmt.Errorf("set %s: %s is %T, not an object", strings.Join(path, "."), path[0], root)
-	}
-	for i := 1; i < len(path)-1; i++ {
-		next, exists := cur[path[i]]
-		if !exists || next == nil {
-			m := map[string]any{}
-			cur[path[i]] = m
-			cur = m
-			continue
-		}
-		if cur, ok = next.(map[string]any); !ok {
-			return fmt.Errorf("set %s: %s is %T, not an object", strings.Join(path, "."), strings.Join(path[:i+1], "."), next)
+		if root == nil {
+			root = map[string]any{}
 		}
 	}
-	cur[path[len(path)-1]] = v
+	out, err := setIn(root, path, 1, v)
+	if err != nil {
+		return err
+	}
+	if path[0] == "vars" {
+		env.Vars = out
+	} else {
+		env.Body = out
+	}
 	return nil
+}
+
+// setIn returns a copy of cur (an object named path[:i]) with path[i:]
+// set to v.
+func setIn(cur any, path []string, i int, v any) (map[string]any, error) {
+	m, ok := cur.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("set %s: %s is %T, not an object", strings.Join(path, "."), strings.Join(path[:i], "."), cur)
+	}
+	c := make(map[string]any, len(m)+1)
+	maps.Copy(c, m)
+	if i == len(path)-1 {
+		c[path[i]] = v
+		return c, nil
+	}
+	next := m[path[i]]
+	if next == nil {
+		next = map[string]any{}
+	}
+	nv, err := setIn(next, path, i+1, v)
+	if err != nil {
+		return nil, err
+	}
+	c[path[i]] = nv
+	return c, nil
 }
 
 func evalStrings(env *mappings.Env, list []namedProg) (map[string]string, error) {

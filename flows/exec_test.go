@@ -350,3 +350,57 @@ func TestCallSendsDeferredBody(t *testing.T) {
 		t.Error("the checkpoint would store the (nil) body instead of the message's")
 	}
 }
+
+// A redirect the connector did not follow (a POST answered 308: the API
+// moved) fails the step for good: the target never got the request. It
+// used to count as a success, and the message completed with nothing sent.
+func TestUnfollowedRedirectFailsTheStep(t *testing.T) {
+	f := compile(t, "trigger: {http: {path: /in}}\nsteps:\n  - call: {connection: erp, path: /v1/orders}\n")
+	caller := &fakeCaller{script: map[string][]any{
+		"erp": {&flows.Response{Status: 308, Headers: map[string]string{"Location": "https://erp.example/v2/orders?token=s3cret"}}},
+	}}
+	res := f.Run(context.Background(), &flows.Message{ID: "m1", Body: map[string]any{}}, nil, 0, flows.Deps{Caller: caller, Memo: &flows.MemMemo{}})
+	var se *flows.StepError
+	if res.Outcome != flows.Failed || !errors.As(res.Err, &se) || se.Class != flows.Permanent {
+		t.Fatalf("outcome %s, error %v; want a permanent failure", res.Outcome, res.Err)
+	}
+	if msg := se.Error(); !strings.Contains(msg, "308") || !strings.Contains(msg, "/v2/orders") || strings.Contains(msg, "s3cret") {
+		t.Errorf("error %q; want the status and the new address, without its query", msg)
+	}
+	caller = &fakeCaller{script: map[string][]any{"erp": {&flows.Response{Status: 304}}}}
+	if res := f.Run(context.Background(), &flows.Message{ID: "m2", Body: map[string]any{}}, nil, 0, flows.Deps{Caller: caller, Memo: &flows.MemMemo{}}); res.Outcome != flows.Completed {
+		t.Errorf("304 Not Modified: %s %v; want completed", res.Outcome, res.Err)
+	}
+}
+
+// A set inside a split writes the item's body, not the outer one, and
+// each item collected by `as` is its own. Every item shared the outer
+// object: all collected items showed the last item's value, and the
+// outer body kept it after the split.
+func TestSetInsideASplitChangesOnlyItsItem(t *testing.T) {
+	f := compile(t, `trigger: {http: {path: /in}}
+steps:
+  - split:
+      items: body.lines
+      as: out
+      steps:
+        - set: {body.sku: item.sku}
+  - respond: {status: 200, body: '{body: body, out: vars.out}'}
+`)
+	body := map[string]any{"order": "o1", "lines": []any{map[string]any{"sku": "A"}, map[string]any{"sku": "B"}}}
+	res := f.Run(context.Background(), &flows.Message{ID: "m1", Body: body}, nil, 0, flows.Deps{Caller: &fakeCaller{}, Memo: &flows.MemMemo{}})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	out := res.Response.Body.(map[string]any)
+	items := out["out"].([]any)
+	if len(items) != 2 || items[0].(map[string]any)["sku"] != "A" || items[1].(map[string]any)["sku"] != "B" {
+		t.Errorf("collected %v; want one item per line, sku A then B", items)
+	}
+	if _, set := out["body"].(map[string]any)["sku"]; set {
+		t.Errorf("the outer body after the split: %v; want it unchanged", out["body"])
+	}
+	if _, set := body["sku"]; set {
+		t.Errorf("the message's body was written: %v", body)
+	}
+}

@@ -408,9 +408,13 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		}
 	}
 	m.Trace = appendTrace(nil, res.Trace)
-	m.State = encodeState(&res.State)
+	// A run that did not finish keeps the state of its last checkpoint
+	// (m.State, see deps.Checkpoint), taken between top-level steps: its
+	// retry resumes there, with the body and vars as they were. The
+	// state where it failed may be halfway through a choice or a split.
 	switch res.Outcome {
 	case flows.Completed, flows.Filtered:
+		m.State = encodeState(&res.State)
 		m.Status, m.Error, m.FailedStep = store.Completed, "", ""
 		if res.Outcome == flows.Filtered {
 			m.Status = store.Filtered

@@ -42,12 +42,61 @@ type segment struct {
 
 const maxDepth = 200
 
+// tooDeep finds where flow collections ([ ] and { }) nest deeper than
+// maxDepth, outside quoted scalars and comments. The YAML parser takes
+// memory that grows with the square of the nesting (30 KB of "[" took
+// 2 GB) and decode's own depth check comes after it, so a file or an API
+// request that deep is refused before it is parsed.
+func tooDeep(src []byte) (line, col int, deep bool) {
+	depth, line, col := 0, 1, 0
+	var quote byte
+	comment := false
+	prev := byte('\n')
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c&0xC0 != 0x80 { // not a UTF-8 continuation byte
+			col++
+		}
+		switch {
+		case c == '\n':
+			line, col, comment = line+1, 0, false
+		case comment:
+		case quote != 0:
+			switch {
+			case quote == '"' && c == '\\':
+				i++ // an escaped character
+			case c == quote && quote == '\'' && i+1 < len(src) && src[i+1] == '\'':
+				i++ // '' is a quote inside single quotes
+			case c == quote:
+				quote = 0
+			}
+		case c == '#' && (prev == ' ' || prev == '\t' || prev == '\n'):
+			comment = true
+		case (c == '"' || c == '\'') && strings.IndexByte(" \t\n[{,:-", prev) >= 0:
+			quote = c // a quoted scalar starts (an apostrophe inside a plain one does not)
+		case c == '[' || c == '{':
+			if depth++; depth > maxDepth {
+				return line, col, true
+			}
+		case (c == ']' || c == '}') && depth > 0:
+			depth--
+		}
+		prev = c
+	}
+	return 0, 0, false
+}
+
 // decodeFile parses src and decodes its single document into out.
 func decodeFile(file string, src []byte, out any) Diagnostics {
 	d := &decoder{file: file, anchors: map[string]ast.Node{}}
 	src = []byte(strings.TrimPrefix(string(src), "\ufeff")) // a byte order mark is not part of the first key
 	for _, l := range strings.Split(string(src), "\n") {
 		d.lines = append(d.lines, []rune(l))
+	}
+	if line, col, deep := tooDeep(src); deep {
+		d.diags = append(d.diags, Diagnostic{File: file, Line: line, Col: col,
+			Message: fmt.Sprintf("nested deeper than %d levels", maxDepth), Hint: "a flow is never this deep: check the brackets"})
+		return d.diags
 	}
 	f, err := parser.ParseBytes(src, 0, parser.AllowDuplicateMapKey())
 	if err != nil {

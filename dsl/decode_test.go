@@ -223,3 +223,22 @@ func TestByteOrderMark(t *testing.T) {
 		t.Errorf("got %v, trigger %+v; want\n%s", ds, f.Trigger, want)
 	}
 }
+
+// A file nested deeper than any flow is refused before the YAML parser
+// sees it: the parser's memory grows with the square of the nesting, and
+// a 30 KB file of "[" took 2 GB.
+func TestDeepNestingIsRefusedBeforeParsing(t *testing.T) {
+	for _, open := range []string{"[", "{a: "} {
+		src := "trigger: " + strings.Repeat(open, 30000)
+		_, ds := dsl.ParseFlow("deep.yaml", []byte(src))
+		if len(ds) != 1 || !strings.Contains(ds[0].String(), "deep.yaml:1:") || !strings.Contains(ds[0].Message, "nested deeper than 200 levels") {
+			t.Errorf("%q x 30000: %v", open, ds)
+		}
+	}
+	// Brackets in quotes, comments and plain text do not count.
+	src := "description: 'it''s " + strings.Repeat("[", 300) + "'\n# " + strings.Repeat("{", 300) +
+		"\ntrigger: {http: {path: /in}}\nsteps: [{log: {message: \"" + strings.Repeat("[", 300) + "\"}}]\n"
+	if _, ds := dsl.ParseFlow("ok.yaml", []byte(src)); len(ds) != 0 {
+		t.Errorf("a flow with brackets in quotes and comments: %v", ds)
+	}
+}

@@ -112,6 +112,17 @@ func (a *Auth) Verify(header func(string) string, body []byte) bool {
 	return false
 }
 
+// Credential is the header that carries a secret of the sender's (a
+// bearer token, an API key), "" for hmac (its signature is no secret).
+// Once verified it is dropped from the message: it would be stored, and
+// shown with the message to anyone who may read messages.
+func (a *Auth) Credential() string {
+	if a.Kind == "hmac" {
+		return ""
+	}
+	return textproto.CanonicalMIMEHeaderKey(a.Header)
+}
+
 func (a *Auth) anySecret(v []byte) bool {
 	ok := 0
 	for _, s := range a.Secrets {

@@ -93,10 +93,15 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	header := func(name string) string { return r.Header.Get(name) }
-	if f.Trigger.Auth != nil && !f.Trigger.Auth.Verify(header, raw) {
-		m.rejected.WithLabelValues(id, "auth").Inc()
-		apiError(w, http.StatusUnauthorized, "unauthorized", "authentication failed", nil)
-		return
+	if a := f.Trigger.Auth; a != nil {
+		if !a.Verify(header, raw) {
+			m.rejected.WithLabelValues(id, "auth").Inc()
+			apiError(w, http.StatusUnauthorized, "unauthorized", "authentication failed", nil)
+			return
+		}
+		if h := a.Credential(); h != "" {
+			r.Header.Del(h)
+		}
 	}
 	var body any
 	if len(strings.TrimSpace(string(raw))) > 0 {

@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -78,5 +79,33 @@ steps:
 	resp.Body.Close()
 	if resp.StatusCode != first || resp.Header.Get("X-Conveyor-Duplicate") != "true" {
 		t.Errorf("its duplicate: %d (duplicate header %q); want the cached %d", resp.StatusCode, resp.Header.Get("X-Conveyor-Duplicate"), first)
+	}
+}
+
+// The credential a trigger checks (an API key, a bearer token) is not
+// kept with the message: anyone who may read messages could read it, and
+// with it send as the partner.
+func TestTriggerCredentialIsNotStored(t *testing.T) {
+	t.Setenv("PARTNER_KEY", "s3cret-key")
+	dir := workspace(t, nil, map[string]string{"in": `trigger: {http: {path: /in, auth: {api_key: {header: X-Partner-Key, key: "${env:PARTNER_KEY}"}}}}
+steps: [{log: {message: '"got " + string(body.n)'}}]
+`})
+	e := start(t, dir, runtime.Options{})
+	req, _ := http.NewRequest("POST", "http://"+e.TriggerAddr()+"/in", strings.NewReader(`{"n": 1}`))
+	req.Header.Set("X-Partner-Key", "s3cret-key")
+	req.Header.Set("X-Shop", "s1")
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("accept: %d", resp.StatusCode)
+	}
+	msgs, err := e.Messages(context.Background(), store.Filter{Flow: "in"})
+	must(t, err)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	if v, ok := msgs[0].Headers["X-Partner-Key"]; ok || msgs[0].Headers["X-Shop"] != "s1" {
+		t.Errorf("stored headers %v: the API key is kept (%q), or other headers are lost", msgs[0].Headers, v)
 	}
 }

@@ -175,6 +175,9 @@ func TestEveryRoute(t *testing.T) {
 	if r := f.req(Operator, "DELETE", "/dead-letters/"+d3, map[string]any{}); r.status != 400 {
 		t.Errorf("discard without a reason: %s", r)
 	}
+	if r := f.req(Operator, "POST", "/dead-letters/replay", map[string]any{"filter": map[string]any{"all": true}, "from": "bogus"}); r.status != 400 {
+		t.Errorf("replay with an unknown from: %s", r)
+	}
 	if r := f.req(Operator, "POST", "/dead-letters/replay", map[string]any{"from": "start"}); r.status != 400 {
 		t.Errorf("bulk replay without a filter: %s", r)
 	}
@@ -232,6 +235,16 @@ func TestIfMatchAndContentType(t *testing.T) {
 	// Someone else's edit went in: the old ETag is stale.
 	if r := f.req(Editor, "PUT", "/flows/echo", echoFlow(3), "Content-Type", yamlCT, "If-Match", etag); r.status != 412 || errCode(t, r) != "precondition_failed" {
 		t.Errorf("stale If-Match: %s", r)
+	}
+	// An If-Match that names no tag is refused, not taken as no condition
+	// (it used to overwrite the edit above).
+	for _, bad := range []string{`""`, `W/""`, `,`, `, "x"`, `abc`, etag + `, ` + etag} {
+		if r := f.req(Editor, "PUT", "/flows/echo", echoFlow(3), "Content-Type", yamlCT, "If-Match", bad); r.status != 400 {
+			t.Errorf("If-Match %s: %s", bad, r)
+		}
+		if r := f.req(Editor, "DELETE", "/flows/echo", nil, "If-Match", bad); r.status != 400 {
+			t.Errorf("delete with If-Match %s: %s", bad, r)
+		}
 	}
 	if r := f.req(Editor, "DELETE", "/flows/echo", nil, "If-Match", etag); r.status != 412 {
 		t.Errorf("stale delete: %s", r)

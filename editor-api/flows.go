@@ -46,11 +46,20 @@ func (s *server) rel(path string) string {
 
 func quoteETag(tag string) string { return `"` + tag + `"` }
 
-// unquoteETag reads the first entity tag of an If-Match header.
-func unquoteETag(h string) string {
-	h, _, _ = strings.Cut(h, ",")
-	h = strings.TrimPrefix(strings.TrimSpace(h), "W/")
-	return strings.Trim(h, `"`)
+// ifMatch reads an If-Match header: "" when there is none, "*", or the
+// one entity tag it names. Anything else is refused rather than read as
+// "no condition": an empty tag ("", W/"") used to skip the check and
+// overwrite someone else's edit.
+func ifMatch(c echo.Context) (string, error) {
+	h := strings.TrimSpace(c.Request().Header.Get("If-Match"))
+	if h == "" || h == "*" {
+		return h, nil
+	}
+	tag := strings.TrimPrefix(h, "W/")
+	if len(tag) < 3 || tag[0] != '"' || tag[len(tag)-1] != '"' || strings.ContainsAny(tag[1:len(tag)-1], `",`) {
+		return "", apiErr(http.StatusBadRequest, "bad_request", "If-Match: send the one ETag of the version you edited, in quotes, or *")
+	}
+	return tag[1 : len(tag)-1], nil
 }
 
 func (s *server) listFlows(c echo.Context) error {
@@ -123,8 +132,11 @@ func (s *server) putFlow(c echo.Context) error {
 	if !isYAML(c.Request().Header.Get("Content-Type")) {
 		return apiErr(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the flow file as Content-Type: application/yaml")
 	}
-	ifMatch := c.Request().Header.Get("If-Match")
-	if ifMatch == "" {
+	tag, err := ifMatch(c)
+	if err != nil {
+		return err
+	}
+	if tag == "" {
 		return apiErr(http.StatusPreconditionRequired, "precondition_required",
 			"send If-Match with the ETag of the version you edited (GET /api/v1/flows/%s), or * to overwrite", id)
 	}
@@ -134,16 +146,20 @@ func (s *server) putFlow(c echo.Context) error {
 	}
 	ctx, cancel := s.writeCtx(c)
 	defer cancel()
-	if _, err := s.e.PutFlow(ctx, id, src, who(c), unquoteETag(ifMatch)); err != nil {
+	if _, err := s.e.PutFlow(ctx, id, src, who(c), tag); err != nil {
 		return err
 	}
 	return s.writeFlow(c, http.StatusOK, id)
 }
 
 func (s *server) deleteFlow(c echo.Context) error {
+	tag, err := ifMatch(c)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := s.writeCtx(c)
 	defer cancel()
-	if err := s.e.DeleteFlow(ctx, c.Param("id"), who(c), unquoteETag(c.Request().Header.Get("If-Match"))); err != nil {
+	if err := s.e.DeleteFlow(ctx, c.Param("id"), who(c), tag); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

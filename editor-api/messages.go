@@ -207,7 +207,10 @@ func (s *server) replayMany(c echo.Context) error {
 			return err
 		}
 	}
-	n, errs := s.e.ReplayMany(c.Request().Context(), f, req.ReplayOptions, who(c))
+	n, errs, err := s.e.ReplayMany(c.Request().Context(), f, req.ReplayOptions, who(c))
+	if err != nil {
+		return err
+	}
 	msgs := make([]string, len(errs))
 	for i, err := range errs {
 		msgs[i] = err.Error()

@@ -793,23 +793,25 @@ func collectEffects(steps []dsl.Step, prefix string, out map[string]string) {
 // ReplayMany replays every dead letter that f selects (f.Status is
 // ignored; f.Limit, when set, caps how many) with opts, one by one as
 // Replay does. It returns how many were replayed and an error per message
-// that was not.
-func (e *Engine) ReplayMany(ctx context.Context, f store.Filter, opts ReplayOptions, author string) (int, []error) {
+// that was not; err is for a request that did nothing: invalid options
+// (ErrInvalid), or dead letters that could not be listed.
+func (e *Engine) ReplayMany(ctx context.Context, f store.Filter, opts ReplayOptions, author string) (n int, errs []error, err error) {
 	if err := opts.normalize(); err != nil {
-		return 0, []error{err}
+		return 0, nil, err
 	}
 	most := f.Limit
 	f.Status = store.Dead
 	seen := map[string]bool{}
-	n := 0
-	var errs []error
 	for {
 		// Replayed messages leave the dead-letter queue; ones that fail
 		// stay, so each page asks for as many more as were seen.
 		f.Limit = len(seen) + 200
 		page, err := e.Messages(ctx, f)
+		if err != nil && len(seen) == 0 {
+			return 0, nil, err
+		}
 		if err != nil {
-			return n, append(errs, err)
+			return n, append(errs, err), nil
 		}
 		fresh := 0
 		for _, m := range page {
@@ -817,7 +819,7 @@ func (e *Engine) ReplayMany(ctx context.Context, f store.Filter, opts ReplayOpti
 				continue
 			}
 			if ctx.Err() != nil {
-				return n, append(errs, ctx.Err())
+				return n, append(errs, ctx.Err()), nil
 			}
 			seen[m.ID], fresh = true, fresh+1
 			if _, err := e.Replay(ctx, m.ID, opts, author); err != nil {
@@ -827,7 +829,7 @@ func (e *Engine) ReplayMany(ctx context.Context, f store.Filter, opts ReplayOpti
 			n++
 		}
 		if fresh == 0 {
-			return n, errs
+			return n, errs, nil
 		}
 	}
 }

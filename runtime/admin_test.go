@@ -277,12 +277,13 @@ func TestAdminReplayDeliversOnce(t *testing.T) {
 	_, err = e.Discard(ctx, ids[0], "again", "op")
 	isErr(t, err, runtime.ErrConflict)
 	erp.status = nil
-	n, errs := e.ReplayMany(ctx, store.Filter{Flow: "ship"}, runtime.ReplayOptions{}, "op")
+	n, errs, err := e.ReplayMany(ctx, store.Filter{Flow: "ship"}, runtime.ReplayOptions{}, "op")
+	must(t, err)
 	if n != 2 || len(errs) != 0 {
 		t.Fatalf("bulk replay: %d %v", n, errs)
 	}
 	eventually(t, 5*time.Second, "the bulk replay delivers", func() bool { return erp.count() == 3 })
-	if n, _ := e.ReplayMany(ctx, store.Filter{Flow: "ship"}, runtime.ReplayOptions{}, "op"); n != 0 {
+	if n, _, _ := e.ReplayMany(ctx, store.Filter{Flow: "ship"}, runtime.ReplayOptions{}, "op"); n != 0 {
 		t.Errorf("a second bulk replay replayed %d", n)
 	}
 	audit, _ := e.Audit(ctx, 100)

@@ -114,9 +114,14 @@ func (r *recorder) Publish(_ context.Context, topic string, body any, _ string) 
 	return nil
 }
 
+// maxAttempts bounds the attempts of a dry run, whatever the flow's retry
+// policy: each adds its trace to the report, and retry.attempts has no
+// upper bound (100,000 made a 27 MB answer).
+const maxAttempts = 10
+
 // Run runs in through f with mocked calls. A transient failure is retried
 // at once from the last checkpoint, as the runtime would after a backoff,
-// up to the step's retry attempts.
+// up to the step's retry attempts (at most maxAttempts) or until ctx ends.
 func Run(ctx context.Context, f *flows.Flow, in Input, mocks Mocks) *Report {
 	rec := &recorder{mocks: mocks, seen: map[string]int{}}
 	memo := &flows.MemMemo{}
@@ -132,7 +137,7 @@ func Run(ctx context.Context, f *flows.Flow, in Input, mocks Mocks) *Report {
 		rep.Trace = append(rep.Trace, res.Trace...)
 		rep.Attempts = attempt
 		se, ok := res.Err.(*flows.StepError)
-		if res.Outcome != flows.Failed || !ok || se.Class != flows.Transient || attempt >= f.PolicyFor(se.Step).Attempts {
+		if res.Outcome != flows.Failed || !ok || se.Class != flows.Transient || attempt >= min(f.PolicyFor(se.Step).Attempts, maxAttempts) || ctx.Err() != nil {
 			break
 		}
 	}

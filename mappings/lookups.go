@@ -1,6 +1,7 @@
 package mappings
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -58,7 +59,13 @@ func readLookupFile(path string) (*lookupTable, []error) {
 		return nil, []error{err}
 	}
 	defer f.Close()
-	r := csv.NewReader(f)
+	// A byte order mark (spreadsheet exports) goes before the CSV reader
+	// sees it: before a quoted header it made the quote a bare one.
+	br := bufio.NewReader(f)
+	if bom, _ := br.Peek(3); string(bom) == "\ufeff" {
+		br.Discard(3)
+	}
+	r := csv.NewReader(br)
 	var (
 		recs  [][]string
 		lines []int

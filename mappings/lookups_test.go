@@ -116,3 +116,20 @@ func TestLookup(t *testing.T) {
 		t.Errorf("nil lookups: %v", err)
 	}
 }
+
+// A spreadsheet export starts with a byte order mark, often before a
+// quoted header: the table loads. The mark reached the CSV reader, which
+// took the quote after it as a bare one and refused the file.
+func TestLookupWithBOMAndQuotedHeader(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "items.csv"), []byte("\ufeff\"sku\",\"item code\"\n\"A-1\",\"100\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, errs := LoadLookups(dir)
+	if len(errs) > 0 {
+		t.Fatalf("load: %v", errs)
+	}
+	if got := l.Columns("items"); !reflect.DeepEqual(got, []string{"sku", "item code"}) {
+		t.Errorf("columns %q; want sku and item code", got)
+	}
+}

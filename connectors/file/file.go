@@ -204,8 +204,11 @@ func (o *Outbox) Call(ctx context.Context, req connectors.Request) (*connectors.
 		n = cw.n
 		return ctx.Err()
 	})
-	if encErr != nil {
+	if encErr != nil && !errors.As(encErr, new(ioError)) {
 		return answer(http.StatusUnprocessableEntity, fmt.Sprintf("%s: %v", o.format, encErr)), nil
+	}
+	if encErr != nil { // the disk's doing (full, quota, I/O): retried
+		return nil, fmt.Errorf("write %s: %w", rel, encErr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", rel, err)
@@ -260,12 +263,21 @@ func (o *Outbox) nextControl(string) (int64, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		n, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return 0, err
+		return 0, ioError{err}
 	}
 	n = n%999999999 + 1
-	err := WriteAtomic(path, func(w io.Writer) error { _, err := fmt.Fprintf(w, "%d\n", n); return err })
-	return n, err
+	if err := WriteAtomic(path, func(w io.Writer) error { _, err := fmt.Fprintf(w, "%d\n", n); return err }); err != nil {
+		return 0, ioError{err}
+	}
+	return n, nil
 }
+
+// ioError is a write or read the disk refused (full, over quota, an I/O
+// error), as opposed to a body the format cannot hold: the call is
+// retried rather than dead-lettered.
+type ioError struct{ error }
+
+func (e ioError) Unwrap() error { return e.error }
 
 func answer(status int, msg string) *connectors.Response {
 	return &connectors.Response{Status: status, Body: map[string]any{"error": msg}}
@@ -279,5 +291,8 @@ type countWriter struct {
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if err != nil {
+		err = ioError{err}
+	}
 	return n, err
 }

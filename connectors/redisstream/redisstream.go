@@ -151,6 +151,9 @@ func parseURL(raw string) (*redis.Options, error) {
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
+	// A call's deadline (the step's timeout) bounds its command too, not
+	// only the client's own read and write timeouts.
+	opts.ContextTimeoutEnabled = true
 	return opts, nil
 }
 
@@ -248,18 +251,30 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 }
 
 // permanent reports whether err is an error reply of the server that a
-// retry will not change, such as WRONGTYPE for a key that is no stream.
+// retry will not change: a key that is no stream (WRONGTYPE), a user not
+// allowed to write it (NOPERM), or a request the server cannot parse.
+// Every other reply may pass (MISCONF while Redis cannot persist, the
+// client limit, NOAUTH while credentials rotate, LOADING, READONLY ...):
+// the call is retried rather than dead-lettered.
 func permanent(err error) bool {
 	var re redis.Error
 	if !errors.As(err, &re) || errors.Is(err, redis.Nil) {
 		return false
 	}
-	code, _, _ := strings.Cut(re.Error(), " ")
+	msg := re.Error()
+	code, _, _ := strings.Cut(msg, " ")
 	switch code {
-	case "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "OOM", "MOVED", "ASK", "NOREPLICAS":
-		return false
+	case "WRONGTYPE", "NOPERM":
+		return true
+	case "ERR":
+		for _, bad := range []string{"ERR syntax error", "ERR wrong number of arguments", "ERR Error running script",
+			"ERR value is not", "ERR The ID specified in XADD", "ERR Invalid stream ID"} {
+			if strings.HasPrefix(msg, bad) {
+				return true
+			}
+		}
 	}
-	return code == strings.ToUpper(code) && code != ""
+	return false
 }
 
 func badRequest(msg string) *connectors.Response {

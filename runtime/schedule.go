@@ -92,8 +92,9 @@ func (s *scheduler) stop() {
 }
 
 func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Location) {
+	var last time.Time // the wall clock of the last firing
 	for {
-		next := sched.Next(time.Now().In(loc))
+		next, wall := nextRun(sched, loc, time.Now(), last)
 		timer := time.NewTimer(time.Until(next))
 		select {
 		case <-j.stop:
@@ -104,8 +105,40 @@ func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Locati
 			return
 		case <-timer.C:
 		}
+		last = wall
 		s.fire(id, j, next)
 	}
+}
+
+// nextRun returns when sched fires next after now, reckoned on loc's wall
+// clock so that each wall-clock time fires once: cron.Schedule reckons in
+// instants, and a job at 02:30 fired twice on the night the clocks go
+// back and not at all on the night they go forward. A time the clocks
+// skip fires as they pass it (02:30 at 03:30 summer time); a time they
+// pass twice fires once. after is the wall clock of the previous firing
+// (zero: none); wall is this firing's, to pass as after next time.
+//
+// A schedule that fires every hour (or every interval) goes by the clock
+// of the world instead, as cron does: */15 fires every 15 minutes through
+// both nights, rather than pausing for the repeated hour.
+func nextRun(sched cron.Schedule, loc *time.Location, now, after time.Time) (at, wall time.Time) {
+	if spec, ok := sched.(*cron.SpecSchedule); !ok || spec.Hour&allHours == allHours {
+		return sched.Next(now.In(loc)), time.Time{}
+	}
+	w := wallClock(now.In(loc))
+	if w.Before(after) {
+		w = after // the hour the clocks went back, passed a second time
+	}
+	wall = sched.Next(w)
+	return time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), 0, loc), wall
+}
+
+const allHours = 1<<24 - 1
+
+// wallClock is t's wall-clock reading as a UTC time, where no hour is
+// skipped or repeated.
+func wallClock(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 }
 
 func (s *scheduler) fire(id string, j *job, at time.Time) {

@@ -57,10 +57,12 @@ type Client struct {
 	where   string // the servers as host:port, for errors and logs
 	timeout time.Duration
 
-	mu     sync.Mutex // guards nc, js, closed
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	closed bool
+	mu         sync.Mutex // guards the fields below
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	closed     bool
+	connecting chan struct{} // closed when the connect under way ends
+	connErr    error         // of the last connect that failed
 }
 
 // New builds a Client from cfg.Values["url"].
@@ -121,26 +123,60 @@ func connect(url, name string, timeout time.Duration) (*nats.Conn, error) {
 }
 
 // jetStream returns the JetStream context, connecting first if needed.
-func (c *Client) jetStream() (jetstream.JetStream, error) {
+// One connect serves every caller, and each waits for it no longer than
+// its own ctx: connecting under the lock made the k-th of concurrent
+// calls wait k connect timeouts, far past its own deadline.
+func (c *Client) jetStream(ctx context.Context) (jetstream.JetStream, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	switch {
 	case c.closed:
+		c.mu.Unlock()
 		return nil, errors.New("the connection is closed")
 	case c.js != nil:
+		js := c.js
+		c.mu.Unlock()
+		return js, nil
+	case c.connecting == nil:
+		c.connecting = make(chan struct{})
+		go c.dial(c.connecting)
+	}
+	done := c.connecting
+	c.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connecting: %w", ctx.Err())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.js != nil {
 		return c.js, nil
 	}
+	return nil, fmt.Errorf("connecting: %w", c.connErr)
+}
+
+// dial makes the connection jetStream waits for, and closes done.
+func (c *Client) dial(done chan struct{}) {
+	defer close(done)
 	nc, err := connect(c.url, "conveyor "+c.name, c.timeout)
-	if err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
+	var js jetstream.JetStream
+	if err == nil {
+		if js, err = jetstream.New(nc); err != nil {
+			nc.Close()
+		}
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.connecting = nil
+	switch {
+	case err != nil:
+		c.connErr = err
+	case c.closed: // closed meanwhile
 		nc.Close()
-		return nil, err
+		c.connErr = errors.New("the connection is closed")
+	default:
+		c.nc, c.js = nc, js
 	}
-	c.nc, c.js = nc, js
-	return js, nil
 }
 
 // Call publishes req.Body to the subject req.Path (MethodPublish only) and
@@ -167,7 +203,7 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	js, err := c.jetStream()
+	js, err := c.jetStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nats %s: %w", c.where, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,5 +135,46 @@ func TestConfigAndErrorsKeepThePasswordOut(t *testing.T) {
 	c.Close()
 	if _, err := c.Call(context.Background(), connectors.Request{Method: connectors.MethodPublish, Path: "a.b"}); err == nil {
 		t.Error("a closed client published")
+	}
+}
+
+// Calls to a server that accepts connections but never answers each give
+// up at their own deadline, together: one connect serves them all. They
+// connected one after the other under a lock, the k-th waiting k
+// connect timeouts.
+func TestCallsWaitForOneConnectUpToTheirDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // accept and say nothing
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	c, err := NewClient(connectors.Config{Name: "mute", Values: map[string]any{"url": "nats://" + ln.Addr().String()}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Call(context.Background(), connectors.Request{Method: connectors.MethodPublish, Path: "orders.in", Body: map[string]any{}, Timeout: 300 * time.Millisecond}); err == nil {
+				t.Error("a call to a mute server succeeded")
+			}
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("4 calls with a 300 ms timeout took %v", d)
 	}
 }

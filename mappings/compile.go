@@ -1,10 +1,13 @@
 package mappings
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -254,16 +257,67 @@ func (s *scopeCheck) Visit(node *ast.Node) {
 			s.fail(n, "item is only defined inside a split", "use body here, or move the step into split.steps")
 		}
 	case *ast.CallNode:
-		id, ok := n.Callee.(*ast.IdentifierNode)
-		if !ok || id.Value != "lookup" || len(n.Arguments) == 0 {
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok {
+			s.literalArgs(id.Value, n.Arguments)
+		}
+	}
+}
+
+// literalArgs checks the arguments written as text literals that a
+// function would refuse only at run time (a table, a column, a rounding
+// mode, a date pattern, a time zone), so that a flow with a typo in one
+// never goes live.
+func (s *scopeCheck) literalArgs(fn string, args []ast.Node) {
+	lit := func(i int) (string, bool) {
+		if i < len(args) {
+			if v, ok := args[i].(*ast.StringNode); ok {
+				return v.Value, true
+			}
+		}
+		return "", false
+	}
+	or := func(hint, otherwise string) string { return cmp.Or(hint, otherwise) }
+	switch fn {
+	case "lookup":
+		table, ok := lit(0)
+		if !ok {
 			return
 		}
-		if name, ok := n.Arguments[0].(*ast.StringNode); ok && !s.c.lookups.Has(name.Value) {
-			hint := dsl.DidYouMean(name.Value, s.c.lookups.Names())
-			if hint == "" {
-				hint = "tables are the CSV files in lookups/"
+		if !s.c.lookups.Has(table) {
+			s.fail(args[0], fmt.Sprintf("unknown lookup table %q", table), or(dsl.DidYouMean(table, s.c.lookups.Names()), "tables are the CSV files in lookups/"))
+			return
+		}
+		cols := s.c.lookups.Columns(table)
+		if col, ok := lit(3); ok && !slices.Contains(cols, col) {
+			s.fail(args[3], fmt.Sprintf("lookup table %q has no column %q", table, col), or(dsl.DidYouMean(col, cols), "columns are "+strings.Join(cols, ", ")))
+		}
+	case "dec_round":
+		if mode, ok := lit(2); ok && roundModes[mode] == nil {
+			modes := slices.Sorted(maps.Keys(roundModes))
+			s.fail(args[2], fmt.Sprintf("unknown rounding mode %q", mode), or(dsl.DidYouMean(mode, modes), "modes are "+strings.Join(modes, ", ")))
+		}
+	case "parse_date", "format_date":
+		if pattern, ok := lit(1); ok {
+			if _, err := compileDatePattern(pattern); err != nil {
+				s.fail(args[1], err.Error(), "")
 			}
-			s.fail(n.Arguments[0], fmt.Sprintf("unknown lookup table %q", name.Value), hint)
+		}
+		s.zoneArg(args, 2)
+	case "to_timezone":
+		s.zoneArg(args, 1)
+	case "today":
+		s.zoneArg(args, 0)
+	}
+}
+
+// zoneArg checks argument i when it is a literal time zone name.
+func (s *scopeCheck) zoneArg(args []ast.Node, i int) {
+	if i >= len(args) {
+		return
+	}
+	if v, ok := args[i].(*ast.StringNode); ok {
+		if _, err := locationArg(v.Value); err != nil {
+			s.fail(args[i], err.Error(), "")
 		}
 	}
 }

@@ -12,16 +12,8 @@ import (
 // it. Save's end of lease is replayed here at the moment it would come
 // late.
 func TestLateSaveKeepsTheNewLease(t *testing.T) {
-	s, err := OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := storeWithOne(t)
 	ctx := context.Background()
-	m := &Message{ID: "m1", Flow: "f", Status: Queued, ReceivedAt: time.Now(), DueAt: time.Now(), Body: []byte(`{}`)}
-	if _, err := s.Accept(ctx, m, time.Hour); err != nil {
-		t.Fatal(err)
-	}
 	first, err := s.Lease(ctx, "f", time.Now(), 1)
 	if err != nil || len(first) != 1 {
 		t.Fatalf("first lease: %v %v", first, err)
@@ -49,16 +41,8 @@ func TestLateSaveKeepsTheNewLease(t *testing.T) {
 // the key was built from the wrapped time and the record from the
 // clamped one, and the entry stayed behind for ever.
 func TestFarFutureDueLeavesNoOrphan(t *testing.T) {
-	s, err := OpenBolt(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, m := storeWithOne(t)
 	ctx := context.Background()
-	m := &Message{ID: "m1", Flow: "f", Status: Queued, ReceivedAt: time.Now(), DueAt: time.Now(), Body: []byte(`{}`)}
-	if _, err := s.Accept(ctx, m, time.Hour); err != nil {
-		t.Fatal(err)
-	}
 	m.Status, m.DueAt = Retrying, time.Now().AddDate(500, 0, 0)
 	if err := s.Save(ctx, m); err != nil {
 		t.Fatal(err)
@@ -70,4 +54,18 @@ func TestFarFutureDueLeavesNoOrphan(t *testing.T) {
 	if n, _, err := s.Depth(ctx, "f"); err != nil || n != 0 {
 		t.Errorf("depth %d (%v) after the message completed; want 0", n, err)
 	}
+}
+
+// storeWithOne opens a store holding one queued message, m1 of flow f.
+func storeWithOne(t *testing.T) (*Bolt, *Message) {
+	s, err := OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	m := &Message{ID: "m1", Flow: "f", Status: Queued, ReceivedAt: time.Now(), DueAt: time.Now(), Body: []byte(`{}`)}
+	if _, err := s.Accept(context.Background(), m, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	return s, m
 }

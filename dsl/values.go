@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/token"
@@ -36,6 +37,17 @@ type Expr struct {
 	// pos is the file position of every rune of Src, when Src is not a
 	// plain copy of one line of the file (escapes, folded lines, blocks).
 	pos []Pos
+}
+
+// sub is the expression src that starts at byte off of e.Src, placed in
+// the file as e's runes are: a column counts characters, not bytes, and
+// escapes (”) and folded lines move what follows them.
+func (e Expr) sub(off int, src string) Expr {
+	r, n := utf8.RuneCountInString(e.Src[:off]), utf8.RuneCountInString(src)
+	if e.pos != nil && r < len(e.pos) {
+		return Expr{Src: src, At: e.pos[r], pos: e.pos[r:min(r+n, len(e.pos))]}
+	}
+	return Expr{Src: src, At: Pos{e.At.Line, e.At.Col + r}}
 }
 
 // IsSet reports whether the expression was written.
@@ -244,12 +256,12 @@ func (t *Template) decodeYAML(d *decoder, n ast.Node) {
 		}
 		j := strings.Index(rest[i:], "}}")
 		if j < 0 {
-			d.errorPos(Pos{e.At.Line, e.At.Col + off + i}, "unclosed {{ in template", "close it with }}")
+			d.errorPos(e.sub(off+i, rest[i:]).At, "unclosed {{ in template", "close it with }}")
 			return
 		}
 		src := rest[i+2 : i+j]
 		lead := len(src) - len(strings.TrimLeft(src, " "))
-		inner := Expr{Src: strings.TrimSpace(src), At: Pos{e.At.Line, e.At.Col + off + i + 2 + lead}}
+		inner := e.sub(off+i+2+lead, strings.TrimSpace(src))
 		if inner.Src == "" {
 			d.errorPos(inner.At, "empty {{ }} in template", "")
 		}

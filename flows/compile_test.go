@@ -3,10 +3,12 @@ package flows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/flows"
@@ -429,5 +431,30 @@ steps:
 	}
 	if got := strings.Split(ds.Error(), "\n"); !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", ds.Error(), strings.Join(want, "\n"))
+	}
+}
+
+// A diagnostic inside a {{ }} template points at the name in the file:
+// after characters of more than one byte, after a ” escape, and in a
+// folded scalar. Template parts were placed by byte offsets into the
+// unescaped text.
+func TestTemplateDiagnosticsPointAtTheName(t *testing.T) {
+	for _, path := range []string{
+		`'/größe/{{ bdy.id }}'`,
+		`'/it''s/{{ bdy.id }}'`,
+		">\n        /orders/\n        {{ bdy.id }}",
+	} {
+		src := "trigger: {http: {path: /t}}\nsteps:\n  - call:\n      connection: erp\n      path: " + path + "\n"
+		_, ds := compileWith(t, compileEnv(t, nil), src)
+		lines := strings.Split(src, "\n")
+		var want string
+		for i, l := range lines {
+			if c := strings.Index(l, "bdy"); c >= 0 {
+				want = fmt.Sprintf("flows/f.yaml:%d:%d: ", i+1, utf8.RuneCountInString(l[:c])+1)
+			}
+		}
+		if len(ds) != 1 || !strings.HasPrefix(ds[0].String(), want) {
+			t.Errorf("path %s: %v; want it at %s", path, ds, want)
+		}
 	}
 }

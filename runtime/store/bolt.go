@@ -482,9 +482,14 @@ func (s *Bolt) Recover(ctx context.Context) (int, error) {
 		var ids []string
 		_ = tx.Bucket(bRunning).ForEach(func(k, _ []byte) error { ids = append(ids, string(k)); return nil })
 		for _, id := range ids {
+			// Only a message whose record says running goes back to the
+			// queue: an entry left beside any other status (or none) is
+			// stale, and requeuing a finished message would run it again.
 			m, err := getMsg(tx, id)
-			if err != nil {
-				_ = tx.Bucket(bRunning).Delete([]byte(id))
+			if err != nil || m.Status != Running {
+				if err := tx.Bucket(bRunning).Delete([]byte(id)); err != nil {
+					return err
+				}
 				continue
 			}
 			prev := *m
@@ -773,7 +778,8 @@ func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
 // received before olderThan, and expired dedup keys. Dead letters and
 // pending messages stay whatever their age, and so does a message whose
 // dedup key is live (a dedup TTL longer than the retention): a duplicate
-// must still find what it duplicates.
+// must still find what it duplicates. A record that cannot be read stays
+// too: deleting it would leave its queue entry behind.
 func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -785,10 +791,10 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 		var drop [][]byte
 		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.Next() {
 			m, err := read(tx, string(k[8:]), decodeMessage)
-			if err == nil && (m.Status.Pending() || m.Status == Dead) {
-				continue
+			if err != nil || m.Status.Pending() || m.Status == Dead {
+				continue // a record that cannot be read is not known to be finished
 			}
-			if err == nil && m.DedupKey != "" {
+			if m.DedupKey != "" {
 				if e, held := dedupHolder(tx, m.DedupKey, now); held && e.ID == m.ID {
 					continue
 				}

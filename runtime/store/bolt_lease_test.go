@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // A worker's save whose commit lands after the message was saved again
@@ -68,4 +70,58 @@ func storeWithOne(t *testing.T) (*Bolt, *Message) {
 		t.Fatal(err)
 	}
 	return s, m
+}
+
+// Recover requeues the messages whose record says running, and drops a
+// running entry left beside a finished message instead of running that
+// message again.
+func TestRecoverRequeuesOnlyRunning(t *testing.T) {
+	s, m := storeWithOne(t)
+	ctx := context.Background()
+	m.Status = Completed
+	if err := s.Save(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	run := &Message{ID: "m2", Flow: "f", Status: Running, ReceivedAt: time.Now(), DueAt: time.Now(), Body: []byte(`{}`)}
+	if err := s.Save(ctx, run); err != nil { // a checkpoint of a running message
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { // a stale entry beside a completed message
+		return tx.Bucket(bRunning).Put([]byte("m1"), []byte("f"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovered %d (%v); want 1, the running one", n, err)
+	}
+	got, err := s.Lease(ctx, "f", time.Now().Add(time.Second), 10)
+	if err != nil || len(got) != 1 || got[0].ID != "m2" {
+		t.Errorf("leased %v (%v); want m2 only", got, err)
+	}
+	if done, err := s.Get(ctx, "m1"); err != nil || done.Status != Completed {
+		t.Errorf("m1 after recover: %+v %v; want it completed", done, err)
+	}
+}
+
+// Sweep keeps a record it cannot read: it is not known to be finished,
+// and deleting it left its queue entry behind for ever.
+func TestSweepKeepsUnreadableRecords(t *testing.T) {
+	s, m := storeWithOne(t)
+	ctx := context.Background()
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bMessages).Put([]byte(m.ID), []byte{0xff, 1, 2})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Sweep(ctx, time.Now().Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("swept %d (%v); want 0", n, err)
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bMessages).Get([]byte(m.ID)) == nil {
+			t.Error("the unreadable record was deleted")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -14,9 +14,21 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
+
+// HeaderValue returns header name of h (request or response headers),
+// whatever the case of its key.
+func HeaderValue(h map[string]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
 
 // Request is an outbound call.
 type Request struct {

@@ -670,7 +670,7 @@ func classify(resp *Response, path, kind, conn string, req Request) *StepError {
 	var err error
 	if resp.Status < 400 {
 		err = fmt.Errorf("%s %s %s: status %d, a redirect to %q that is not followed: point the connection at the new address",
-			conn, req.Method, pathOnly(req.Path), resp.Status, pathOnly(headerOf(resp.Headers, "Location")))
+			conn, req.Method, pathOnly(req.Path), resp.Status, pathOnly(connectors.HeaderValue(resp.Headers, "Location")))
 	} else {
 		err = fmt.Errorf("%s %s %s: status %d%s", conn, req.Method, pathOnly(req.Path), resp.Status, bodySnippet(resp.Body))
 	}
@@ -701,16 +701,6 @@ func bodySnippet(body any) string {
 	return ": " + s
 }
 
-// headerOf returns header name of h, whatever its case.
-func headerOf(h map[string]string, name string) string {
-	for k, v := range h {
-		if strings.EqualFold(k, name) {
-			return v
-		}
-	}
-	return ""
-}
-
 // maxRetryAfter bounds a target's Retry-After: a longer wait (a typo, a
 // date years ahead) would park the message for that long, neither
 // retried nor dead-lettered. The retry then comes after an hour, and the
@@ -720,7 +710,7 @@ const maxRetryAfter = time.Hour
 // retryAfter reads a Retry-After header, in seconds or as an HTTP date,
 // up to maxRetryAfter.
 func retryAfter(h map[string]string) time.Duration {
-	v := headerOf(h, "Retry-After")
+	v := connectors.HeaderValue(h, "Retry-After")
 	if v == "" {
 		return 0
 	}

@@ -450,7 +450,7 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 
 	var body []byte
 	if req.Body != nil || len(req.RawJSON) > 0 {
-		if ct := headerValue(req.Headers, "Content-Type"); ct != "" && !isJSONType(ct) {
+		if ct := connectors.HeaderValue(req.Headers, "Content-Type"); ct != "" && !isJSONType(ct) {
 			if req.Body == nil { // a deferred body (connectors.RawJSONSender): a string in it goes as text
 				if req.Body, err = jsonv.Decode(req.RawJSON); err != nil {
 					return nil, fmt.Errorf("%s: the body is not valid JSON: %w", where, err)
@@ -600,15 +600,6 @@ func (c *Client) transportError(ctx, actx context.Context, where string, timeout
 		return fmt.Errorf("%s: timeout: %w", where, err)
 	}
 	return fmt.Errorf("%s: %w", where, err)
-}
-
-func headerValue(h map[string]string, name string) string {
-	for k, v := range h {
-		if strings.EqualFold(k, name) {
-			return v
-		}
-	}
-	return ""
 }
 
 func isJSONType(ct string) bool {

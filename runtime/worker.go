@@ -345,7 +345,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 	f, err := e.flowFor(m.Flow, m.Revision)
 	if errors.As(err, new(retryLater)) {
 		e.log.Error("cannot load the message's flow; retrying later", "flow", m.Flow, "message", m.ID, "error", err)
-		e.postpone(ctx, m)
+		e.postpone(m)
 		return
 	}
 	if err != nil {
@@ -390,7 +390,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 			stopBeat()
 			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "error", err)
 			m.Attempt--
-			e.postpone(ctx, m)
+			e.postpone(m)
 			return
 		}
 	}
@@ -481,11 +481,9 @@ func (e *Engine) saveUntilStored(m *store.Message, what string) {
 
 // postpone puts m back in the queue for a few seconds, without counting
 // an attempt: what failed is not the target's doing.
-func (e *Engine) postpone(ctx context.Context, m *store.Message) {
+func (e *Engine) postpone(m *store.Message) {
 	m.Status, m.DueAt = store.Retrying, time.Now().Add(postponeFor)
-	if err := e.store.Save(context.WithoutCancel(ctx), m); err != nil {
-		e.log.Error("cannot postpone a message", "flow", m.Flow, "message", m.ID, "error", err)
-	}
+	e.saveUntilStored(m, "postpone a message")
 }
 
 const postponeFor = 5 * time.Second

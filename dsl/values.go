@@ -41,7 +41,7 @@ type Expr struct {
 
 // sub is the expression src that starts at byte off of e.Src, placed in
 // the file as e's runes are: a column counts characters, not bytes, and
-// escapes (”) and folded lines move what follows them.
+// escapes (a doubled single quote) and folded lines move what follows.
 func (e Expr) sub(off int, src string) Expr {
 	r, n := utf8.RuneCountInString(e.Src[:off]), utf8.RuneCountInString(src)
 	if e.pos != nil && r < len(e.pos) {

@@ -435,7 +435,7 @@ steps:
 }
 
 // A diagnostic inside a {{ }} template points at the name in the file:
-// after characters of more than one byte, after a ” escape, and in a
+// after characters of more than one byte, after a doubled single quote, and in a
 // folded scalar. Template parts were placed by byte offsets into the
 // unescaped text.
 func TestTemplateDiagnosticsPointAtTheName(t *testing.T) {

@@ -294,9 +294,9 @@ func put(tx *bolt.Tx, m *Message, prev *Message) error {
 // denseBucket returns a bucket whose new keys mostly come in ascending
 // order, told to fill its pages before splitting them: journal keys start
 // with the receive time, and the ids of HTTP messages are time-ordered
-// UUIDv7 (the other triggers derive their ids, which land anywhere). At bbolt's default of half-full pages every commit
-// rewrote twice the pages it needed: a sync run's journal write costs a
-// fifth less CPU.
+// UUIDv7 (the other triggers derive their ids, which land anywhere). At
+// bbolt's default of half-full pages every commit rewrote twice the pages
+// it needed: a sync run's journal write costs a fifth less CPU.
 func denseBucket(tx *bolt.Tx, name []byte) *bolt.Bucket {
 	b := tx.Bucket(name)
 	b.FillPercent = 0.95

@@ -276,7 +276,13 @@ func (s *scopeCheck) literalArgs(fn string, args []ast.Node) {
 		}
 		return "", false
 	}
-	or := func(hint, otherwise string) string { return cmp.Or(hint, otherwise) }
+	zone := func(i int) {
+		if z, ok := lit(i); ok {
+			if _, err := locationArg(z); err != nil {
+				s.fail(args[i], err.Error(), "")
+			}
+		}
+	}
 	switch fn {
 	case "lookup":
 		table, ok := lit(0)
@@ -284,17 +290,17 @@ func (s *scopeCheck) literalArgs(fn string, args []ast.Node) {
 			return
 		}
 		if !s.c.lookups.Has(table) {
-			s.fail(args[0], fmt.Sprintf("unknown lookup table %q", table), or(dsl.DidYouMean(table, s.c.lookups.Names()), "tables are the CSV files in lookups/"))
+			s.fail(args[0], fmt.Sprintf("unknown lookup table %q", table), cmp.Or(dsl.DidYouMean(table, s.c.lookups.Names()), "tables are the CSV files in lookups/"))
 			return
 		}
 		cols := s.c.lookups.Columns(table)
 		if col, ok := lit(3); ok && !slices.Contains(cols, col) {
-			s.fail(args[3], fmt.Sprintf("lookup table %q has no column %q", table, col), or(dsl.DidYouMean(col, cols), "columns are "+strings.Join(cols, ", ")))
+			s.fail(args[3], fmt.Sprintf("lookup table %q has no column %q", table, col), cmp.Or(dsl.DidYouMean(col, cols), "columns are "+strings.Join(cols, ", ")))
 		}
 	case "dec_round":
 		if mode, ok := lit(2); ok && roundModes[mode] == nil {
 			modes := slices.Sorted(maps.Keys(roundModes))
-			s.fail(args[2], fmt.Sprintf("unknown rounding mode %q", mode), or(dsl.DidYouMean(mode, modes), "modes are "+strings.Join(modes, ", ")))
+			s.fail(args[2], fmt.Sprintf("unknown rounding mode %q", mode), cmp.Or(dsl.DidYouMean(mode, modes), "modes are "+strings.Join(modes, ", ")))
 		}
 	case "parse_date", "format_date":
 		if pattern, ok := lit(1); ok {
@@ -302,22 +308,10 @@ func (s *scopeCheck) literalArgs(fn string, args []ast.Node) {
 				s.fail(args[1], err.Error(), "")
 			}
 		}
-		s.zoneArg(args, 2)
+		zone(2)
 	case "to_timezone":
-		s.zoneArg(args, 1)
+		zone(1)
 	case "today":
-		s.zoneArg(args, 0)
-	}
-}
-
-// zoneArg checks argument i when it is a literal time zone name.
-func (s *scopeCheck) zoneArg(args []ast.Node, i int) {
-	if i >= len(args) {
-		return
-	}
-	if v, ok := args[i].(*ast.StringNode); ok {
-		if _, err := locationArg(v.Value); err != nil {
-			s.fail(args[i], err.Error(), "")
-		}
+		zone(0)
 	}
 }

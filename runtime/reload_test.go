@@ -61,14 +61,17 @@ func TestBrokenSaveUnderLoadKeepsServing(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	must(t, os.WriteFile(file, []byte(echoBroken), 0o644))
+	// os.WriteFile truncates first: a reload between the truncation and
+	// the write (slow under the race detector) reports "file is empty"
+	// before the broken content's own diagnostic. Either keeps revision 1.
 	eventually(t, 2*time.Second, "the broken save to be reported", func() bool {
 		fi, _ := e.Flow("echo")
-		return fi.Status == runtime.StatusError && len(fi.Diagnostics) > 0
+		if fi.Status == runtime.StatusError && fi.Revision != 1 {
+			t.Errorf("revision %d while the file is broken; want 1 serving", fi.Revision)
+		}
+		return fi.Status == runtime.StatusError && len(fi.Diagnostics) > 0 &&
+			strings.Contains(fi.Diagnostics[0].String(), `unknown name "bdy" (did you mean "body"?)`)
 	})
-	fi, _ := e.Flow("echo")
-	if !strings.Contains(fi.Diagnostics[0].String(), `unknown name "bdy" (did you mean "body"?)`) || fi.Revision != 1 {
-		t.Errorf("diagnostics %v at revision %d", fi.Diagnostics, fi.Revision)
-	}
 	time.Sleep(300 * time.Millisecond)
 	fixed := time.Now()
 	must(t, os.WriteFile(file, []byte(echoV2), 0o644))

@@ -139,19 +139,18 @@ func hashOf(b []byte) string {
 // workspace: new revisions swap in, broken files keep the old revision
 // serving, removed files stop their flows (their queues are kept).
 func (e *Engine) applyWorkspace(ws *Workspace, author string) {
-	// A flow whose file broke keeps serving its previous revision, and
-	// with it its route: a flow that claims the same one is refused.
-	held := map[string]*flows.Flow{}
+	// Routes are settled again knowing which flow serves each: it keeps
+	// its route (a broken file's flow too, on its previous revision), and
+	// a flow that claims the same one is refused.
+	serving := map[string]*flows.Flow{}
 	e.mu.RLock()
-	for id := range ws.FlowDiags {
-		if lf := e.flows[id]; lf != nil && lf.cur.Load() != nil {
-			held[id] = lf.cur.Load()
+	for id, lf := range e.flows {
+		if _, present := ws.FlowFiles[id]; present && lf.cur.Load() != nil {
+			serving[id] = lf.cur.Load()
 		}
 	}
 	e.mu.RUnlock()
-	if len(held) > 0 {
-		ws.claimRoutes(held)
-	}
+	ws.settleRoutes(serving)
 	// Store work first, without the lock, so requests are not held up:
 	// the revision number of every flow that compiled anew.
 	type fresh struct {

@@ -274,3 +274,48 @@ func TestBrokenFlowKeepsItsRoute(t *testing.T) {
 		}
 	}
 }
+
+// A flow refused because another flow holds its route takes the route
+// over when that flow goes; and a change elsewhere in the workspace (a
+// full reload) never moves a route from the flow that serves it to the
+// one that waits for it, whatever their names.
+func TestRefusedFlowTakesTheRouteWhenItIsFree(t *testing.T) {
+	flow := func(who string) string {
+		return "trigger: {http: {path: /x, mode: sync}}\nsteps: [{respond: {status: 200, body: '{who: \"" + who + "\"}'}}]\n"
+	}
+	dir := workspace(t, nil, map[string]string{"zeta": flow("zeta")})
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/x"
+	who := func() any { _, out := post(t, url, `{}`); return out["who"] }
+	if w := who(); w != "zeta" {
+		t.Fatalf("who = %v", w)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "alpha.yaml"), []byte(flow("alpha")), 0o644))
+	eventually(t, 2*time.Second, "alpha refused", func() bool {
+		fi, _ := e.Flow("alpha")
+		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), `already claimed by flow "zeta"`)
+	})
+	// a shared file changes: the whole workspace is loaded again
+	must(t, os.MkdirAll(filepath.Join(dir, "mappings"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "mappings", "m.yaml"), []byte("map: {a: body.a}\n"), 0o644))
+	e.Reload()
+	time.Sleep(300 * time.Millisecond) // past the settle time of the new file
+	e.Reload()
+	for i := range 10 {
+		if w := who(); w != "zeta" {
+			t.Fatalf("request %d after a full reload: who = %v; want zeta, which held the route", i, w)
+		}
+	}
+	if fi, _ := e.Flow("alpha"); fi.Status != runtime.StatusError || !strings.Contains(fi.Diagnostics.Error(), `already claimed by flow "zeta"`) {
+		t.Fatalf("alpha: %s %v; want still refused", fi.Status, fi.Diagnostics)
+	}
+	if fi, _ := e.Flow("zeta"); fi.Status == runtime.StatusError || len(fi.Diagnostics) > 0 {
+		t.Fatalf("zeta: %s %v; want live without diagnostics", fi.Status, fi.Diagnostics)
+	}
+	// the holder goes: the waiting flow takes the route
+	must(t, os.Remove(filepath.Join(dir, "flows", "zeta.yaml")))
+	eventually(t, 2*time.Second, "alpha live on /x", func() bool { return who() == "alpha" })
+	if fi, _ := e.Flow("alpha"); fi.Status == runtime.StatusError || len(fi.Diagnostics) > 0 {
+		t.Fatalf("alpha: %s %v", fi.Status, fi.Diagnostics)
+	}
+}

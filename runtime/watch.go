@@ -339,6 +339,12 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 			out.FlowDiags[id] = ds
 		}
 	}
+	out.refused = map[string]refusal{}
+	for id, r := range ws.refused {
+		if !isChanged[filepath.Clean(ws.FlowFiles[id])] {
+			out.refused[id] = r
+		}
+	}
 	out.Diagnostics = nil
 	for _, d := range ws.Diagnostics {
 		if !isChanged[filepath.Clean(d.File)] {
@@ -379,6 +385,5 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 		}
 	}
 	out.checkRoutes(fresh...)
-	out.Diagnostics.Sort()
 	return &out
 }

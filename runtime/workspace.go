@@ -39,6 +39,7 @@ type Workspace struct {
 	// FlowDiags are the diagnostics that keep each flow from going live,
 	// whichever file they point into (its own, or a mapping it uses).
 	FlowDiags map[string]dsl.Diagnostics
+	refused   map[string]refusal // flows that lost their route, by id (settleRoutes)
 	getenv    func(string) (string, bool)
 }
 
@@ -169,26 +170,52 @@ func (ws *Workspace) compileAll() {
 }
 
 // checkRoutes refuses the later of two flows that claim one HTTP route or
-// both watch one directory. The flows named in last (just changed) claim
-// after every other, so a live flow keeps its route.
-func (ws *Workspace) checkRoutes(last ...string) { ws.claimRoutes(nil, last...) }
+// both watch one directory, where no flow serves one yet (lint, test, a
+// start). The flows named in last (just changed) claim after every other.
+func (ws *Workspace) checkRoutes(last ...string) { ws.settleRoutes(nil, last...) }
 
-// claimRoutes is checkRoutes where the flows in held claim first: flows
-// whose file is broken but whose previous revision keeps serving (their
-// route is theirs until their file loads again).
-func (ws *Workspace) claimRoutes(held map[string]*flows.Flow, last ...string) {
+// refusal is a flow that compiled but lost its route to another flow.
+type refusal struct {
+	flow *flows.Flow
+	diag dsl.Diagnostic
+}
+
+// settleRoutes gives every route (or file trigger directory) to one flow
+// and refuses the others with a diagnostic. serving are the flows that
+// serve now, by id: a broken file's serving revision keeps its route,
+// and so does a flow that serves a route and still wants it; the others
+// claim by id, those in last after the rest. A settlement replaces the
+// one before it, so a refused flow takes a route once it is free, and a
+// full reload never moves a route away from the flow that serves it.
+func (ws *Workspace) settleRoutes(serving map[string]*flows.Flow, last ...string) {
+	for id, r := range ws.refused { // undo the last settlement
+		ws.Flows[id] = r.flow
+		ws.FlowDiags[id] = without(ws.FlowDiags[id], r.diag)
+		if len(ws.FlowDiags[id]) == 0 {
+			delete(ws.FlowDiags, id)
+		}
+		ws.Diagnostics = without(ws.Diagnostics, r.diag)
+	}
+	ws.refused = map[string]refusal{}
 	claimed := map[string]string{}
-	for _, id := range slices.Sorted(maps.Keys(held)) {
-		if key := routeKey(held[id]); key != "" {
-			claimed[key] = id
+	for _, id := range slices.Sorted(maps.Keys(serving)) {
+		if _, compiled := ws.Flows[id]; !compiled { // its file is broken: the serving revision holds on
+			if key := routeKey(serving[id]); key != "" {
+				claimed[key] = id
+			}
 		}
 	}
-	order := slices.Sorted(maps.Keys(ws.Flows))
-	isLast := map[string]bool{}
-	for _, id := range last {
-		isLast[id] = true
+	rank := func(id string) int {
+		switch {
+		case serving[id] != nil && routeKey(serving[id]) == routeKey(ws.Flows[id]):
+			return 0
+		case slices.Contains(last, id):
+			return 2
+		}
+		return 1
 	}
-	sort.SliceStable(order, func(i, j int) bool { return !isLast[order[i]] && isLast[order[j]] })
+	order := slices.Sorted(maps.Keys(ws.Flows))
+	sort.SliceStable(order, func(i, j int) bool { return rank(order[i]) < rank(order[j]) })
 	for _, id := range order {
 		f := ws.Flows[id]
 		key := routeKey(f)
@@ -199,11 +226,25 @@ func (ws *Workspace) claimRoutes(held map[string]*flows.Flow, last ...string) {
 			d := routeTaken(f, key, other)
 			ws.Diagnostics = append(ws.Diagnostics, d)
 			ws.FlowDiags[id] = append(ws.FlowDiags[id], d)
+			ws.refused[id] = refusal{f, d}
 			delete(ws.Flows, id)
 			continue
 		}
 		claimed[key] = id
 	}
+	ws.Diagnostics.Sort()
+}
+
+// without returns a copy of ds without d: the slices may be shared with
+// the workspace that serves meanwhile.
+func without(ds dsl.Diagnostics, d dsl.Diagnostic) dsl.Diagnostics {
+	var out dsl.Diagnostics
+	for _, x := range ds {
+		if x != d {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // routePattern makes /orders/{id} and /orders/{num} the same route.

@@ -57,7 +57,7 @@ func init() {
 	connectors.MustRegister(connectors.Spec{
 		Name: "file",
 		Description: "An outbox directory: a call writes its body into dir/<path> atomically (temporary file, fsync, rename), " +
-			"as json, jsonl (a list: one line each), csv (a list of objects or lists; csv: {delimiter, header}) or x12 (text as is, " +
+			"as json, jsonl (a list: one line each), csv (a list of objects or lists; csv: {delimiter, header, escape_formulas}) or x12 (text as is, " +
 			"or an X12 document built with control numbers). A retry with the same idempotency key does not write again.",
 	}, New)
 }
@@ -79,7 +79,8 @@ type Outbox struct {
 //
 //	dir     string, required: absolute path of the outbox directory
 //	format  json (default), jsonl, csv or x12
-//	csv     {delimiter: one character (default ","), header: bool (default true)}
+//	csv     {delimiter: one character (default ","), header: bool (default true),
+//	         escape_formulas: bool (default false; see CSVOptions.EscapeFormulas)}
 //
 // Unknown keys are errors. The directory is created by the first write.
 func New(cfg connectors.Config) (connectors.Caller, error) {
@@ -121,7 +122,8 @@ func New(cfg connectors.Config) (connectors.Caller, error) {
 	return o, nil
 }
 
-// ParseCSVOptions reads {"delimiter": ",", "header": true} (nil: DefaultCSV).
+// ParseCSVOptions reads {"delimiter": ",", "header": true,
+// "escape_formulas": false} (nil: DefaultCSV).
 func ParseCSVOptions(v any) (CSVOptions, error) {
 	o := DefaultCSV
 	if v == nil {
@@ -131,7 +133,7 @@ func ParseCSVOptions(v any) (CSVOptions, error) {
 	if !ok {
 		return o, fmt.Errorf("csv must be an object, got %T", v)
 	}
-	if err := connectors.CheckFields("csv", m, "delimiter", "header"); err != nil {
+	if err := connectors.CheckFields("csv", m, "delimiter", "header", "escape_formulas"); err != nil {
 		return o, err
 	}
 	for k, x := range m {
@@ -149,6 +151,12 @@ func ParseCSVOptions(v any) (CSVOptions, error) {
 				return o, fmt.Errorf("csv.header must be true or false, got %v", x)
 			}
 			o.Header = b
+		case "escape_formulas":
+			b, ok := x.(bool)
+			if !ok {
+				return o, fmt.Errorf("csv.escape_formulas must be true or false, got %v", x)
+			}
+			o.EscapeFormulas = b
 		}
 	}
 	return o, nil

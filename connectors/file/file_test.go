@@ -59,6 +59,11 @@ func TestOutboxFormats(t *testing.T) {
 		{"csv", nil, rows, "extra,note,qty,sku\n,\"a, b\",2,A-1\n,,1.5,B-2\n"},
 		{"csv", map[string]any{"delimiter": ";", "header": false}, []any{[]any{"x", 1, true}}, "x;1;true\n"},
 		{"csv", nil, map[string]any{"columns": []any{"sku", "qty"}, "rows": rows}, "sku,qty\nA-1,2\nB-2,1.5\n"},
+		// formulas run when a spreadsheet opens the file, unless escaped
+		{"csv", nil, []any{[]any{"=HYPERLINK(\"x\")", "-5", "@SUM(A1)"}}, "\"=HYPERLINK(\"\"x\"\")\",-5,@SUM(A1)\n"},
+		{"csv", map[string]any{"escape_formulas": true, "header": false},
+			[]any{[]any{"=HYPERLINK(\"x\")", "+1", "-5", "@SUM(A1)", "\tx", "a=b", -5, "", nil}},
+			"\"'=HYPERLINK(\"\"x\"\")\",'+1,'-5,'@SUM(A1),'\tx,a=b,-5,,\n"},
 		{"x12", nil, "ISA*00*          *00*          *ZZ*A              *ZZ*B              *240116*0930*U*00401*000000001*0*P*>~GS*FA*A*B*20240116*0930*1*X*004010~ST*997*0001~AK1*PO*1~AK9*A*1*1*1~SE*4*0001~GE*1*1~IEA*1*000000001~",
 			"ISA*00*"},
 	} {

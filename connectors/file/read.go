@@ -29,6 +29,12 @@ const MaxLine = 16 << 20
 type CSVOptions struct {
 	Delimiter rune // default ','
 	Header    bool
+	// EscapeFormulas (writing only) puts a ' before a text field that
+	// starts with =, +, -, @, a tab or a carriage return, so a
+	// spreadsheet opening the file shows it instead of running it as a
+	// formula (CSV injection). Off by default: the ' is part of the field
+	// for every other reader, and a text like "-5" gets one too.
+	EscapeFormulas bool
 }
 
 // DefaultCSV is a comma-separated file with a header row.

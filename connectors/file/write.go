@@ -142,7 +142,7 @@ func encodeCSV(w io.Writer, body any, opts CSVOptions) error {
 		switch x := r.(type) {
 		case map[string]any:
 			for _, c := range columns {
-				s, err := csvText(x[c])
+				s, err := csvText(x[c], opts.EscapeFormulas)
 				if err != nil {
 					return fmt.Errorf("rows[%d].%s: %w", i, c, err)
 				}
@@ -150,7 +150,7 @@ func encodeCSV(w io.Writer, body any, opts CSVOptions) error {
 			}
 		case []any:
 			for j, v := range x {
-				s, err := csvText(v)
+				s, err := csvText(v, opts.EscapeFormulas)
 				if err != nil {
 					return fmt.Errorf("rows[%d][%d]: %w", i, j, err)
 				}
@@ -170,12 +170,16 @@ func encodeCSV(w io.Writer, body any, opts CSVOptions) error {
 	return bw.Flush()
 }
 
-// csvText is a value as a CSV field.
-func csvText(v any) (string, error) {
+// csvText is a value as a CSV field; escape: a text that a spreadsheet
+// would run as a formula gets a leading ' (see CSVOptions).
+func csvText(v any, escape bool) (string, error) {
 	switch x := v.(type) {
 	case nil:
 		return "", nil
 	case string:
+		if escape && x != "" && strings.ContainsRune("=+-@\t\r", rune(x[0])) {
+			return "'" + x, nil
+		}
 		return x, nil
 	case bool:
 		return strconv.FormatBool(x), nil

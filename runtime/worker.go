@@ -469,6 +469,12 @@ func (e *Engine) saveUntilStored(m *store.Message, what string) {
 		if err == nil {
 			return
 		}
+		if errors.Is(err, store.ErrLeaseLost) {
+			// Another replica took the message over (or an earlier try of
+			// this save landed): its outcome is that one's to record.
+			e.log.Warn("lease lost; not recording this run's outcome", "flow", m.Flow, "message", m.ID)
+			return
+		}
 		e.log.Error("cannot "+what+"; trying again", "flow", m.Flow, "message", m.ID, "error", err)
 		select {
 		case <-e.ctx.Done():
@@ -498,8 +504,9 @@ func (r retryLater) Unwrap() error { return r.error }
 // processed, for stores whose leases expire (Redis: otherwise another
 // replica takes a message over once it runs longer than the timeout). It
 // returns the context to run m under, cancelled when the lease is lost to
-// another replica, and a function that stops the renewals and reports
-// whether the lease was lost.
+// another replica or could not be renewed for half the lease timeout, and
+// a function that stops the renewals and reports whether the lease was
+// lost.
 func (e *Engine) heartbeat(ctx context.Context, m *store.Message) (context.Context, func() (lost bool)) {
 	t, ok := e.store.(interface {
 		Touch(context.Context, string) error
@@ -515,23 +522,31 @@ func (e *Engine) heartbeat(ctx context.Context, m *store.Message) (context.Conte
 	go func() {
 		tk := time.NewTicker(t.LeaseTimeout() / 3)
 		defer tk.Stop()
+		renewed := time.Now()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-tk.C:
 			}
-			if err := t.Touch(context.Background(), m.ID); err != nil {
-				select {
-				case <-stop: // saved meanwhile
-				default:
-					e.log.Warn("cannot renew a lease", "flow", m.Flow, "message", m.ID, "error", err)
-				}
-				if errors.Is(err, store.ErrLeaseLost) {
-					lost.Store(true)
-					cancel()
-					return
-				}
+			err := t.Touch(context.Background(), m.ID)
+			if err == nil {
+				renewed = time.Now()
+				continue
+			}
+			select {
+			case <-stop: // saved meanwhile
+			default:
+				e.log.Warn("cannot renew a lease", "flow", m.Flow, "message", m.ID, "error", err)
+			}
+			// Not renewed for half a lease (Redis out of reach): the lease
+			// lapses before the next renewal or two could land, and another
+			// replica then takes the message over. Stop before the next
+			// step rather than run it beside that replica.
+			if errors.Is(err, store.ErrLeaseLost) || time.Since(renewed) > t.LeaseTimeout()/2 {
+				lost.Store(true)
+				cancel()
+				return
 			}
 		}
 	}()

@@ -367,6 +367,7 @@ for _, e in ipairs(got) do
     else
       redis.call('HSET', mk, 'st', 'running', 'dv', dv)
       move(id, flow, r[2], 'running', r[4])
+      out[#out + 1] = sid
       out[#out + 1] = r[1]
     end
   end
@@ -388,13 +389,13 @@ func (s *Redis) Lease(ctx context.Context, flow string, now time.Time, n int) ([
 	if err != nil {
 		return nil, fmt.Errorf("store: lease: %w", err)
 	}
-	out := make([]*Message, 0, len(res))
-	for _, j := range res {
-		m, err := decodeRecord(j, string(Running), "")
+	out := make([]*Message, 0, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		m, err := decodeRecord(res[i+1], string(Running), "")
 		if err != nil {
 			return out, err
 		}
-		m.UpdatedAt = now
+		m.UpdatedAt, m.lease = now, res[i]
 		out = append(out, m)
 	}
 	return out, nil
@@ -436,6 +437,11 @@ local id, flow, st, dk = ARGV[2], ARGV[3], ARGV[5], ARGV[9]
 local mk = P..'m:'..id
 local r = redis.call('HMGET', mk, 'st', 's', 'f')
 local of = r[3] or flow
+if ARGV[14] ~= '' then
+  -- a worker's save: only while the lease it got is still its own
+  local p = r[2] == ARGV[14] and redis.call('XPENDING', P..'q:'..of, G, r[2], r[2], 1)[1]
+  if not p or p[2] ~= ARGV[15] then return 0 end
+end
 if r[2] and st ~= 'running' then
   local q = P..'q:'..of
   redis.call('XACK', q, G, r[2])
@@ -444,7 +450,8 @@ if r[2] and st ~= 'running' then
 end
 redis.call('ZREM', P..'due:'..of, id)
 if r[1] and (r[1] ~= st or of ~= flow) then redis.call('ZREM', P..'st:'..of..':'..r[1], id) end
-redis.call('HSET', mk, 'j', ARGV[4], 'st', st, 'f', flow, 'r', ARGV[8], 'dv', 0)
+redis.call('HSET', mk, 'j', ARGV[4], 'st', st, 'f', flow, 'r', ARGV[8])
+if st ~= 'running' then redis.call('HSET', mk, 'dv', 0) end -- a checkpoint is no outcome
 redis.call('HDEL', mk, 'why')
 if not r[1] then journal(id, flow, ARGV[8], dk, ARGV[10]) end
 move(id, flow, false, st, ARGV[8])
@@ -503,10 +510,14 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	if m.DueAt.IsZero() {
 		m.DueAt = now
 	}
-	err := s.Eval(ctx, saveScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, encodeMessage(m), string(m.Status),
-		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)), op, ms(ttl)).Err()
+	n, err := s.Eval(ctx, saveScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, encodeMessage(m), string(m.Status),
+		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)), op, ms(ttl),
+		m.lease, s.opts.Consumer).Int()
 	if err != nil {
 		return fmt.Errorf("store: save %s: %w", m.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store: save %s: %w", m.ID, ErrLeaseLost)
 	}
 	return nil
 }

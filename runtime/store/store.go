@@ -63,6 +63,8 @@ type Message struct {
 	Trace      json.RawMessage            `json:"trace,omitempty"`
 	Response   json.RawMessage            `json:"response,omitempty"`
 	Reason     string                     `json:"reason,omitempty"` // why it was discarded
+
+	lease string // the Redis stream entry this copy was leased as; Save checks it is still ours
 }
 
 // Filter selects messages from the journal. Zero fields match all.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,19 +28,26 @@ type target struct {
 	file string
 }
 
-// resolveTarget finds the workspace of path: the path itself, or for a
-// file the workspace its folder (flows/, tests/, mappings/) belongs to.
+// resolveTarget finds the workspace of path: the path itself or, for a
+// folder of one (flows/, tests/), its parent; for a file, the workspace
+// its folder belongs to (conveyor.yaml names the whole workspace). A path
+// in no workspace is a usage error: linting it must not pass.
 func resolveTarget(path string) (target, error) {
+	path = filepath.Clean(path)
 	info, err := os.Stat(path)
 	if err != nil {
 		return target{}, &exitError{2, err}
 	}
 	if info.IsDir() {
-		dir := path
-		if !runtime.IsWorkspace(dir) && runtime.IsWorkspace(filepath.Dir(dir)) {
-			dir = filepath.Dir(dir)
+		for _, dir := range []string{path, filepath.Dir(path)} {
+			if runtime.IsWorkspace(dir) {
+				return target{ws: runtime.LoadWorkspace(dir, nil)}, nil
+			}
 		}
-		return target{ws: runtime.LoadWorkspace(dir, nil)}, nil
+		return target{}, &exitError{2, fmt.Errorf("%s is not a workspace (a folder with conveyor.yaml or flows/), nor a folder of one", path)}
+	}
+	if dir := filepath.Dir(path); runtime.IsWorkspace(dir) {
+		return target{ws: runtime.LoadWorkspace(dir, nil)}, nil // conveyor.yaml
 	}
 	dir := filepath.Dir(filepath.Dir(path))
 	if !runtime.IsWorkspace(dir) {
@@ -48,19 +56,50 @@ func resolveTarget(path string) (target, error) {
 	return target{ws: runtime.LoadWorkspace(dir, nil), file: path}, nil
 }
 
-// diagnostics are the workspace's, narrowed to the file when one was named
-// (keeping workspace-wide ones such as conveyor.yaml's).
+// sameFile reports whether paths a and b name one file, however written
+// (flows/x.yaml, ./flows/x.yaml, /abs/ws/flows/x.yaml).
+func sameFile(a, b string) bool {
+	x, err1 := filepath.Abs(a)
+	y, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && x == y
+}
+
+// diagnostics are the workspace's, narrowed to the file when one was
+// named: its own, those of the flow a test file tests, and the
+// workspace-wide ones (conveyor.yaml, mappings, lookups); not those of
+// the other flow and test files.
 func (t target) diagnostics() dsl.Diagnostics {
 	if t.file == "" {
 		return t.ws.Diagnostics
 	}
+	related := []string{t.file}
+	for _, tf := range t.ws.TestFiles {
+		if sameFile(tf.File, t.file) {
+			related = append(related, t.ws.FlowFiles[tf.Flow])
+		}
+	}
 	var out dsl.Diagnostics
 	for _, d := range t.ws.Diagnostics {
-		if filepath.Clean(d.File) == filepath.Clean(t.file) || !strings.Contains(filepath.ToSlash(d.File), "/flows/") {
+		if slices.ContainsFunc(related, func(f string) bool { return sameFile(f, d.File) }) || !t.perFile(d.File) {
 			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// perFile reports whether file is a flow or test file of the workspace.
+func (t target) perFile(file string) bool {
+	dir, err1 := filepath.Abs(t.ws.Dir)
+	f, err2 := filepath.Abs(file)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(dir, f)
+	if err != nil {
+		return false
+	}
+	top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	return top == "flows" || top == "tests"
 }
 
 func lintCmd() *cobra.Command {
@@ -161,16 +200,19 @@ func runWorkspaceTests(ctx context.Context, t target) []flowtest.CaseResult {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	// A named flow file runs its inline tests and its test files; a named
+	// test file runs its own tests.
+	named := func(file string) bool { return t.file == "" || sameFile(file, t.file) }
 	for _, id := range ids {
 		f := t.ws.Flows[id]
-		if t.file != "" && filepath.Clean(f.File) != filepath.Clean(t.file) {
-			continue
-		}
-		for _, tc := range f.Source.Tests {
-			out = append(out, flowtest.RunCase(ctx, f, tc, f.File))
+		flowNamed := named(f.File)
+		if flowNamed {
+			for _, tc := range f.Source.Tests {
+				out = append(out, flowtest.RunCase(ctx, f, tc, f.File))
+			}
 		}
 		for _, tf := range t.ws.TestFiles {
-			if tf.Flow != id {
+			if tf.Flow != id || !flowNamed && !named(tf.File) {
 				continue
 			}
 			for _, tc := range tf.Tests {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func cli(t *testing.T, args ...string) (int, string, string) {
@@ -75,5 +76,75 @@ func TestRunPrintsTrace(t *testing.T) {
 	}
 	if len(rep.Errors) == 0 || !strings.Contains(strings.Join(rep.Errors, ";"), "at least one line") {
 		t.Errorf("errors %q", rep.Errors)
+	}
+}
+
+// Paths as an analyst types them from the workspace root: a relative flow
+// file reports that file's findings alone; flows/ (with its slash) lints
+// the workspace; conveyor.yaml names the workspace; a test file runs its
+// own tests; a folder in no workspace is a usage error, not a pass.
+func TestPathsFromTheWorkspaceRoot(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"conveyor.yaml":   "connections: {}\n",
+		"flows/good.yaml": "trigger: {event: {topic: t}}\nsteps: [{log: '\"hi\"'}]\n",
+		"flows/bad.yaml":  "trigger: {event: {topic: u}}\nsteps: [{log: 'bdy.x'}]\n",
+		"tests/good.yaml": "flow: good\ntests: [{name: one, input: {body: {}}}, {name: two, input: {body: {}}}]\n",
+		"tests/bad.yaml":  "flow: bad\ntests: [{name: three, input: {body: {}}}]\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	if code, out, errs := cli(t, "lint", "flows/good.yaml"); code != 0 {
+		t.Errorf("lint flows/good.yaml: exit %d; want 0, the other file's findings are not its own\n%s%s", code, out, errs)
+	}
+	for _, p := range []string{"flows/", "flows", ".", "conveyor.yaml"} {
+		if code, out, _ := cli(t, "lint", p); code != 1 || !strings.Contains(out, `flows/bad.yaml:2:16: unknown name "bdy"`) {
+			t.Errorf("lint %s: exit %d; want 1 with bad.yaml's finding\n%s", p, code, out)
+		}
+	}
+	if code, out, _ := cli(t, "test", "tests/good.yaml"); code != 0 || !strings.Contains(out, "2 passed, 0 failed") {
+		t.Errorf("test tests/good.yaml: exit %d\n%s", code, out)
+	}
+	if code, out, _ := cli(t, "test", "tests/bad.yaml"); code != 1 || !strings.Contains(out, `unknown name "bdy"`) {
+		t.Errorf("test tests/bad.yaml: exit %d; want the tested flow's finding\n%s", code, out)
+	}
+	empty := t.TempDir()
+	if code, _, errs := cli(t, "lint", empty); code != 2 || !strings.Contains(errs, "is not a workspace") {
+		t.Errorf("lint of a folder in no workspace: exit %d; want 2\n%s", code, errs)
+	}
+}
+
+// serve refuses, as usage errors, what would otherwise serve nothing or
+// log at a level nobody asked for.
+func TestServeRefusesBadSettings(t *testing.T) {
+	ws := t.TempDir()
+	if err := os.Mkdir(filepath.Join(ws, "flows"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--workspace", filepath.Join(t.TempDir(), "nowhere")}, "is not a workspace"},
+		{[]string{"serve", "--workspace", ws, "--log-level", "bogus", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, `--log-level "bogus"`},
+	} {
+		done := make(chan struct{})
+		var code int
+		var errs string
+		go func() { code, _, errs = cli(t, tc.args...); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%v: still serving after 5s; want exit 2", tc.args)
+		}
+		if code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d %q; want 2 and %q", tc.args, code, errs, tc.want)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	editorapi "github.com/conveyor-run/conveyor/editor-api"
@@ -32,12 +35,21 @@ func (f *serveFlags) register(cmd *cobra.Command, workspaceDefault string) {
 	cmd.Flags().BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin listener")
 }
 
-func (f *serveFlags) logger() *slog.Logger {
+func (f *serveFlags) logger() (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(f.logLevel)); err != nil {
-		lv = slog.LevelInfo
+		return nil, &exitError{2, fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)}
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})), nil
+}
+
+// redisLog takes go-redis's own log lines (a pool that cannot dial, say)
+// into the JSON log, at debug: the store and the connectors report the
+// failures that matter with their own errors.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 func serveCmd() *cobra.Command {
@@ -79,9 +91,16 @@ func tuneGC(getenv func(string) string) {
 // newEngine builds the engine with the editor API mounted on its admin
 // listener. getenv nil means the process environment.
 func newEngine(f serveFlags, getenv func(string) (string, bool)) (*runtime.Engine, error) {
+	if !runtime.IsWorkspace(f.workspace) {
+		return nil, &exitError{2, fmt.Errorf("%s is not a workspace (a folder with conveyor.yaml or flows/): pass --workspace", f.workspace)}
+	}
+	log, err := f.logger()
+	if err != nil {
+		return nil, err
+	}
+	redis.SetLogger(redisLog{log})
 	var api http.Handler = http.NotFoundHandler() // replaced before Start
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
-	log := f.logger()
 	e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen,
 		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv, Pprof: f.pprof, CreateInboxes: f.createInboxes})
 	if err != nil {
@@ -110,7 +129,18 @@ func waitForSignals(e *runtime.Engine) error {
 		break
 	}
 	signal.Stop(sigs)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)
 	defer cancel()
-	return e.Shutdown(ctx)
+	err := e.Shutdown(ctx)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return findings("shutdown: work was still running after %s: sync requests in flight got no answer; "+
+			"queued and interrupted messages run at the next start (%v)", shutdownDeadline, err)
+	case err != nil:
+		return findings("shutdown: %v", err)
+	}
+	return nil
 }
+
+// shutdownDeadline is how long SIGTERM waits for the work in flight.
+const shutdownDeadline = 30 * time.Second

@@ -30,6 +30,7 @@ func clientCmds() []*cobra.Command {
 type apiClient struct {
 	server, token string
 	http          *http.Client
+	long          *http.Client // for a bulk operation, which takes as long as it has work
 }
 
 // register adds --server and --token to cmd and its subcommands.
@@ -40,7 +41,7 @@ func (c *apiClient) register(cmd *cobra.Command) {
 	}
 	cmd.PersistentFlags().StringVar(&c.server, "server", server, "admin address of the server (env CONVEYOR_SERVER)")
 	cmd.PersistentFlags().StringVar(&c.token, "token", "", "API token (default env CONVEYOR_TOKEN)")
-	c.http = &http.Client{Timeout: 60 * time.Second}
+	c.http, c.long = &http.Client{Timeout: 60 * time.Second}, &http.Client{}
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if c.token == "" {
 			c.token = os.Getenv("CONVEYOR_TOKEN")
@@ -55,6 +56,10 @@ func (c *apiClient) register(cmd *cobra.Command) {
 // call sends body (JSON) to the API and decodes the answer into out. An
 // error answer becomes an exit-1 error with the API's message.
 func (c *apiClient) call(ctx context.Context, method, path string, body, out any) error {
+	return c.send(ctx, c.http, method, path, body, out)
+}
+
+func (c *apiClient) send(ctx context.Context, hc *http.Client, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -75,7 +80,7 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return findings("cannot reach %s: %v (is conveyor serve running? see --server)", base, err)
 	}
@@ -260,7 +265,7 @@ or an unchanged flow). --revision current (default) runs the live revision.`,
 			}
 			opts := map[string]string{"from": from, "revision": revision}
 			ctx := cmd.Context()
-			bar := &progressBar{w: cmd.ErrOrStderr(), total: len(ids), show: all || len(ids) > 1}
+			bar := &progressBar{w: cmd.ErrOrStderr(), total: len(ids), show: len(ids) > 1}
 			var failures []string
 			replay := func(id string) error {
 				err := c.call(ctx, http.MethodPost, "/dead-letters/"+url.PathEscape(id)+"/replay", opts, nil)
@@ -276,35 +281,23 @@ or an unchanged flow). --revision current (default) runs the live revision.`,
 				return nil
 			}
 			if all {
-				// Replayed messages leave the queue; ones that fail stay, so
-				// each round asks for as many more as were already seen.
-				seen := map[string]bool{}
-				for {
-					dls, err := c.deadLetters(ctx, flow, min(1000, len(seen)+200))
-					if err != nil {
-						bar.finish()
-						return err
-					}
-					var fresh []string
-					for _, d := range dls {
-						if !seen[d.ID] {
-							seen[d.ID] = true
-							fresh = append(fresh, d.ID)
-						}
-					}
-					if len(fresh) == 0 {
-						break
-					}
-					bar.total += len(fresh)
-					for _, id := range fresh {
-						if err := replay(id); err != nil {
-							return err
-						}
-					}
-					if len(seen) >= 1000 {
-						break // the API lists at most 1000; run again for more
-					}
+				// The server replays them all in one request: listing them
+				// here would see the newest 1000 only, and a replay that
+				// fails again comes back as the newest.
+				which := "every dead letter"
+				if flow != "" {
+					which += " of flow " + flow
 				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "replaying "+which+" on the server ...")
+				var res struct {
+					Replayed int      `json:"replayed"`
+					Errors   []string `json:"errors"`
+				}
+				body := map[string]any{"filter": map[string]any{"flow": flow, "all": flow == ""}, "from": from, "revision": revision}
+				if err := c.send(ctx, c.long, http.MethodPost, "/dead-letters/replay", body, &res); err != nil {
+					return err
+				}
+				bar.done, bar.failed, failures = res.Replayed+len(res.Errors), len(res.Errors), res.Errors
 			} else {
 				for _, id := range ids {
 					if err := replay(id); err != nil {

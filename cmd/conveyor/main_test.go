@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
 func cli(t *testing.T, args ...string) (int, string, string) {
@@ -146,5 +153,87 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d %q; want 2 and %q", tc.args, code, errs, tc.want)
 		}
+	}
+}
+
+// dlq replay --all replays every dead letter, more than the 1000 one
+// listing shows, even when those replays fail again (and so come back as
+// the newest dead letters).
+func TestDLQReplayAllReplaysEveryDeadLetter(t *testing.T) {
+	var erpUp atomic.Bool
+	var delivered atomic.Int64
+	erp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !erpUp.Load() {
+			w.WriteHeader(422) // permanent: a dead letter at once
+			return
+		}
+		delivered.Add(1)
+		w.WriteHeader(201)
+	}))
+	defer erp.Close()
+	ws := t.TempDir()
+	files := map[string]string{
+		"conveyor.yaml": fmt.Sprintf("connections:\n  erp: {http: {base_url: %q}}\napi:\n  tokens:\n    - {name: ops, role: operator, token: secret}\n", erp.URL),
+		"flows/in.yaml": "trigger: {http: {path: /in}}\nconcurrency: 16\nsteps:\n  - call: {connection: erp, path: /orders}\n",
+	}
+	for name, src := range files {
+		if err := os.MkdirAll(filepath.Join(ws, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ws, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := newEngine(serveFlags{workspace: ws, listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", dataDir: t.TempDir(), logLevel: "error"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	const n = 1100
+	for i := range n {
+		resp, err := http.Post("http://"+e.TriggerAddr()+"/in", "application/json", strings.NewReader(fmt.Sprintf(`{"n": %d}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	dead := func() int {
+		ms, err := e.Messages(context.Background(), store.Filter{Status: store.Dead, Limit: 2 * n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ms)
+	}
+	for deadline := time.Now().Add(20 * time.Second); dead() < n; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d dead letters", dead(), n)
+		}
+	}
+	server := []string{"--server", e.AdminAddr(), "--token", "secret"}
+	// The ERP still refuses: every replay fails again.
+	code, out, errs := cli(t, append([]string{"dlq", "replay", "--all"}, server...)...)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("replayed %d of %d", n, n)) {
+		t.Fatalf("replay --all (failing again): exit %d\n%s%s", code, out, errs)
+	}
+	for deadline := time.Now().Add(20 * time.Second); dead() < n; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d dead letters again", dead(), n)
+		}
+	}
+	erpUp.Store(true)
+	code, out, errs = cli(t, append([]string{"dlq", "replay", "--all"}, server...)...)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("replayed %d of %d", n, n)) {
+		t.Fatalf("replay --all: exit %d\n%s%s", code, out, errs)
+	}
+	for deadline := time.Now().Add(20 * time.Second); delivered.Load() < n; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered after the replay", delivered.Load(), n)
+		}
+	}
+	if d := dead(); d != 0 {
+		t.Errorf("%d dead letters left", d)
 	}
 }

@@ -1,7 +1,9 @@
 # Conveyor: a static binary on a minimal image, running as a non-root user,
 # with the workspace as a volume.
 #   docker build -t conveyor .
-#   docker run -v "$PWD/examples/distribution:/workspace" -p 8080:8080 -p 8081:8081 conveyor
+#   docker run --user "$(id -u):$(id -g)" -v "$PWD/examples/distribution:/workspace" -p 8080:8080 -p 8081:8081 conveyor
+# The process writes to the workspace (the store under data/, flow files saved
+# through the API): --user makes it the owner of the mounted folder.
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./

@@ -201,6 +201,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"connections:\n  erp: {http: {base_url: x, timeout: 10}}\n", `c.yaml:2:38: connections.erp.http.timeout: duration "10" has no unit (use units ms, s, m, h or d, e.g. 30s)`},
 		{"connections:\n  erp: {http: {}}\n", `c.yaml:2:15: connections.erp.http: missing required field "base_url" (Base URL, e.g. ${env:ERP_URL:-http://127.0.0.1:9101})`},
 		{"lisen: 127.0.0.1:1\n", `c.yaml:1:1: unknown field "lisen" (did you mean "listen"?)`},
+		{"listen: nonsense\nadmin_listen: 127.0.0.1:99999\n", `c.yaml:1:1: listen: "nonsense" is not a host:port address (such as 127.0.0.1:8080, or 0.0.0.0:8080 for every interface)` + "\n" +
+			`c.yaml:1:1: admin_listen: "127.0.0.1:99999" is not a host:port address (such as 127.0.0.1:8080, or 0.0.0.0:8080 for every interface)`},
+		{"listen: ':8080'\nadmin_listen: '[::1]:0'\n", ""},
 		{"api:\n  tokens:\n    - {name: ci, role: editor}\n", "c.yaml:3:7: api.tokens[1] (ci): set exactly one of token and sha256"},
 		{"api:\n  tokens:\n    - {name: ci, role: boss, token: x}\n", `c.yaml:3:24: api.tokens[1].role: "boss" is not one of viewer, operator, editor, admin`},
 	}

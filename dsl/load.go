@@ -2,7 +2,9 @@ package dsl
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +69,15 @@ func ParseConfig(file string, src []byte) (*Config, Diagnostics) {
 	for name, conn := range cfg.Connections {
 		if !idRE.MatchString(name) {
 			c.add(conn.At, fmt.Sprintf("connections: name %q may only hold letters, digits, - and _", name), "")
+		}
+	}
+	for _, l := range []struct{ field, addr string }{{"listen", cfg.Listen}, {"admin_listen", cfg.AdminListen}} {
+		if l.addr == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(l.addr)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			c.add(cfg.At, fmt.Sprintf("%s: %q is not a host:port address", l.field, l.addr), "such as 127.0.0.1:8080, or 0.0.0.0:8080 for every interface")
 		}
 	}
 	if cfg.Store.Backend == "redis" && cfg.Store.URL.Raw == "" {

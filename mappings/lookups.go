@@ -53,6 +53,28 @@ func LoadLookups(dir string) (*Lookups, []error) {
 	return l, errs
 }
 
+// LookupError is a problem of a lookup file, at a line (and a column)
+// when one is known.
+type LookupError struct {
+	File      string
+	Line, Col int // 1-based; 0 when not known
+	Msg       string
+}
+
+func (e *LookupError) Error() string {
+	switch {
+	case e.Col > 0:
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	case e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return e.File + ": " + e.Msg
+}
+
+func lookupErr(file string, line, col int, format string, args ...any) error {
+	return &LookupError{File: file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
+}
+
 func readLookupFile(path string) (*lookupTable, []error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -79,12 +101,12 @@ func readLookupFile(path string) (*lookupTable, []error) {
 		var pe *csv.ParseError
 		switch {
 		case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount):
-			errs = append(errs, fmt.Errorf("%s:%d: %d fields, but the header has %d", path, pe.Line, len(rec), len(recs[0])))
+			errs = append(errs, lookupErr(path, pe.Line, 0, "%d fields, but the header has %d", len(rec), len(recs[0])))
 			continue
 		case errors.As(err, &pe):
-			return nil, append(errs, fmt.Errorf("%s:%d:%d: %w", path, pe.Line, pe.Column, pe.Err))
+			return nil, append(errs, lookupErr(path, pe.Line, pe.Column, "%v", pe.Err))
 		case err != nil:
-			return nil, append(errs, fmt.Errorf("%s: %w", path, err))
+			return nil, append(errs, lookupErr(path, 0, 0, "%v", err))
 		}
 		line, _ := r.FieldPos(0)
 		recs, lines = append(recs, rec), append(lines, line)
@@ -102,21 +124,20 @@ func newLookupTable(file string, recs [][]string, lines []int) (*lookupTable, []
 		}
 		return lines[i]
 	}
-	at := func(i int) string { return fmt.Sprintf("%s:%d", file, line(i)) }
 	if len(recs) == 0 {
-		return nil, []error{fmt.Errorf("%s: no header row", file)}
+		return nil, []error{lookupErr(file, 0, 0, "no header row")}
 	}
 	header := slices.Clone(recs[0])
 	header[0] = strings.TrimPrefix(header[0], "\ufeff")
 	var errs []error
 	if len(header) < 2 {
-		errs = append(errs, fmt.Errorf("%s: need at least two columns, the key and a value", at(0)))
+		errs = append(errs, lookupErr(file, line(0), 0, "need at least two columns, the key and a value"))
 	}
 	for i, c := range header {
 		if c == "" {
-			errs = append(errs, fmt.Errorf("%s: column %d has no name", at(0), i+1))
+			errs = append(errs, lookupErr(file, line(0), 0, "column %d has no name", i+1))
 		} else if slices.Index(header, c) < i {
-			errs = append(errs, fmt.Errorf("%s: column %q appears twice", at(0), c))
+			errs = append(errs, lookupErr(file, line(0), 0, "column %q appears twice", c))
 		}
 	}
 	t := &lookupTable{columns: header, rows: make(map[string][]string, len(recs)-1)}
@@ -124,11 +145,11 @@ func newLookupTable(file string, recs [][]string, lines []int) (*lookupTable, []
 	for i := 1; i < len(recs); i++ {
 		rec := recs[i]
 		if len(rec) != len(header) {
-			errs = append(errs, fmt.Errorf("%s: %d fields, but the header has %d", at(i), len(rec), len(header)))
+			errs = append(errs, lookupErr(file, line(i), 0, "%d fields, but the header has %d", len(rec), len(header)))
 			continue
 		}
 		if j, dup := first[rec[0]]; dup {
-			errs = append(errs, fmt.Errorf("%s: duplicate key %q (first on line %d)", at(i), rec[0], line(j)))
+			errs = append(errs, lookupErr(file, line(i), 0, "duplicate key %q (first on line %d)", rec[0], line(j)))
 			continue
 		}
 		first[rec[0]] = i

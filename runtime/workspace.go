@@ -68,7 +68,11 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 	}
 	lk, errs := mappings.LoadLookups(filepath.Join(dir, "lookups"))
 	for _, err := range errs {
-		ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: filepath.Join(dir, "lookups"), Message: err.Error()})
+		d := dsl.Diagnostic{File: filepath.Join(dir, "lookups"), Message: err.Error()}
+		if le, ok := errors.AsType[*mappings.LookupError](err); ok {
+			d = dsl.Diagnostic{File: le.File, Line: le.Line, Col: le.Col, Message: "lookup table: " + le.Msg}
+		}
+		ws.Diagnostics = append(ws.Diagnostics, d)
 	}
 	ws.Lookups = lk
 	ws.Compiler = mappings.NewCompiler(lk)

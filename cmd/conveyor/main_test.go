@@ -237,3 +237,26 @@ func TestDLQReplayAllReplaysEveryDeadLetter(t *testing.T) {
 		t.Errorf("%d dead letters left", d)
 	}
 }
+
+// A lookup table's findings point at their line, as every other one does.
+func TestLintLookupFindingsHaveALine(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "lookups"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte("connections: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lookups", "skus.csv"), []byte("sku,erp\nA,1\nB,2,3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := cli(t, "lint", "--json", dir)
+	var got struct{ Diagnostics []map[string]any }
+	if code != 1 || json.Unmarshal([]byte(out), &got) != nil || len(got.Diagnostics) != 1 {
+		t.Fatalf("lint: exit %d\n%s", code, out)
+	}
+	d := got.Diagnostics[0]
+	if d["file"] != filepath.Join(dir, "lookups", "skus.csv") || d["line"] != 3.0 || d["message"] != "lookup table: 3 fields, but the header has 2" {
+		t.Errorf("diagnostic %v", d)
+	}
+}

@@ -22,7 +22,7 @@ func demoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the example workspace with its simulated ERP, WMS, channels and e-mail service, and print a curl to try",
-		Args:  cobra.NoArgs,
+		Args:  noWorkspaceArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !runtime.IsWorkspace(f.workspace) {
 				return &exitError{2, fmt.Errorf("%s is not a workspace: run from the repository root or pass --workspace", f.workspace)}

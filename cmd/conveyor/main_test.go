@@ -139,6 +139,7 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve", "--workspace", filepath.Join(t.TempDir(), "nowhere")}, "is not a workspace"},
+		{[]string{"serve", "."}, "pass the workspace as --workspace ."},
 		{[]string{"serve", "--workspace", ws, "--log-level", "bogus", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, `--log-level "bogus"`},
 	} {
 		done := make(chan struct{})

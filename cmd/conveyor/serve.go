@@ -35,6 +35,15 @@ func (f *serveFlags) register(cmd *cobra.Command, workspaceDefault string) {
 	cmd.Flags().BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin listener")
 }
 
+// noWorkspaceArg refuses arguments to serve and demo, which take the
+// workspace as --workspace (lint and test take it as an argument).
+func noWorkspaceArg(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments: pass the workspace as --workspace %s", cmd.Name(), args[0])
+	}
+	return nil
+}
+
 func (f *serveFlags) logger() (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -57,7 +66,7 @@ func serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a workspace: triggers, workers, hot reload, metrics",
-		Args:  cobra.NoArgs,
+		Args:  noWorkspaceArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tuneGC(os.Getenv)
 			e, err := newEngine(f, nil)

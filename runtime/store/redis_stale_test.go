@@ -95,44 +95,6 @@ func TestRedisStaleCheckpointKeepsTheNewOwnersRetry(t *testing.T) {
 	t.Errorf("the retry b scheduled is never delivered: status %s, error %q", m.Status, m.Error)
 }
 
-// MaxDeliveries dead-letters a message "leased this many times without
-// an outcome being saved". A checkpoint is not an outcome: a message
-// whose worker dies after its first memo flush each time must still end
-// in the dead-letter queue.
-func TestRedisCheckpointDoesNotResetDeliveries(t *testing.T) {
-	url := storetest.RedisURL(t)
-	prefix := storetest.RedisPrefix(t, url)
-	ctx := context.Background()
-	s, err := store.OpenRedis(ctx, url, store.RedisOptions{Prefix: prefix, LeaseTimeout: 50 * time.Millisecond, MaxDeliveries: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	id := acceptN(t, s, "f", 1)[0]
-	for i := 1; i <= 8; i++ {
-		got, err := s.Lease(ctx, "f", time.Now(), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) == 1 {
-			m := got[0]
-			m.Attempt++
-			m.Memo = map[string]json.RawMessage{"k1": json.RawMessage(`{"status":200}`)}
-			if err := s.Save(ctx, m); err != nil { // first effect done: memo flushed
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(80 * time.Millisecond) // then the worker dies on the next step
-	}
-	m, err := s.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Status != store.Dead {
-		t.Errorf("after 8 lost deliveries with MaxDeliveries 3: status %s, attempt %d; want dead", m.Status, m.Attempt)
-	}
-}
-
 // saveUntilStored retries a Save whose reply was lost (timeout while
 // Redis was slow or briefly unreachable; the script may have run). The
 // second landing of a requeue must not acknowledge the lease another

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -160,33 +161,46 @@ func TestRedisTakeOverAndTouch(t *testing.T) {
 }
 
 // A message whose worker dies every time it is leased ends in the
-// dead-letter queue after MaxDeliveries leases.
+// dead-letter queue after MaxDeliveries leases ("leased this many times
+// without an outcome being saved"): also when the worker checkpoints (a
+// memo flush, a Save with status running) before it dies, as a
+// checkpoint is no outcome.
 func TestRedisPoisonMessageIsDeadLettered(t *testing.T) {
-	url := storetest.RedisURL(t)
-	prefix := storetest.RedisPrefix(t, url)
-	ctx := context.Background()
-	s, err := store.OpenRedis(ctx, url, store.RedisOptions{Prefix: prefix, LeaseTimeout: 50 * time.Millisecond, MaxDeliveries: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	id := acceptN(t, s, "f", 1)[0]
-	for i := 1; i <= 4; i++ {
-		got, err := s.Lease(ctx, "f", time.Now(), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := i <= 3; (len(got) == 1) != want {
-			t.Fatalf("lease %d: got %d messages", i, len(got))
-		}
-		time.Sleep(80 * time.Millisecond) // the worker dies
-	}
-	m, err := s.Get(ctx, id)
-	if err != nil || m.Status != store.Dead || !strings.Contains(m.Error, "worker was lost") || len(m.Attempts) != 1 {
-		t.Fatalf("poison message: %+v %v", m, err)
-	}
-	if dl, _ := s.List(ctx, store.Filter{Status: store.Dead}); len(dl) != 1 {
-		t.Errorf("dead letters: %d", len(dl))
+	for _, checkpoint := range []bool{false, true} {
+		t.Run(fmt.Sprintf("checkpoint=%v", checkpoint), func(t *testing.T) {
+			url := storetest.RedisURL(t)
+			prefix := storetest.RedisPrefix(t, url)
+			ctx := context.Background()
+			s, err := store.OpenRedis(ctx, url, store.RedisOptions{Prefix: prefix, LeaseTimeout: 50 * time.Millisecond, MaxDeliveries: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			id := acceptN(t, s, "f", 1)[0]
+			for i := 1; i <= 4; i++ {
+				got, err := s.Lease(ctx, "f", time.Now(), 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := i <= 3; (len(got) == 1) != want {
+					t.Fatalf("lease %d: got %d messages", i, len(got))
+				}
+				if checkpoint && len(got) == 1 {
+					got[0].Memo = map[string]json.RawMessage{"k1": json.RawMessage(`{"status":200}`)}
+					if err := s.Save(ctx, got[0]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(80 * time.Millisecond) // the worker dies
+			}
+			m, err := s.Get(ctx, id)
+			if err != nil || m.Status != store.Dead || !strings.Contains(m.Error, "worker was lost") || len(m.Attempts) != 1 {
+				t.Fatalf("poison message: %+v %v", m, err)
+			}
+			if dl, _ := s.List(ctx, store.Filter{Status: store.Dead}); len(dl) != 1 {
+				t.Errorf("dead letters: %d", len(dl))
+			}
+		})
 	}
 }
 

@@ -240,14 +240,14 @@ func (e *Engine) buildConnections(cfg *dsl.Config) (map[string]connectors.Caller
 	for name, c := range cfg.Connections {
 		kind, values, timeout, err := e.connectionValues(c)
 		if err != nil {
-			return fail(fmt.Errorf("%s: connections.%s: %w", cfg.File, name, err))
+			return fail(fmt.Errorf("%s:%d:%d: connections.%s: %w", cfg.File, c.At.Line, c.At.Col, name, err))
 		}
 		if kind == "" {
 			continue
 		}
 		caller, err := e.opts.Connectors.Build(kind, connectors.Config{Name: name, Values: values, Timeout: timeout})
-		if err != nil {
-			return fail(err)
+		if err != nil { // it names the connection
+			return fail(fmt.Errorf("%s:%d:%d: %w", cfg.File, c.At.Line, c.At.Col, err))
 		}
 		out[name] = caller
 	}

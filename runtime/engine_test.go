@@ -390,3 +390,27 @@ func TestRetryNeverRepeatsASucceededCall(t *testing.T) {
 		t.Errorf("the ERP got %d requests for 3 orders; want 3", n)
 	}
 }
+
+// A connection that cannot be built (a secret's environment variable not
+// set, a bad setting) stops the start with its place in conveyor.yaml.
+func TestConnectionErrorsNameTheirPlace(t *testing.T) {
+	for _, tc := range []struct{ cfg, want string }{
+		{"connections:\n  erp:\n    http: {base_url: \"${env:CONVEYOR_TEST_NO_SUCH_VAR}\"}\n",
+			"conveyor.yaml:3:5: connections.erp: environment variable CONVEYOR_TEST_NO_SUCH_VAR is not set"},
+		{"connections:\n  out:\n    file: {dir: relative/but/fine, format: csv, csv: {delimiter: ';;'}}\n",
+			"conveyor.yaml:3:5: connection out: csv.delimiter"},
+	} {
+		dir := t.TempDir()
+		must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(tc.cfg), 0o644))
+		must(t, os.Mkdir(filepath.Join(dir, "flows"), 0o755))
+		e, err := runtime.New(runtime.Options{Workspace: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err == nil {
+			err = e.Start()
+			_ = e.Shutdown(context.Background())
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want %q", tc.cfg, err, tc.want)
+		}
+	}
+}

@@ -704,8 +704,8 @@ func (e *Engine) Replay(ctx context.Context, id string, opts ReplayOptions, auth
 	m.Revision = rev
 	m.Status, m.DueAt, m.Attempt = store.Queued, time.Now(), 0
 	m.Error, m.FailedStep = "", ""
-	if err := e.store.Save(ctx, m); err != nil {
-		return nil, fmt.Errorf("message %s: %w", id, err)
+	if err := e.saveDeadLetter(ctx, m, "replayed"); err != nil {
+		return nil, err
 	}
 	lf.pool.wake()
 	e.audit(ctx, author, "message.replay", id, detail)
@@ -847,6 +847,24 @@ func (e *Engine) deadLetterFor(ctx context.Context, id, done string) (*store.Mes
 	return m, nil
 }
 
+// saveDeadLetter saves m, read as a dead letter, with its new status
+// (done: for the error), provided it is still a dead letter: messageOps
+// orders the operations of this process, and the store's check those of
+// every replica sharing it, so two replays of one dead letter never
+// queue it twice.
+func (e *Engine) saveDeadLetter(ctx context.Context, m *store.Message, done string) error {
+	m.Expect = store.Dead
+	err := e.store.Save(ctx, m)
+	m.Expect = ""
+	switch {
+	case errors.Is(err, store.ErrChanged):
+		return adminErr(ErrConflict, "message %s is no longer a dead letter: another request (or replica) replayed or discarded it meanwhile; only dead letters can be %s", m.ID, done)
+	case err != nil:
+		return fmt.Errorf("message %s: %w", m.ID, err)
+	}
+	return nil
+}
+
 // Discard removes dead letter id from the dead-letter queue with a
 // reason; the message is kept, with status discarded. Any other status is
 // ErrConflict.
@@ -858,8 +876,8 @@ func (e *Engine) Discard(ctx context.Context, id, reason, author string) (*store
 		return m, err
 	}
 	m.Status, m.Reason = store.Discarded, reason
-	if err := e.store.Save(ctx, m); err != nil {
-		return nil, fmt.Errorf("message %s: %w", id, err)
+	if err := e.saveDeadLetter(ctx, m, "discarded"); err != nil {
+		return nil, err
 	}
 	e.audit(ctx, author, "message.discard", id, reason)
 	return m, nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,5 +372,55 @@ func TestAdminTestFlow(t *testing.T) {
 	isErr(t, err, runtime.ErrNotFound)
 	if s := e.Stats(ctx, "ship"); s.Received != 0 || s.Queued != 0 {
 		t.Errorf("stats: %+v", s)
+	}
+}
+
+// elsewhere is a store shared with another replica that, once armed,
+// replays the next dead letter this replica reads right after the read.
+type elsewhere struct {
+	store.Store
+	armed    atomic.Bool
+	replayed atomic.Int64
+}
+
+func (s *elsewhere) Get(ctx context.Context, id string) (*store.Message, error) {
+	m, err := s.Store.Get(ctx, id)
+	if err == nil && m.Status == store.Dead && s.armed.CompareAndSwap(true, false) {
+		other := *m
+		other.Status, other.DueAt = store.Queued, time.Now()
+		if s.Store.Save(ctx, &other) == nil {
+			s.replayed.Add(1)
+		}
+	}
+	return m, err
+}
+
+// A dead letter another replica replays (or discards) between this
+// replica's read and its write is not queued a second time: the replay
+// here is a conflict.
+func TestAdminReplayRacingAnotherReplica(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	erp.status = func(map[string]any) int { return 422 }
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"ship": adminShip})
+	bolt, err := store.OpenBolt(filepath.Join(dir, "data"))
+	must(t, err)
+	s := &elsewhere{Store: bolt}
+	e := start(t, dir, runtime.Options{Store: s})
+	ctx := context.Background()
+	m := deadShipment(t, e, 1)
+	erp.status = nil
+	s.armed.Store(true)
+	_, err = e.Replay(ctx, m.ID, runtime.ReplayOptions{}, "op")
+	isErr(t, err, runtime.ErrConflict)
+	if s.replayed.Load() != 1 {
+		t.Fatalf("the other replica replayed %d times", s.replayed.Load())
+	}
+	eventually(t, 5*time.Second, "the other replica's replay completes", func() bool {
+		m, _ = e.Message(ctx, m.ID)
+		return m.Status == store.Completed
+	})
+	time.Sleep(200 * time.Millisecond)
+	if erp.count() != 1 {
+		t.Errorf("erp orders %d; want 1", erp.count())
 	}
 }

@@ -401,6 +401,9 @@ func (s *Bolt) Save(ctx context.Context, m *Message) error {
 		} else if err != nil {
 			return err
 		}
+		if m.Expect != "" && (prev == nil || prev.Status != m.Expect) {
+			return ErrChanged
+		}
 		return put(tx, m, prev)
 	})
 	if err != nil {

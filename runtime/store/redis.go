@@ -431,12 +431,17 @@ func (s *Redis) Touch(ctx context.Context, id string) error {
 
 // saveScript: 2 id, 3 flow, 4 json, 5 status, 6 due, 7 now, 8 received,
 // 9 dedup key, 10 journal ttl ms, 11 journal cutoff µs, 12 dedup op
-// (empty, confirm or release), 13 dedup ttl ms.
+// (empty, confirm or release), 13 dedup ttl ms, 14 the stream entry the
+// message was leased as (a worker's save; empty: not checked), 15 this
+// consumer, 16 the status the stored message must have (empty: any).
+// It returns 1, 0 when the lease is another consumer's, -1 when the
+// status is not the expected one.
 var saveScript = redis.NewScript(luaPrelude + `
 local id, flow, st, dk = ARGV[2], ARGV[3], ARGV[5], ARGV[9]
 local mk = P..'m:'..id
 local r = redis.call('HMGET', mk, 'st', 's', 'f')
 local of = r[3] or flow
+if ARGV[16] ~= '' and r[1] ~= ARGV[16] then return -1 end
 if ARGV[14] ~= '' then
   -- a worker's save: only while the lease it got is still its own
   local p = r[2] == ARGV[14] and redis.call('XPENDING', P..'q:'..of, G, r[2], r[2], 1)[1]
@@ -512,12 +517,14 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	}
 	n, err := s.Eval(ctx, saveScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, encodeMessage(m), string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)), op, ms(ttl),
-		m.lease, s.opts.Consumer).Int()
-	if err != nil {
+		m.lease, s.opts.Consumer, string(m.Expect)).Int()
+	switch {
+	case err != nil:
 		return fmt.Errorf("store: save %s: %w", m.ID, err)
-	}
-	if n == 0 {
+	case n == 0:
 		return fmt.Errorf("store: save %s: %w", m.ID, ErrLeaseLost)
+	case n < 0:
+		return fmt.Errorf("store: save %s: %w", m.ID, ErrChanged)
 	}
 	return nil
 }

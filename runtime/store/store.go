@@ -65,6 +65,11 @@ type Message struct {
 	Reason     string                     `json:"reason,omitempty"` // why it was discarded
 
 	lease string // the Redis stream entry this copy was leased as; Save checks it is still ours
+	// Expect, when set, makes Save conditional: it writes only while the
+	// stored message has this status, and fails with ErrChanged otherwise
+	// (a dead letter that another replica replayed or discarded
+	// meanwhile). It is not stored.
+	Expect Status `json:"-"`
 }
 
 // Filter selects messages from the journal. Zero fields match all.
@@ -97,6 +102,9 @@ type AuditEntry struct {
 
 // ErrNotFound is returned for an unknown message id.
 var ErrNotFound = errors.New("not found")
+
+// ErrChanged is returned by a Save whose Message.Expect no longer holds.
+var ErrChanged = errors.New("the message changed meanwhile")
 
 // Store is the engine's durable state. Implementations are safe for
 // concurrent use.

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RetryDueTimes", testRetryDue},
 		{"RetrySurvivesReopen", testRetryReopen},
 		{"DeadLetters", testDeadLetters},
+		{"ReplayOnce", testReplayOnce},
 		{"CheckpointsAndMemos", testCheckpoints},
 		{"AcceptIdempotent", testAcceptIdempotent},
 		{"AcceptConcurrentSameID", testAcceptConcurrent},
@@ -307,6 +308,39 @@ func testDeadLetters(t *testing.T, open func(t *testing.T) store.Store) {
 	must(t, s.Save(ctx, d))
 	if dl, _ := s.List(ctx, store.Filter{Status: store.Dead}); len(dl) != 0 {
 		t.Errorf("discarded message still a dead letter: %v", ids(dl))
+	}
+}
+
+// Two replays of one dead letter (two replicas, two operators) queue it
+// once: a Save with Expect writes only while the status is the expected.
+func testReplayOnce(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openT(t, open)
+	m := msg("f", time.Now())
+	accept(t, s, m)
+	got := lease(t, s, "f", time.Now(), 1)[0]
+	got.Status, got.Error = store.Dead, "status 422"
+	must(t, s.Save(ctx, got))
+	a, err := s.Get(ctx, m.ID)
+	must(t, err)
+	b, err := s.Get(ctx, m.ID)
+	must(t, err)
+	var errs []error
+	for _, r := range []*store.Message{a, b} {
+		r.Status, r.DueAt, r.Expect = store.Queued, time.Now(), store.Dead
+		errs = append(errs, s.Save(ctx, r))
+	}
+	if errs[0] != nil || !errors.Is(errs[1], store.ErrChanged) {
+		t.Fatalf("replays: %v; want the first to land and the second to fail with ErrChanged", errs)
+	}
+	if got := lease(t, s, "f", time.Now(), 10); len(got) != 1 {
+		t.Fatalf("leased %d copies of the replayed message", len(got))
+	}
+	b.Status, b.Reason, b.Expect = store.Discarded, "late discard", store.Dead
+	if err := s.Save(ctx, b); !errors.Is(err, store.ErrChanged) {
+		t.Fatalf("discard of a replayed message: %v; want ErrChanged", err)
+	}
+	if d, _ := s.Get(ctx, m.ID); d.Status != store.Running {
+		t.Errorf("status %s; want running (leased after the replay)", d.Status)
 	}
 }
 

@@ -319,3 +319,36 @@ func TestRefusedFlowTakesTheRouteWhenItIsFree(t *testing.T) {
 		t.Fatalf("alpha: %s %v", fi.Status, fi.Diagnostics)
 	}
 }
+
+// alpha serves /y; its file is edited to claim /x, which zeta holds: the
+// edit is refused and alpha's previous revision keeps serving /y, and
+// with it /y. A new flow carol on /y is then refused, rather than going
+// live beside alpha (the mux then gives /y to either, reload to reload).
+func TestRefusedEditKeepsItsServingRoute(t *testing.T) {
+	flow := func(path, who string) string {
+		return "trigger: {http: {path: " + path + ", mode: sync}}\nsteps: [{respond: {status: 200, body: '{who: \"" + who + "\"}'}}]\n"
+	}
+	dir := workspace(t, nil, map[string]string{"zeta": flow("/x", "zeta"), "alpha": flow("/y", "alpha")})
+	e := start(t, dir, runtime.Options{})
+	who := func(p string) any { _, out := post(t, "http://"+e.TriggerAddr()+p, `{}`); return out["who"] }
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "alpha.yaml"), []byte(flow("/x", "alpha2")), 0o644))
+	eventually(t, 2*time.Second, "alpha's edit refused", func() bool {
+		fi, _ := e.Flow("alpha")
+		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), `already claimed by flow "zeta"`)
+	})
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "carol.yaml"), []byte(flow("/y", "carol")), 0o644))
+	eventually(t, 2*time.Second, "carol refused", func() bool {
+		fi, _ := e.Flow("carol")
+		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), `already claimed by flow "alpha"`)
+	})
+	for i := range 3 { // other reloads rebuild the routes
+		must(t, os.WriteFile(filepath.Join(dir, "flows", "other.yaml"), []byte(flow(fmt.Sprintf("/o%d", i), "o")), 0o644))
+		time.Sleep(300 * time.Millisecond)
+		e.Reload()
+		for range 5 {
+			if w := who("/y"); w != "alpha" {
+				t.Fatalf("reload %d: /y answered by %v; want alpha's serving revision", i, w)
+			}
+		}
+	}
+}

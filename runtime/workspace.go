@@ -186,12 +186,35 @@ type refusal struct {
 
 // settleRoutes gives every route (or file trigger directory) to one flow
 // and refuses the others with a diagnostic. serving are the flows that
-// serve now, by id: a broken file's serving revision keeps its route,
-// and so does a flow that serves a route and still wants it; the others
-// claim by id, those in last after the rest. A settlement replaces the
-// one before it, so a refused flow takes a route once it is free, and a
-// full reload never moves a route away from the flow that serves it.
+// serve now, by id. A flow whose serving revision goes on serving keeps
+// that revision's route: its file is broken, or its new revision was
+// refused (it wants a route that is taken). A flow that serves a route
+// and still wants it claims before the rest, which claim by id, those in
+// last after the others. A settlement replaces the one before it, so a
+// refused flow takes a route once it is free, and a full reload never
+// moves a route away from the flow that serves it.
 func (ws *Workspace) settleRoutes(serving map[string]*flows.Flow, last ...string) {
+	// Which new revisions are refused shows only once routes are given
+	// out, and a refused one holds its serving revision's route, which
+	// may refuse another: settle again until no more are held.
+	held := map[string]bool{}
+	for {
+		ws.settleOnce(serving, held, last)
+		more := false
+		for id, r := range ws.refused {
+			if s := serving[id]; s != nil && !held[id] && routeKey(s) != "" && routeKey(s) != routeKey(r.flow) {
+				held[id], more = true, true
+			}
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// settleOnce is one settlement, the serving revisions of held flows (and
+// of broken files) claiming first.
+func (ws *Workspace) settleOnce(serving map[string]*flows.Flow, held map[string]bool, last []string) {
 	for id, r := range ws.refused { // undo the last settlement
 		ws.Flows[id] = r.flow
 		ws.FlowDiags[id] = without(ws.FlowDiags[id], r.diag)
@@ -203,7 +226,7 @@ func (ws *Workspace) settleRoutes(serving map[string]*flows.Flow, last ...string
 	ws.refused = map[string]refusal{}
 	claimed := map[string]string{}
 	for _, id := range slices.Sorted(maps.Keys(serving)) {
-		if _, compiled := ws.Flows[id]; !compiled { // its file is broken: the serving revision holds on
+		if _, compiled := ws.Flows[id]; !compiled || held[id] {
 			if key := routeKey(serving[id]); key != "" {
 				claimed[key] = id
 			}

@@ -61,6 +61,8 @@ func TestOutboxFormats(t *testing.T) {
 		{"csv", nil, map[string]any{"columns": []any{"sku", "qty"}, "rows": rows}, "sku,qty\nA-1,2\nB-2,1.5\n"},
 		// formulas run when a spreadsheet opens the file, unless escaped
 		{"csv", nil, []any{[]any{"=HYPERLINK(\"x\")", "-5", "@SUM(A1)"}}, "\"=HYPERLINK(\"\"x\"\")\",-5,@SUM(A1)\n"},
+		{"csv", map[string]any{"escape_formulas": true}, []any{map[string]any{"sku": "A-1", "=HYPERLINK(\"x\")": "@1"}},
+			"\"'=HYPERLINK(\"\"x\"\")\",sku\n'@1,A-1\n"},
 		{"csv", map[string]any{"escape_formulas": true, "header": false},
 			[]any{[]any{"=HYPERLINK(\"x\")", "+1", "-5", "@SUM(A1)", "\tx", "a=b", -5, "", nil}},
 			"\"'=HYPERLINK(\"\"x\"\")\",'+1,'-5,'@SUM(A1),'\tx,a=b,-5,,\n"},

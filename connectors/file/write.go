@@ -132,7 +132,14 @@ func encodeCSV(w io.Writer, body any, opts CSVOptions) error {
 		cw.Comma = opts.Delimiter
 	}
 	if opts.Header && len(columns) > 0 {
-		if err := cw.Write(columns); err != nil {
+		header := columns
+		if opts.EscapeFormulas { // the names are the rows' keys: data too
+			header = make([]string, len(columns))
+			for i, c := range columns {
+				header[i] = escapeFormula(c)
+			}
+		}
+		if err := cw.Write(header); err != nil {
 			return err
 		}
 	}
@@ -177,8 +184,8 @@ func csvText(v any, escape bool) (string, error) {
 	case nil:
 		return "", nil
 	case string:
-		if escape && x != "" && strings.ContainsRune("=+-@\t\r", rune(x[0])) {
-			return "'" + x, nil
+		if escape {
+			return escapeFormula(x), nil
 		}
 		return x, nil
 	case bool:
@@ -199,6 +206,15 @@ func csvText(v any, escape bool) (string, error) {
 	}
 	b, err := jsonv.Marshal(v)
 	return string(b), err
+}
+
+// escapeFormula puts a ' before a text a spreadsheet would run as a
+// formula (see CSVOptions.EscapeFormulas).
+func escapeFormula(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 func kindOf(v any) string {

@@ -1,6 +1,7 @@
 package dsl_test
 
 import (
+	"net"
 	"os"
 	"reflect"
 	"sort"
@@ -243,5 +244,15 @@ func TestDeepNestingIsRefusedBeforeParsing(t *testing.T) {
 		"\ntrigger: {http: {path: /in}}\nsteps: [{log: {message: \"" + strings.Repeat("[", 300) + "\"}}]\n"
 	if _, ds := dsl.ParseFlow("ok.yaml", []byte(src)); len(ds) != 0 {
 		t.Errorf("a flow with brackets in quotes and comments: %v", ds)
+	}
+}
+
+// A listen port may be a service name, as net.Listen takes it.
+func TestListenServiceName(t *testing.T) {
+	if _, err := net.LookupPort("tcp", "http-alt"); err != nil {
+		t.Skip("no services database here: ", err)
+	}
+	if _, ds := dsl.ParseConfig("c.yaml", []byte("listen: '127.0.0.1:http-alt'\n")); len(ds) > 0 {
+		t.Errorf("%v", ds)
 	}
 }

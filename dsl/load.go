@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -76,7 +75,10 @@ func ParseConfig(file string, src []byte) (*Config, Diagnostics) {
 			continue
 		}
 		_, port, err := net.SplitHostPort(l.addr)
-		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		if err == nil {
+			_, err = net.LookupPort("tcp", port) // a number, or a service name as net.Listen takes
+		}
+		if err != nil {
 			c.add(cfg.At, fmt.Sprintf("%s: %q is not a host:port address", l.field, l.addr), "such as 127.0.0.1:8080, or 0.0.0.0:8080 for every interface")
 		}
 	}

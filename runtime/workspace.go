@@ -35,6 +35,7 @@ type Workspace struct {
 	FlowFiles   map[string]string      // flow id -> file
 	Raw         map[string][]byte      // flow id -> the file's bytes as compiled
 	TestFiles   []*dsl.TestFile
+	TestFlows   map[string]string // test file -> the flow it tests, also when the file has errors
 	Diagnostics dsl.Diagnostics
 	// FlowDiags are the diagnostics that keep each flow from going live,
 	// whichever file they point into (its own, or a mapping it uses).
@@ -56,7 +57,7 @@ func IsWorkspace(dir string) bool {
 // LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
 // every file are collected; the returned workspace holds what is valid.
 func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
-	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, getenv: getenv}
+	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, getenv: getenv}
 	ws.Config = &dsl.Config{}
 	cfgPath := filepath.Join(dir, "conveyor.yaml")
 	if src, err := os.ReadFile(cfgPath); err == nil {
@@ -119,6 +120,9 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 		}
 		t, ds := dsl.ParseTestFile(path, src)
 		ws.Diagnostics = append(ws.Diagnostics, ds...)
+		if t.Flow != "" {
+			ws.TestFlows[path] = t.Flow
+		}
 		if len(ds) == 0 {
 			if _, ok := ws.FlowFiles[t.Flow]; !ok {
 				ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Line: t.At.Line, Col: t.At.Col, Message: fmt.Sprintf("flow: no flow %q in this workspace", t.Flow), Hint: dsl.DidYouMean(t.Flow, slices.Sorted(maps.Keys(ws.FlowFiles)))})

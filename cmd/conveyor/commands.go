@@ -65,17 +65,20 @@ func sameFile(a, b string) bool {
 }
 
 // diagnostics are the workspace's, narrowed to the file when one was
-// named: its own, those of the flow a test file tests, and the
-// workspace-wide ones (conveyor.yaml, mappings, lookups); not those of
-// the other flow and test files.
+// named: its own, those of the flow a test file tests or of a flow's test
+// files, and the workspace-wide ones (conveyor.yaml, mappings, lookups);
+// not those of the other flow and test files.
 func (t target) diagnostics() dsl.Diagnostics {
 	if t.file == "" {
 		return t.ws.Diagnostics
 	}
 	related := []string{t.file}
-	for _, tf := range t.ws.TestFiles {
-		if sameFile(tf.File, t.file) {
-			related = append(related, t.ws.FlowFiles[tf.Flow])
+	for file, flow := range t.ws.TestFlows {
+		switch {
+		case sameFile(file, t.file): // a test file: the flow it tests
+			related = append(related, t.ws.FlowFiles[flow])
+		case sameFile(t.ws.FlowFiles[flow], t.file): // a flow file: its test files, broken ones too
+			related = append(related, file)
 		}
 	}
 	var out dsl.Diagnostics

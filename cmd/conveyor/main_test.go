@@ -98,6 +98,8 @@ func TestPathsFromTheWorkspaceRoot(t *testing.T) {
 		"flows/bad.yaml":  "trigger: {event: {topic: u}}\nsteps: [{log: 'bdy.x'}]\n",
 		"tests/good.yaml": "flow: good\ntests: [{name: one, input: {body: {}}}, {name: two, input: {body: {}}}]\n",
 		"tests/bad.yaml":  "flow: bad\ntests: [{name: three, input: {body: {}}}]\n",
+		"flows/f.yaml":    "trigger: {event: {topic: f}}\nsteps: [{log: '\"f\"'}]\ntests: [{name: inline, input: {body: {}}}]\n",
+		"tests/f.yaml":    "flow: f\ntests: [{name: typo, input: {body: {}}, expectt: {}}]\n",
 	} {
 		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
 			t.Fatal(err)
@@ -120,6 +122,10 @@ func TestPathsFromTheWorkspaceRoot(t *testing.T) {
 	}
 	if code, out, _ := cli(t, "test", "tests/bad.yaml"); code != 1 || !strings.Contains(out, `unknown name "bdy"`) {
 		t.Errorf("test tests/bad.yaml: exit %d; want the tested flow's finding\n%s", code, out)
+	}
+	// a broken test file of the flow is the flow's finding (its tests would be skipped)
+	if code, out, _ := cli(t, "test", "flows/f.yaml"); code != 1 || !strings.Contains(out, `tests/f.yaml:2:`) {
+		t.Errorf("test flows/f.yaml with a broken tests/f.yaml: exit %d; want its finding\n%s", code, out)
 	}
 	empty := t.TempDir()
 	if code, _, errs := cli(t, "lint", empty); code != 2 || !strings.Contains(errs, "is not a workspace") {

@@ -111,7 +111,8 @@ func newEngine(f serveFlags, getenv func(string) (string, bool)) (*runtime.Engin
 	var api http.Handler = http.NotFoundHandler() // replaced before Start
 	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
 	e, err := runtime.New(runtime.Options{Workspace: f.workspace, Listen: f.listen, AdminListen: f.adminListen,
-		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv, Pprof: f.pprof, CreateInboxes: f.createInboxes})
+		DataDir: f.dataDir, RedisURL: f.redis, Logger: log, Admin: admin, Getenv: getenv, Pprof: f.pprof, CreateInboxes: f.createInboxes,
+		ShutdownTimeout: shutdownDeadline})
 	if err != nil {
 		return nil, findings("%v", err)
 	}

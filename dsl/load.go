@@ -114,8 +114,10 @@ func ParseCron(spec string) (cron.Schedule, error) { return cronParser.Parse(spe
 
 func (c *checker) trigger(t *Trigger) {
 	if s := t.Schedule; s != nil {
-		if _, err := ParseCron(s.Cron); err != nil && s.Cron != "" {
+		if sched, err := ParseCron(s.Cron); err != nil && s.Cron != "" {
 			c.add(s.CronAt, fmt.Sprintf("trigger.schedule.cron: %q: %v", s.Cron, err), "five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\"")
+		} else if err == nil && sched.Next(time.Now()).IsZero() {
+			c.add(s.CronAt, fmt.Sprintf("trigger.schedule.cron: %q never fires: no date matches it", s.Cron), "check the day of the month against the month: 0 0 30 2 * asks for February 30th")
 		}
 		if s.Timezone != "" {
 			if _, err := time.LoadLocation(s.Timezone); err != nil {

@@ -19,6 +19,12 @@ func TestPositions(t *testing.T) {
 			want: `f.yaml:4:11: trigger.schedule.cron: "0 25 * * *": end of range (25) above maximum (23): 25 (five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *")`,
 		},
 		{
+			name: "cron that never fires",
+			bug:  "a cron no date matches (February 30th) was accepted; the scheduler then fired it at once, dated year 1, and spun",
+			src:  "trigger:\n  schedule:\n    cron: \"0 0 30 2 *\"\nsteps:\n  - log: '\"x\"'\n",
+			want: `f.yaml:3:11: trigger.schedule.cron: "0 0 30 2 *" never fires: no date matches it (check the day of the month against the month: 0 0 30 2 * asks for February 30th)`,
+		},
+		{
 			name: "timezone",
 			bug:  "dsl/load.go checker.trigger reports an unknown time zone at the schedule mapping (the cron line), not at the timezone value",
 			src:  "trigger:\n  schedule:\n    cron: \"0 2 * * *\"\n    timezone: Europe/Amsterdm\nsteps:\n  - log: '\"x\"'\n",

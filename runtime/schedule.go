@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"time"
 
@@ -93,8 +94,12 @@ func (s *scheduler) stop() {
 
 func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Location) {
 	var last time.Time // the wall clock of the last firing
+	next, wall := nextRun(sched, loc, time.Now(), last)
 	for {
-		next, wall := nextRun(sched, loc, time.Now(), last)
+		if next.IsZero() { // lint refuses such a spec; a stored revision may still hold one
+			s.e.log.Error("schedule never fires: no time matches it", "flow", id, "cron", j.spec)
+			return
+		}
 		timer := time.NewTimer(time.Until(next))
 		select {
 		case <-j.stop:
@@ -105,8 +110,10 @@ func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Locati
 			return
 		case <-timer.C:
 		}
+		at := next
 		last = wall
-		s.fire(id, j, next)
+		next, wall = nextRun(sched, loc, at, last)
+		s.fire(id, j, at, next)
 	}
 }
 
@@ -121,7 +128,15 @@ func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Locati
 // A schedule that fires every hour (or every interval) goes by the clock
 // of the world instead, as cron does: */15 fires every 15 minutes through
 // both nights, rather than pausing for the repeated hour.
+//
+// An @every schedule fires at the multiples of its interval since the
+// Unix epoch, not at intervals from the process's start: replicas (and a
+// restarted process) then agree on the times, and each run is stored
+// once. A schedule that matches no time returns zero.
 func nextRun(sched cron.Schedule, loc *time.Location, now, after time.Time) (at, wall time.Time) {
+	if every, ok := sched.(cron.ConstantDelaySchedule); ok {
+		return now.Truncate(every.Delay).Add(every.Delay), time.Time{}
+	}
 	if spec, ok := sched.(*cron.SpecSchedule); !ok || spec.Hour&allHours == allHours {
 		return sched.Next(now.In(loc)), time.Time{}
 	}
@@ -129,8 +144,16 @@ func nextRun(sched cron.Schedule, loc *time.Location, now, after time.Time) (at,
 	if w.Before(after) {
 		w = after // the hour the clocks went back, passed a second time
 	}
-	wall = sched.Next(w)
-	return time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), 0, loc), wall
+	if wall = sched.Next(w); wall.IsZero() {
+		return time.Time{}, time.Time{}
+	}
+	at = time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), 0, loc)
+	if d := wall.Sub(wallClock(at)); d > 0 {
+		// A skipped time: west of UTC time.Date goes back to before the
+		// gap (02:00 -> 01:00 standard time); fire as the clocks pass it.
+		at = at.Add(d)
+	}
+	return at, wall
 }
 
 const allHours = 1<<24 - 1
@@ -141,47 +164,92 @@ func wallClock(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 }
 
-func (s *scheduler) fire(id string, j *job, at time.Time) {
+// fire enqueues the run due at. A store that cannot take it is asked
+// again, with backoff, until the next run is due (until): the run's id
+// derives from at, so however often it is sent, and by however many
+// replicas, it is stored once.
+func (s *scheduler) fire(id string, j *job, at, until time.Time) {
+	e := s.e
+	wait := 500 * time.Millisecond
+	for {
+		stored, err := s.enqueue(id, j, at)
+		if stored || err == nil {
+			return
+		}
+		if !until.IsZero() && time.Now().Add(wait).After(until) {
+			e.log.Error("cannot enqueue a scheduled run; the next one is due", "flow", id, "scheduled_at", at, "error", err)
+			return
+		}
+		e.log.Warn("cannot enqueue a scheduled run; trying again", "flow", id, "scheduled_at", at, "retry_in", wait.String(), "error", err)
+		select {
+		case <-j.stop:
+			return
+		case <-e.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// enqueue stores the run of flow id due at, unless the flow is not live,
+// is disabled or its previous run is still pending (then it is skipped).
+// It reports whether the run was stored; an error is the store's.
+func (s *scheduler) enqueue(id string, j *job, at time.Time) (bool, error) {
 	e := s.e
 	lf, f := e.live(id)
 	if f == nil || lf.disabled.Load() {
-		return
+		return false, nil
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
-	if pending := s.pendingRun(ctx, id, j.last); pending != "" {
-		e.metrics.skipped.WithLabelValues(id).Inc()
-		e.log.Warn("schedule skipped: the previous run is still pending", "flow", id, "previous", pending)
-		return
-	}
 	body, _ := jsonv.Marshal(map[string]any{"scheduled_at": at.UTC().Format(time.RFC3339), "timezone": at.Location().String()})
 	h := sha256.Sum256([]byte(id + "\x00" + at.UTC().Format(time.RFC3339Nano)))
 	m := &store.Message{ID: "sch-" + hex.EncodeToString(h[:16]), Flow: id, Revision: f.Revision, Status: store.Queued, Source: "schedule",
 		ReceivedAt: time.Now().UTC(), DueAt: time.Now(), Body: body}
+	pending, err := s.pendingRun(ctx, id, j.last)
+	if err != nil {
+		return false, err
+	}
+	if pending != "" && pending != m.ID {
+		e.metrics.skipped.WithLabelValues(id).Inc()
+		e.log.Warn("schedule skipped: the previous run is still pending", "flow", id, "previous", pending)
+		return false, nil
+	}
 	e.metrics.received.WithLabelValues(id).Inc()
 	if _, err := e.store.Accept(ctx, m, 0); err != nil {
-		e.log.Error("cannot enqueue a scheduled run", "flow", id, "error", err)
-		return
+		return false, err
 	}
 	j.last = m.ID
 	e.metrics.accepted.WithLabelValues(id).Inc()
 	lf.pool.wake()
+	return true, nil
 }
 
 // pendingRun names a run of flow id that has not finished: the last one
 // this job enqueued, or after a restart any scheduled run still queued.
-func (s *scheduler) pendingRun(ctx context.Context, id, last string) string {
+// An error is the store's: whether a run is pending is not known.
+func (s *scheduler) pendingRun(ctx context.Context, id, last string) (string, error) {
 	if last != "" {
-		if prev, err := s.e.store.Get(ctx, last); err == nil && prev.Status.Pending() {
-			return prev.ID
+		prev, err := s.e.store.Get(ctx, last)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return "", nil
+		case err != nil:
+			return "", err
+		case prev.Status.Pending():
+			return prev.ID, nil
 		}
-		return ""
+		return "", nil
 	}
 	for _, st := range []store.Status{store.Running, store.Queued, store.Retrying} {
 		msgs, err := s.e.store.List(ctx, store.Filter{Flow: id, Status: st, Limit: 1})
-		if err == nil && len(msgs) > 0 {
-			return msgs[0].ID
+		if err != nil {
+			return "", err
+		}
+		if len(msgs) > 0 {
+			return msgs[0].ID, nil
 		}
 	}
-	return ""
+	return "", nil
 }

@@ -66,3 +66,50 @@ func TestScheduleAcrossDaylightSaving(t *testing.T) {
 		}
 	}
 }
+
+// West of UTC too, a time the clocks skip fires as they pass it: New
+// York goes from 02:00 EST to 03:00 EDT on 2025-03-09, and time.Date
+// puts the missing 02:00 at 01:00 EST there, an hour before the gap.
+func TestScheduleSkippedTimeWestOfUTC(t *testing.T) {
+	loc, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := dsl.ParseCron("0 2 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, _ := nextRun(sched, loc, time.Date(2025, 3, 8, 12, 0, 0, 0, loc), time.Time{})
+	if want := time.Date(2025, 3, 9, 7, 0, 0, 0, time.UTC); !at.Equal(want) {
+		t.Errorf("02:00 on the spring night fires at %v; want %v (03:00 EDT)", at.UTC(), want)
+	}
+}
+
+// @every fires at the multiples of its interval, whenever the process
+// started: replicas and restarts agree on the times (and so on the runs'
+// ids). A spec no date matches gives no time.
+func TestScheduleEveryAndNever(t *testing.T) {
+	sched, err := dsl.ParseCron("@every 2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, now := range []time.Time{time.Date(2025, 1, 1, 0, 0, 0, 300e6, time.UTC), time.Date(2025, 1, 1, 0, 0, 1, 900e6, time.UTC)} {
+		if at, _ := nextRun(sched, time.UTC, now, time.Time{}); !at.Equal(time.Date(2025, 1, 1, 0, 0, 2, 0, time.UTC)) {
+			t.Errorf("@every 2s after %v: %v; want 00:00:02", now, at)
+		}
+	}
+	sched, err = dsl.ParseCron("0 0 30 2 *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := nextRun(sched, time.UTC, time.Now(), time.Time{}); !at.IsZero() {
+		t.Errorf("February 30th: %v; want none", at)
+	}
+	loc, _ := time.LoadLocation("Europe/Amsterdam")
+	if sched, err = dsl.ParseCron("0 2 30 2 *"); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := nextRun(sched, loc, time.Now(), time.Time{}); !at.IsZero() {
+		t.Errorf("February 30th at 02:00 in Amsterdam: %v; want none", at)
+	}
+}

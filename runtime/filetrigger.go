@@ -55,12 +55,14 @@ import (
 // settings: dir, done_dir and error_dir are relative to the workspace;
 // rate_limit does not apply to files.
 //
-// Message ids derive from the flow, the file's name, modification time
-// and content hash, and the record's position: when accepting stops
-// midway (a crash, a shutdown, the store unavailable) the file stays in
-// the inbox and the next look accepts only what is missing. A file
-// dropped again later is a new delivery; a flow that must not take the
-// same order twice says so with dedup.
+// Message ids derive from the flow, the file's name, modification and
+// status change times and content hash, and the record's position: when
+// accepting stops midway (a crash, a shutdown, the store unavailable) the
+// file stays in the inbox and the next look accepts only what is
+// missing. A file dropped again later is a new delivery, also when moved
+// back from done/ (a rename changes the status change time); a flow that
+// must not take the same order twice says so with dedup. A file replaced
+// by name while it is taken is left for the next look.
 //
 // An inbox that does not exist yet is waited for (and logged once), not
 // created (unless Options.CreateInboxes). A disabled flow leaves its inbox alone. Several replicas
@@ -281,21 +283,41 @@ func (p *poller) take(ctx context.Context, name string, info fs.FileInfo) error 
 	}
 	start := time.Now()
 	path := filepath.Join(p.in.dir, name)
-	ft := &fileTake{p: p, f: f, lf: lf, name: name, mod: info.ModTime(), received: start.UTC()}
-	var err error
+	// One handle for both passes and the check before the move: a sender
+	// may replace the file by name meanwhile (an atomic rename), and the
+	// new file is another delivery, for the next look.
+	fh, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // taken away meanwhile (another replica)
+	}
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	if info, err = fh.Stat(); err != nil {
+		return err
+	}
+	ft := &fileTake{p: p, f: f, lf: lf, name: name, mod: info.ModTime(), changed: changeTime(info), received: start.UTC()}
 	if p.in.per == "record" {
-		err = ft.records(ctx, path, info.Size())
+		err = ft.records(ctx, fh, info.Size())
 	} else {
-		err = ft.whole(ctx, path, info.Size())
+		err = ft.whole(ctx, fh, info.Size())
+	}
+	switch cur, lerr := os.Lstat(path); {
+	case errors.Is(lerr, fs.ErrNotExist):
+		return nil // taken away meanwhile (another replica)
+	case lerr == nil && !os.SameFile(info, cur):
+		// Replaced while it was read: what was accepted is the old
+		// content's; the name is the new file's, for the next look.
+		p.e.log.Warn("file replaced while it was taken; the new one is taken next", "flow", p.id, "file", name,
+			"accepted", ft.accepted.Load(), "error", err)
+		return nil
 	}
 	var pr *problem
 	if errors.As(err, &pr) {
 		return p.reject(name, pr)
 	}
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // taken away meanwhile (another replica)
-		}
 		return err
 	}
 	if _, err := fileconn.MoveTo(p.in.dir, name, p.in.doneDir, time.Now()); err != nil {
@@ -342,7 +364,8 @@ type fileTake struct {
 	lf       *liveFlow
 	name     string
 	mod      time.Time
-	sum      []byte // content hash
+	changed  time.Time // status change time: a file moved back into the inbox is a new delivery
+	sum      []byte    // content hash
 	total    int
 	received time.Time
 
@@ -350,11 +373,11 @@ type fileTake struct {
 }
 
 // whole takes a file as one message.
-func (t *fileTake) whole(ctx context.Context, path string, size int64) error {
+func (t *fileTake) whole(ctx context.Context, fh *os.File, size int64) error {
 	if size > maxWholeFile {
 		return t.tooLarge(size, "per: file makes one message of the whole file; use per: record")
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(fh)
 	if err != nil {
 		return err
 	}
@@ -381,14 +404,14 @@ func (t *fileTake) whole(ctx context.Context, path string, size int64) error {
 }
 
 // records takes a file as one message per record, in two passes.
-func (t *fileTake) records(ctx context.Context, path string, size int64) error {
+func (t *fileTake) records(ctx context.Context, fh *os.File, size int64) error {
 	if t.p.in.format == fileconn.JSON && size > maxWholeFile {
 		return t.tooLarge(size, "a JSON file is read whole; write one record per line (format: jsonl)")
 	}
 	var issues []string
 	var reason string
 	h := sha256.New()
-	n, err := t.each(ctx, path, h, func(i int, v any) error {
+	n, err := t.each(ctx, fh, h, func(i int, v any) error {
 		if line, why := t.check(ctx, i, v); line != "" {
 			issues = append(issues, line)
 			if reason == "" {
@@ -411,7 +434,7 @@ func (t *fileTake) records(ctx context.Context, path string, size int64) error {
 	}
 	t.sum, t.total = h.Sum(nil), n
 	acc := t.newAccepter(ctx)
-	_, err = t.each(ctx, path, nil, func(i int, v any) error {
+	_, err = t.each(ctx, fh, nil, func(i int, v any) error {
 		m, err := t.message(i, v)
 		if err != nil {
 			return err
@@ -430,14 +453,13 @@ func (t *fileTake) records(ctx context.Context, path string, size int64) error {
 
 var errStop = errors.New("stop")
 
-// each streams the records of path through fn (and the bytes through h),
-// handing format errors to bad, which says whether to go on.
-func (t *fileTake) each(ctx context.Context, path string, h hash.Hash, fn func(int, any) error, bad func(*fileconn.Error) bool) (int, error) {
-	fh, err := os.Open(path)
-	if err != nil {
+// each streams the records of fh, from its start, through fn (and the
+// bytes through h), handing format errors to bad, which says whether to
+// go on.
+func (t *fileTake) each(ctx context.Context, fh *os.File, h hash.Hash, fn func(int, any) error, bad func(*fileconn.Error) bool) (int, error) {
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	defer fh.Close()
 	var r io.Reader = fh
 	if h != nil {
 		r = io.TeeReader(fh, h)
@@ -543,13 +565,20 @@ func (t *fileTake) message(i int, v any) (*store.Message, error) {
 }
 
 // messageID derives a record's id from the flow, the file and the
-// position, so a second look at the same file stores nothing twice.
+// position, so a second look at the same file stores nothing twice. The
+// file is its name, modification and status change times and content:
+// a file put back in the inbox (moved back from done/, sent again with
+// its modification time kept) has a new status change time, and is a new
+// delivery.
 func (t *fileTake) messageID(i int) string {
 	if t.sum == nil {
 		return ""
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%x\x00%d", t.f.ID, t.name, t.mod.UnixNano(), t.sum, i)
+	if !t.changed.IsZero() {
+		fmt.Fprintf(h, "\x00%d", t.changed.UnixNano())
+	}
 	return "file-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 

@@ -12,6 +12,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -361,5 +362,56 @@ func TestFileTriggerMissingInbox(t *testing.T) {
 			drop(t, inbox, "o.json", `{"id": 1}`)
 			eventually(t, 5*time.Second, "the order in the ERP", func() bool { return erp.count() == 1 })
 		})
+	}
+}
+
+// An operator reprocesses a file by moving it from done/ back into the
+// inbox (mv keeps the modification time): a file dropped again is a new
+// delivery, and its records reach the target again.
+func TestFileMovedBackFromDoneIsANewDelivery(t *testing.T) {
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
+		"rows": fileFlow("inbox", "csv", "record", "", "  - call: {connection: erp, path: /rows, body: '{row: body.n}'}\n"),
+	})
+	start(t, dir, runtime.Options{})
+	inbox := filepath.Join(dir, "inbox")
+	drop(t, inbox, "rows.csv", "n\n1\n2\n")
+	done := filepath.Join(inbox, "done", "rows.csv")
+	eventually(t, 5*time.Second, "the first delivery", func() bool { return erp.calls.Load() == 2 && exists(done) })
+	must(t, os.Rename(done, filepath.Join(inbox, "rows.csv")))
+	eventually(t, 5*time.Second, "the second delivery", func() bool { return erp.calls.Load() == 4 })
+}
+
+// replaceOnAccept replaces the inbox's file once, on the first Accept:
+// a sender's new file, renamed over the one being taken.
+type replaceOnAccept struct {
+	store.Store
+	once    sync.Once
+	replace func()
+}
+
+func (s *replaceOnAccept) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
+	s.once.Do(s.replace)
+	return s.Store.Accept(ctx, m, ttl)
+}
+
+// A sender drops a new stock.csv while the previous one is being taken:
+// both files' records are accepted, and done/ holds both files.
+func TestFileReplacedWhileTakenIsTakenToo(t *testing.T) {
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
+		"stock": fileFlow("inbox", "csv", "record", "", "  - call: {connection: erp, path: /stock, body: '{sku: body.sku}'}\n"),
+	})
+	inbox := filepath.Join(dir, "inbox")
+	b, err := store.OpenBolt(filepath.Join(dir, "data"))
+	must(t, err)
+	start(t, dir, runtime.Options{Store: &replaceOnAccept{Store: b, replace: func() { drop(t, inbox, "stock.csv", "sku\nNEW-1\nNEW-2\n") }}})
+	drop(t, inbox, "stock.csv", "sku\nOLD-1\nOLD-2\n")
+	eventually(t, 5*time.Second, "all four records", func() bool { return len(erp.bodies("sku")) == 4 })
+	eventually(t, 2*time.Second, "the inbox empty", func() bool { return !exists(filepath.Join(inbox, "stock.csv")) })
+	entries, err := os.ReadDir(filepath.Join(inbox, "done"))
+	must(t, err)
+	if len(entries) != 1 {
+		t.Errorf("done/ holds %d files; want the new one (the old one was replaced by it)", len(entries))
 	}
 }

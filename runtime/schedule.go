@@ -172,8 +172,8 @@ func (s *scheduler) fire(id string, j *job, at, until time.Time) {
 	e := s.e
 	wait := 500 * time.Millisecond
 	for {
-		stored, err := s.enqueue(id, j, at)
-		if stored || err == nil {
+		err := s.enqueue(id, j, at)
+		if err == nil {
 			return
 		}
 		if !until.IsZero() && time.Now().Add(wait).After(until) {
@@ -194,12 +194,12 @@ func (s *scheduler) fire(id string, j *job, at, until time.Time) {
 
 // enqueue stores the run of flow id due at, unless the flow is not live,
 // is disabled or its previous run is still pending (then it is skipped).
-// It reports whether the run was stored; an error is the store's.
-func (s *scheduler) enqueue(id string, j *job, at time.Time) (bool, error) {
+// An error is the store's.
+func (s *scheduler) enqueue(id string, j *job, at time.Time) error {
 	e := s.e
 	lf, f := e.live(id)
 	if f == nil || lf.disabled.Load() {
-		return false, nil
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
@@ -209,21 +209,21 @@ func (s *scheduler) enqueue(id string, j *job, at time.Time) (bool, error) {
 		ReceivedAt: time.Now().UTC(), DueAt: time.Now(), Body: body}
 	pending, err := s.pendingRun(ctx, id, j.last)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if pending != "" && pending != m.ID {
 		e.metrics.skipped.WithLabelValues(id).Inc()
 		e.log.Warn("schedule skipped: the previous run is still pending", "flow", id, "previous", pending)
-		return false, nil
+		return nil
 	}
-	e.metrics.received.WithLabelValues(id).Inc()
 	if _, err := e.store.Accept(ctx, m, 0); err != nil {
-		return false, err
+		return err
 	}
 	j.last = m.ID
+	e.metrics.received.WithLabelValues(id).Inc()
 	e.metrics.accepted.WithLabelValues(id).Inc()
 	lf.pool.wake()
-	return true, nil
+	return nil
 }
 
 // pendingRun names a run of flow id that has not finished: the last one

@@ -111,7 +111,7 @@ type APIKeyAuth struct {
 
 // ScheduleTrigger starts a run on a cron schedule.
 type ScheduleTrigger struct {
-	Cron       string `yaml:"cron" required:"true" desc:"Five-field cron spec (minute hour day month weekday) or @every 5m (at the multiples of 5m since 00:00 UTC), @hourly, @daily"`
+	Cron       string `yaml:"cron" required:"true" desc:"Five-field cron spec (minute hour day month weekday) or @every 5m (at fixed multiples of 5m, the same for every replica), @hourly, @daily"`
 	Timezone   string `yaml:"timezone" default:"UTC" desc:"IANA time zone the cron spec is read in, e.g. Europe/Amsterdam"`
 	At         Pos    `yaml:"-"`
 	CronAt     Pos    `yaml:"-"`

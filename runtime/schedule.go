@@ -114,6 +114,11 @@ func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Locati
 		last = wall
 		next, wall = nextRun(sched, loc, at, last)
 		s.fire(id, j, at, next)
+		if now := time.Now(); now.After(next) {
+			// The firing took past the next run (a store that hung, a
+			// paused process): go on from now, not with the backlog.
+			next, wall = nextRun(sched, loc, now, last)
+		}
 	}
 }
 
@@ -129,10 +134,11 @@ func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Locati
 // of the world instead, as cron does: */15 fires every 15 minutes through
 // both nights, rather than pausing for the repeated hour.
 //
-// An @every schedule fires at the multiples of its interval since the
-// Unix epoch, not at intervals from the process's start: replicas (and a
-// restarted process) then agree on the times, and each run is stored
-// once. A schedule that matches no time returns zero.
+// An @every schedule fires at fixed multiples of its interval (counted
+// from year 1, as time.Truncate does), not at intervals from the
+// process's start: replicas (and a restarted process) then agree on the
+// times, and each run is stored once. A schedule that matches no time
+// returns zero.
 func nextRun(sched cron.Schedule, loc *time.Location, now, after time.Time) (at, wall time.Time) {
 	if every, ok := sched.(cron.ConstantDelaySchedule); ok {
 		return now.Truncate(every.Delay).Add(every.Delay), time.Time{}
@@ -216,10 +222,17 @@ func (s *scheduler) enqueue(id string, j *job, at time.Time) error {
 		e.log.Warn("schedule skipped: the previous run is still pending", "flow", id, "previous", pending)
 		return nil
 	}
-	if _, err := e.store.Accept(ctx, m, 0); err != nil {
+	existing, err := e.store.Accept(ctx, m, 0)
+	if err != nil {
 		return err
 	}
 	j.last = m.ID
+	if existing != nil {
+		// Stored already: by another replica, or by an earlier try whose
+		// answer was lost. Its count is that one's.
+		e.metrics.duplicates.WithLabelValues(id).Inc()
+		return nil
+	}
 	e.metrics.received.WithLabelValues(id).Inc()
 	e.metrics.accepted.WithLabelValues(id).Inc()
 	lf.pool.wake()

@@ -2,9 +2,11 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +86,80 @@ func TestScheduleRunSurvivesAStoreBlip(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// slowStore: an Accept that starts between from and to hangs 3 s and
+// fails (a Redis failover: commands time out). It records when each run
+// was stored.
+type slowStore struct {
+	store.Store
+	from, to time.Time
+	mu       sync.Mutex
+	stored   map[string]time.Time
+}
+
+func (s *slowStore) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
+	if now := time.Now(); now.After(s.from) && now.Before(s.to) {
+		time.Sleep(3 * time.Second)
+		return nil, errors.New("i/o timeout (test)")
+	}
+	ex, err := s.Store.Accept(ctx, m, ttl)
+	if err == nil && ex == nil {
+		s.mu.Lock()
+		s.stored[m.ID] = time.Now()
+		s.mu.Unlock()
+	}
+	return ex, err
+}
+
+// After an outage in which each try hangs 3 s, '@every 1s' goes on with
+// the current runs; the runs it missed are not fired in a burst later.
+func TestScheduleGoesOnFromNowAfterASlowStore(t *testing.T) {
+	testenv.SkipShort(t, "waits out an outage")
+	dir := workspace(t, nil, map[string]string{"tick": "trigger: {schedule: {cron: \"@every 1s\"}}\nsteps:\n  - log: '\"x\"'\n"})
+	b, err := store.OpenBolt(filepath.Join(dir, "data"))
+	must(t, err)
+	s := &slowStore{Store: b, from: time.Now().Add(500 * time.Millisecond), to: time.Now().Add(4500 * time.Millisecond), stored: map[string]time.Time{}}
+	e := start(t, dir, runtime.Options{Store: s})
+	time.Sleep(10 * time.Second)
+	msgs, err := e.Store().List(context.Background(), store.Filter{Flow: "tick", Limit: 1000})
+	must(t, err)
+	for _, m := range msgs {
+		var body struct {
+			At time.Time `json:"scheduled_at"`
+		}
+		must(t, json.Unmarshal(m.Body, &body))
+		s.mu.Lock()
+		at := s.stored[m.ID]
+		s.mu.Unlock()
+		if lag := at.Sub(body.At); lag > 2500*time.Millisecond {
+			t.Errorf("the run due at %s was stored %s later", body.At.Format("15:04:05"), lag.Round(100*time.Millisecond))
+		}
+	}
+}
+
+// otherReplica stores each scheduled run just before this replica does,
+// as the other replica firing the same @every time does.
+type otherReplica struct{ store.Store }
+
+func (s *otherReplica) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
+	c := *m
+	if _, err := s.Store.Accept(ctx, &c, ttl); err != nil {
+		return nil, err
+	}
+	return s.Store.Accept(ctx, m, ttl)
+}
+
+// A run another replica stored first is a duplicate here, not a run this
+// replica received.
+func TestScheduleCountsAnotherReplicasRunAsADuplicate(t *testing.T) {
+	testenv.SkipShort(t, "waits for firings")
+	dir := workspace(t, nil, map[string]string{"tick": "trigger: {schedule: {cron: \"@every 1s\"}}\nsteps:\n  - log: '\"x\"'\n"})
+	b, err := store.OpenBolt(filepath.Join(dir, "data"))
+	must(t, err)
+	e := start(t, dir, runtime.Options{Store: &otherReplica{b}})
+	time.Sleep(2500 * time.Millisecond)
+	if st := e.Stats(context.Background(), "tick"); st.Accepted != 0 || st.Received != 0 || st.Duplicates < 2 {
+		t.Errorf("received %d, accepted %d, duplicates %d; want 0, 0 and one per firing", st.Received, st.Accepted, st.Duplicates)
+	}
 }

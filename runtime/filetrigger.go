@@ -55,14 +55,16 @@ import (
 // settings: dir, done_dir and error_dir are relative to the workspace;
 // rate_limit does not apply to files.
 //
-// Message ids derive from the flow, the file's name, modification and
-// status change times and content hash, and the record's position: when
-// accepting stops midway (a crash, a shutdown, the store unavailable) the
-// file stays in the inbox and the next look accepts only what is
-// missing. A file dropped again later is a new delivery, also when moved
-// back from done/ (a rename changes the status change time); a flow that
-// must not take the same order twice says so with dedup. A file replaced
-// by name while it is taken is left for the next look.
+// Message ids derive from the flow, the file's name, modification time
+// and content hash, and the record's position: when accepting stops
+// midway (a crash, a shutdown, the store unavailable) the file stays in
+// the inbox and the next look accepts only what is missing. A file
+// dropped again later with a new modification time is a new delivery; a
+// flow that must not take the same order twice says so with dedup. One
+// moved back from done/ as it was (mv, scp -p and rsync -t keep the
+// modification time) is the same delivery, and nothing of it is taken
+// again: touch it to send it once more. A file replaced by name (or
+// rewritten in place) while it is taken is left for the next look.
 //
 // An inbox that does not exist yet is waited for (and logged once), not
 // created (unless Options.CreateInboxes). A disabled flow leaves its inbox alone. Several replicas
@@ -297,7 +299,7 @@ func (p *poller) take(ctx context.Context, name string, info fs.FileInfo) error 
 	if info, err = fh.Stat(); err != nil {
 		return err
 	}
-	ft := &fileTake{p: p, f: f, lf: lf, name: name, mod: info.ModTime(), changed: changeTime(info), received: start.UTC()}
+	ft := &fileTake{p: p, f: f, lf: lf, name: name, mod: info.ModTime(), received: start.UTC()}
 	if p.in.per == "record" {
 		err = ft.records(ctx, fh, info.Size())
 	} else {
@@ -306,9 +308,10 @@ func (p *poller) take(ctx context.Context, name string, info fs.FileInfo) error 
 	switch cur, lerr := os.Lstat(path); {
 	case errors.Is(lerr, fs.ErrNotExist):
 		return nil // taken away meanwhile (another replica)
-	case lerr == nil && !os.SameFile(info, cur):
-		// Replaced while it was read: what was accepted is the old
-		// content's; the name is the new file's, for the next look.
+	case lerr == nil && (!os.SameFile(info, cur) || cur.Size() != info.Size() || !cur.ModTime().Equal(info.ModTime())):
+		// Replaced (or rewritten in place) while it was read: what was
+		// accepted is the old content's; the name is the new file's, for
+		// the next look.
 		p.e.log.Warn("file replaced while it was taken; the new one is taken next", "flow", p.id, "file", name,
 			"accepted", ft.accepted.Load(), "error", err)
 		return nil
@@ -364,8 +367,7 @@ type fileTake struct {
 	lf       *liveFlow
 	name     string
 	mod      time.Time
-	changed  time.Time // status change time: a file moved back into the inbox is a new delivery
-	sum      []byte    // content hash
+	sum      []byte // content hash
 	total    int
 	received time.Time
 
@@ -565,20 +567,13 @@ func (t *fileTake) message(i int, v any) (*store.Message, error) {
 }
 
 // messageID derives a record's id from the flow, the file and the
-// position, so a second look at the same file stores nothing twice. The
-// file is its name, modification and status change times and content:
-// a file put back in the inbox (moved back from done/, sent again with
-// its modification time kept) has a new status change time, and is a new
-// delivery.
+// position, so a second look at the same file stores nothing twice.
 func (t *fileTake) messageID(i int) string {
 	if t.sum == nil {
 		return ""
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%x\x00%d", t.f.ID, t.name, t.mod.UnixNano(), t.sum, i)
-	if !t.changed.IsZero() {
-		fmt.Fprintf(h, "\x00%d", t.changed.UnixNano())
-	}
 	return "file-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 

@@ -153,6 +153,9 @@ func TestFileTriggerResumesAfterRestart(t *testing.T) {
 		t.Fatal("a file not wholly accepted left the inbox")
 	}
 	must(t, e.Shutdown(context.Background()))
+	// An operator's chmod (or a kubelet applying fsGroup) meanwhile
+	// changes the file's status, not its content or modification time.
+	must(t, os.Chmod(filepath.Join(dir, "inbox", "rows.csv"), 0o640))
 
 	e = start(t, dir, runtime.Options{DataDir: data})
 	eventually(t, 15*time.Second, "every row delivered", func() bool { return erp.count() == rows })
@@ -366,9 +369,9 @@ func TestFileTriggerMissingInbox(t *testing.T) {
 }
 
 // An operator reprocesses a file by moving it from done/ back into the
-// inbox (mv keeps the modification time): a file dropped again is a new
-// delivery, and its records reach the target again.
-func TestFileMovedBackFromDoneIsANewDelivery(t *testing.T) {
+// inbox: as it was (mv keeps the modification time), it is the same
+// delivery and nothing is taken again; touched, it is a new delivery.
+func TestFileMovedBackFromDoneIsTakenAgainOnceTouched(t *testing.T) {
 	erp := newTarget(t)
 	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
 		"rows": fileFlow("inbox", "csv", "record", "", "  - call: {connection: erp, path: /rows, body: '{row: body.n}'}\n"),
@@ -379,6 +382,13 @@ func TestFileMovedBackFromDoneIsANewDelivery(t *testing.T) {
 	done := filepath.Join(inbox, "done", "rows.csv")
 	eventually(t, 5*time.Second, "the first delivery", func() bool { return erp.calls.Load() == 2 && exists(done) })
 	must(t, os.Rename(done, filepath.Join(inbox, "rows.csv")))
+	eventually(t, 5*time.Second, "the file back in done/", func() bool { return exists(done) })
+	if n := erp.calls.Load(); n != 2 {
+		t.Fatalf("%d calls after moving the file back as it was; want 2 (the same delivery)", n)
+	}
+	must(t, os.Rename(done, filepath.Join(inbox, "rows.csv")))
+	later := time.Now().Add(time.Second)
+	must(t, os.Chtimes(filepath.Join(inbox, "rows.csv"), later, later))
 	eventually(t, 5*time.Second, "the second delivery", func() bool { return erp.calls.Load() == 4 })
 }
 

@@ -35,7 +35,7 @@ type Workspace struct {
 	FlowFiles   map[string]string      // flow id -> file
 	Raw         map[string][]byte      // flow id -> the file's bytes as compiled
 	TestFiles   []*dsl.TestFile
-	TestFlows   map[string]string // test file -> the flow it tests, also when the file has errors
+	TestFlows   map[string]string // test file -> the flow it tests, also when the file has errors ("": unknown)
 	Diagnostics dsl.Diagnostics
 	// FlowDiags are the diagnostics that keep each flow from going live,
 	// whichever file they point into (its own, or a mapping it uses).
@@ -120,8 +120,8 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 		}
 		t, ds := dsl.ParseTestFile(path, src)
 		ws.Diagnostics = append(ws.Diagnostics, ds...)
-		if t.Flow != "" {
-			ws.TestFlows[path] = t.Flow
+		if t.Flow != "" || len(ds) > 0 {
+			ws.TestFlows[path] = t.Flow // "": too broken to tell
 		}
 		if len(ds) == 0 {
 			if _, ok := ws.FlowFiles[t.Flow]; !ok {

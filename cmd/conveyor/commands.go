@@ -77,7 +77,9 @@ func (t target) diagnostics() dsl.Diagnostics {
 		switch {
 		case sameFile(file, t.file): // a test file: the flow it tests
 			related = append(related, t.ws.FlowFiles[flow])
-		case sameFile(t.ws.FlowFiles[flow], t.file): // a flow file: its test files, broken ones too
+		case flow == "" || sameFile(t.ws.FlowFiles[flow], t.file):
+			// a flow file: its test files, broken ones too, and those too
+			// broken to say which flow they test
 			related = append(related, file)
 		}
 	}

@@ -267,3 +267,23 @@ func TestLintLookupFindingsHaveALine(t *testing.T) {
 		t.Errorf("diagnostic %v", d)
 	}
 }
+
+// A test file too broken to say which flow it tests (a YAML syntax
+// error) is a finding of every flow file named, not skipped in silence.
+func TestUnreadableTestFileIsEveryFlowsFinding(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"flows/f.yaml": "trigger: {event: {topic: f}}\nsteps: [{log: '\"f\"'}]\ntests: [{name: inline, input: {body: {}}}]\n",
+		"tests/f.yaml": "flow: f\ntests: [{name: broken, input: {body: {}}\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, _ := cli(t, "test", filepath.Join(dir, "flows", "f.yaml")); code != 1 || !strings.Contains(out, "tests/f.yaml") {
+		t.Errorf("test flows/f.yaml with an unreadable tests/f.yaml: exit %d; want 1 and its finding\n%s", code, out)
+	}
+}

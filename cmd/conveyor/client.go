@@ -118,9 +118,14 @@ func (e *answerError) Error() string { return e.msg }
 // denied reports whether err is the API refusing the token (401, 403):
 // no use trying the next message.
 func denied(err error) bool {
+	return answered(err, http.StatusUnauthorized) || answered(err, http.StatusForbidden)
+}
+
+// answered reports whether err is the API's answer with status.
+func answered(err error, status int) bool {
 	var ee *exitError
 	var ae *answerError
-	return errors.As(err, &ee) && errors.As(ee.err, &ae) && (ae.status == http.StatusUnauthorized || ae.status == http.StatusForbidden)
+	return errors.As(err, &ee) && errors.As(ee.err, &ae) && ae.status == status
 }
 
 func flowsCmd() *cobra.Command {
@@ -296,6 +301,12 @@ or an unchanged flow). --revision current (default) runs the live revision.`,
 				body := map[string]any{"filter": map[string]any{"flow": flow, "all": flow == ""}, "from": from, "revision": revision}
 				if err := c.send(ctx, c.long, http.MethodPost, "/dead-letters/replay", body, &res); err != nil {
 					return err
+				}
+				if flow != "" && res.Replayed+len(res.Errors) == 0 {
+					// none: say so when the flow is not there at all (a typo)
+					if err := c.call(ctx, http.MethodGet, "/flows/"+url.PathEscape(flow), nil, nil); answered(err, http.StatusNotFound) {
+						return findings("flow %s does not exist on %s", flow, c.server)
+					}
 				}
 				bar.done, bar.failed, failures = res.Replayed+len(res.Errors), len(res.Errors), res.Errors
 			} else {

@@ -243,6 +243,12 @@ func TestDLQReplayAllReplaysEveryDeadLetter(t *testing.T) {
 	if d := dead(); d != 0 {
 		t.Errorf("%d dead letters left", d)
 	}
+	if code, _, errs := cli(t, append([]string{"dlq", "replay", "--all", "--flow", "nosuch"}, server...)...); code != 1 || !strings.Contains(errs, "flow nosuch does not exist") {
+		t.Errorf("replay --all of an unknown flow: exit %d %q; want 1 and that the flow does not exist", code, errs)
+	}
+	if code, out, _ := cli(t, append([]string{"dlq", "replay", "--all", "--flow", "in"}, server...)...); code != 0 || !strings.Contains(out, "replayed 0 of 0") {
+		t.Errorf("replay --all of a flow with no dead letters: exit %d %q", code, out)
+	}
 }
 
 // A lookup table's findings point at their line, as every other one does.

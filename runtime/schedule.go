@@ -116,8 +116,21 @@ func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Locati
 		s.fire(id, j, at, next)
 		if now := time.Now(); now.After(next) {
 			// The firing took past the next run (a store that hung, a
-			// paused process): go on from now, not with the backlog.
-			next, wall = nextRun(sched, loc, now, last)
+			// paused process): fire the latest run due by now, once, and
+			// skip the older ones rather than fire them in a burst.
+			skipped := 0
+			for {
+				n, w := nextRun(sched, loc, next, wall)
+				if n.IsZero() || n.After(now) {
+					break
+				}
+				skipped++
+				next, wall = n, w
+			}
+			if skipped > 0 {
+				s.e.metrics.skipped.WithLabelValues(id).Add(float64(skipped))
+				s.e.log.Warn("schedule skipped runs: the firing before took past them", "flow", id, "skipped", skipped, "next", next)
+			}
 		}
 	}
 }

@@ -163,3 +163,47 @@ func TestScheduleCountsAnotherReplicasRunAsADuplicate(t *testing.T) {
 		t.Errorf("received %d, accepted %d, duplicates %d; want 0, 0 and one per firing", st.Received, st.Accepted, st.Duplicates)
 	}
 }
+
+// slowOnce: the one Accept of the run due at slow hangs 2.4 s and fails
+// (one command timing out); every other Accept is fast. It records the
+// runs it was asked to store.
+type slowOnce struct {
+	store.Store
+	slow string // scheduled_at of the slow run
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *slowOnce) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
+	var body struct {
+		At string `json:"scheduled_at"`
+	}
+	_ = json.Unmarshal(m.Body, &body)
+	s.mu.Lock()
+	s.seen[body.At] = true
+	s.mu.Unlock()
+	if body.At == s.slow {
+		time.Sleep(2400 * time.Millisecond)
+		return nil, errors.New("i/o timeout (test)")
+	}
+	return s.Store.Accept(ctx, m, ttl)
+}
+
+// @every 2s: the one try of the run at S hangs 2.4 s and fails. The run
+// at S+2s, due while that try was in flight, is still fired (late), not
+// dropped with it.
+func TestScheduleFiresTheRunDueDuringASlowFiring(t *testing.T) {
+	testenv.SkipShort(t, "waits for firings")
+	dir := workspace(t, nil, map[string]string{"tick": "trigger: {schedule: {cron: \"@every 2s\"}}\nsteps:\n  - log: '\"x\"'\n"})
+	b, err := store.OpenBolt(filepath.Join(dir, "data"))
+	must(t, err)
+	S := time.Now().Truncate(2 * time.Second).Add(4 * time.Second)
+	s := &slowOnce{Store: b, slow: S.UTC().Format(time.RFC3339), seen: map[string]bool{}}
+	start(t, dir, runtime.Options{Store: s})
+	next := S.Add(2 * time.Second).UTC().Format(time.RFC3339)
+	eventually(t, time.Until(S.Add(5*time.Second)), "the run due at "+next+" tried", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.seen[next]
+	})
+}

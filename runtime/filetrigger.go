@@ -62,9 +62,12 @@ import (
 // dropped again later with a new modification time is a new delivery; a
 // flow that must not take the same order twice says so with dedup. One
 // moved back from done/ as it was (mv, scp -p and rsync -t keep the
-// modification time) is the same delivery, and nothing of it is taken
-// again: touch it to send it once more. A file replaced by name (or
-// rewritten in place) while it is taken is left for the next look.
+// modification time) is the same delivery while its messages are kept
+// (the journal's retention), and nothing of it is taken again: touch it
+// to send it once more. A file replaced by name while it is taken, or
+// rewritten in place with another size or modification time, is left for
+// the next look (a same-size rewrite within the file system's timestamp
+// resolution is not seen).
 //
 // An inbox that does not exist yet is waited for (and logged once), not
 // created (unless Options.CreateInboxes). A disabled flow leaves its inbox alone. Several replicas

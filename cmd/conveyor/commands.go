@@ -74,12 +74,14 @@ func (t target) diagnostics() dsl.Diagnostics {
 	}
 	related := []string{t.file}
 	for file, flow := range t.ws.TestFlows {
+		flowFile, known := t.ws.FlowFiles[flow]
 		switch {
 		case sameFile(file, t.file): // a test file: the flow it tests
-			related = append(related, t.ws.FlowFiles[flow])
-		case flow == "" || sameFile(t.ws.FlowFiles[flow], t.file):
-			// a flow file: its test files, broken ones too, and those too
-			// broken to say which flow they test
+			related = append(related, flowFile)
+		case !known || sameFile(flowFile, t.file):
+			// a flow file: its test files, broken ones too, and those that
+			// cannot say which flow they test (unreadable, or naming none
+			// or a flow that is not there)
 			related = append(related, file)
 		}
 	}
@@ -121,7 +123,11 @@ func lintCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				all = append(all, t.diagnostics()...)
+				for _, d := range t.diagnostics() {
+					if !slices.Contains(all, d) { // a workspace-wide one, for each file named
+						all = append(all, d)
+					}
+				}
 				nflows += len(t.ws.Flows)
 			}
 			if asJSON {

@@ -292,4 +292,24 @@ func TestUnreadableTestFileIsEveryFlowsFinding(t *testing.T) {
 	if code, out, _ := cli(t, "test", filepath.Join(dir, "flows", "f.yaml")); code != 1 || !strings.Contains(out, "tests/f.yaml") {
 		t.Errorf("test flows/f.yaml with an unreadable tests/f.yaml: exit %d; want 1 and its finding\n%s", code, out)
 	}
+	// so is one naming a flow that is not there, and one that cannot be read
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "tests", "f.yaml"), []byte("flow: ff\ntests: [{name: typo, input: {body: {}}}]\n"), 0o644))
+	if code, out, _ := cli(t, "test", filepath.Join(dir, "flows", "f.yaml")); code != 1 || !strings.Contains(out, `no flow "ff"`) {
+		t.Errorf("test flows/f.yaml with tests/f.yaml for flow ff: exit %d; want 1 and its finding\n%s", code, out)
+	}
+	must(os.Remove(filepath.Join(dir, "tests", "f.yaml")))
+	must(os.Symlink(filepath.Join(dir, "nowhere.yaml"), filepath.Join(dir, "tests", "f.yaml")))
+	if code, out, _ := cli(t, "test", filepath.Join(dir, "flows", "f.yaml")); code != 1 || !strings.Contains(out, "tests/f.yaml") {
+		t.Errorf("test flows/f.yaml with a dangling tests/f.yaml: exit %d; want 1 and its finding\n%s", code, out)
+	}
+	// named twice, a workspace-wide finding is printed once
+	must(os.WriteFile(filepath.Join(dir, "flows", "g.yaml"), []byte("trigger: {event: {topic: g}}\nsteps: [{log: '\"g\"'}]\n"), 0o644))
+	if code, out, _ := cli(t, "lint", filepath.Join(dir, "flows", "f.yaml"), filepath.Join(dir, "flows", "g.yaml")); code != 1 || strings.Count(out, "\n") != 1 {
+		t.Errorf("lint of two flow files: exit %d; want the test file's finding once\n%s", code, out)
+	}
 }

@@ -401,7 +401,8 @@ func (s *Bolt) Save(ctx context.Context, m *Message) error {
 		} else if err != nil {
 			return err
 		}
-		if m.Expect != "" && (prev == nil || prev.Status != m.Expect) {
+		if m.Expect != "" && (prev == nil || prev.Status != m.Expect ||
+			m.seen != "" && digest(tx.Bucket(bMessages).Get([]byte(m.ID))) != m.seen) {
 			return ErrChanged
 		}
 		return put(tx, m, prev)
@@ -436,7 +437,9 @@ func (s *Bolt) Get(ctx context.Context, id string) (*Message, error) {
 	var m *Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		m, err = getMsg(tx, id)
+		if m, err = getMsg(tx, id); err == nil {
+			m.seen = digest(tx.Bucket(bMessages).Get([]byte(id)))
+		}
 		return err
 	})
 	if err == nil && m.Status.Pending() {

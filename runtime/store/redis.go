@@ -433,15 +433,17 @@ func (s *Redis) Touch(ctx context.Context, id string) error {
 // 9 dedup key, 10 journal ttl ms, 11 journal cutoff µs, 12 dedup op
 // (empty, confirm or release), 13 dedup ttl ms, 14 the stream entry the
 // message was leased as (a worker's save; empty: not checked), 15 this
-// consumer, 16 the status the stored message must have (empty: any).
+// consumer, 16 the status the stored message must have (empty: any),
+// 17 with 16, the SHA-1 of the record it must still hold (empty: any).
 // It returns 1, 0 when the lease is another consumer's, -1 when the
-// status is not the expected one.
+// message is not as expected.
 var saveScript = redis.NewScript(luaPrelude + `
 local id, flow, st, dk = ARGV[2], ARGV[3], ARGV[5], ARGV[9]
 local mk = P..'m:'..id
 local r = redis.call('HMGET', mk, 'st', 's', 'f')
 local of = r[3] or flow
 if ARGV[16] ~= '' and r[1] ~= ARGV[16] then return -1 end
+if ARGV[17] ~= '' and redis.sha1hex(redis.call('HGET', mk, 'j') or '') ~= ARGV[17] then return -1 end
 if ARGV[14] ~= '' then
   -- a worker's save: only while the lease it got is still its own
   local p = r[2] == ARGV[14] and redis.call('XPENDING', P..'q:'..of, G, r[2], r[2], 1)[1]
@@ -517,7 +519,7 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	}
 	n, err := s.Eval(ctx, saveScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, encodeMessage(m), string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)), op, ms(ttl),
-		m.lease, s.opts.Consumer, string(m.Expect)).Int()
+		m.lease, s.opts.Consumer, string(m.Expect), expectedRecord(m)).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("store: save %s: %w", m.ID, err)
@@ -527,6 +529,15 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 		return fmt.Errorf("store: save %s: %w", m.ID, ErrChanged)
 	}
 	return nil
+}
+
+// expectedRecord is the digest a conditional save (Message.Expect)
+// requires the stored record to still have; "" for none.
+func expectedRecord(m *Message) string {
+	if m.Expect == "" {
+		return ""
+	}
+	return m.seen
 }
 
 // Eval runs a script like script.Run, through the pipeliners: calls that
@@ -645,7 +656,11 @@ func (s *Redis) Get(ctx context.Context, id string) (*Message, error) {
 	}
 	st, _ := r[1].(string)
 	why, _ := r[2].(string)
-	return decodeRecord(j, st, why)
+	m, err := decodeRecord(j, st, why)
+	if err == nil {
+		m.seen = digest([]byte(j))
+	}
+	return m, err
 }
 
 // List implements Store: it reads the most selective index (status per

@@ -7,6 +7,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
@@ -66,10 +68,12 @@ type Message struct {
 
 	lease string // the Redis stream entry this copy was leased as; Save checks it is still ours
 	// Expect, when set, makes Save conditional: it writes only while the
-	// stored message has this status, and fails with ErrChanged otherwise
-	// (a dead letter that another replica replayed or discarded
-	// meanwhile). It is not stored.
+	// stored message has this status and, for a message read with Get,
+	// has not been written since; it fails with ErrChanged otherwise (a
+	// dead letter that another replica replayed or discarded meanwhile,
+	// even one that died again since). It is not stored.
 	Expect Status `json:"-"`
+	seen   string // digest of the stored record as Get read it (see Expect)
 }
 
 // Filter selects messages from the journal. Zero fields match all.
@@ -105,6 +109,13 @@ var ErrNotFound = errors.New("not found")
 
 // ErrChanged is returned by a Save whose Message.Expect no longer holds.
 var ErrChanged = errors.New("the message changed meanwhile")
+
+// digest identifies a stored record's bytes, for Message.Expect: SHA-1 in
+// hex, as Redis's scripts compute it (redis.sha1hex).
+func digest(record []byte) string {
+	h := sha1.Sum(record)
+	return hex.EncodeToString(h[:])
+}
 
 // Store is the engine's durable state. Implementations are safe for
 // concurrent use.

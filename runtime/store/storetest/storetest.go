@@ -342,6 +342,33 @@ func testReplayOnce(t *testing.T, open func(t *testing.T) store.Store) {
 	if d, _ := s.Get(ctx, m.ID); d.Status != store.Running {
 		t.Errorf("status %s; want running (leased after the replay)", d.Status)
 	}
+	// A replay that read the dead letter before another replay ran it
+	// and it died again does not land either: the status is "dead" once
+	// more, but the record is not the one it read.
+	run := lease(t, s, "f", time.Now().Add(time.Hour), 10)
+	if len(run) != 0 {
+		t.Fatalf("leased %d more", len(run))
+	}
+	d, err := s.Get(ctx, m.ID)
+	must(t, err)
+	d.Status, d.Error = store.Dead, "died again"
+	must(t, s.Save(ctx, d)) // the replayed run's outcome
+	stale, err := s.Get(ctx, m.ID)
+	must(t, err)
+	again, err := s.Get(ctx, m.ID)
+	must(t, err)
+	again.Status, again.DueAt, again.Expect = store.Queued, time.Now(), store.Dead
+	must(t, s.Save(ctx, again)) // replayed elsewhere ...
+	got = lease(t, s, "f", time.Now(), 1)[0]
+	got.Status, got.Error = store.Dead, "died a third time"
+	must(t, s.Save(ctx, got)) // ... run, and dead again
+	stale.Status, stale.DueAt, stale.Expect = store.Queued, time.Now(), store.Dead
+	if err := s.Save(ctx, stale); !errors.Is(err, store.ErrChanged) {
+		t.Fatalf("a replay of a dead letter read before it was replayed and died again: %v; want ErrChanged", err)
+	}
+	if d, _ := s.Get(ctx, m.ID); d.Status != store.Dead || d.Error != "died a third time" {
+		t.Errorf("after the stale replay: %s %q; want the newest dead letter kept", d.Status, d.Error)
+	}
 }
 
 func testCheckpoints(t *testing.T, open func(t *testing.T) store.Store) {

@@ -92,7 +92,7 @@ func TestRunPrintsTrace(t *testing.T) {
 // own tests; a folder in no workspace is a usage error, not a pass.
 func TestPathsFromTheWorkspaceRoot(t *testing.T) {
 	dir := t.TempDir()
-	for name, src := range map[string]string{
+	writeFiles(t, dir, map[string]string{
 		"conveyor.yaml":   "connections: {}\n",
 		"flows/good.yaml": "trigger: {event: {topic: t}}\nsteps: [{log: '\"hi\"'}]\n",
 		"flows/bad.yaml":  "trigger: {event: {topic: u}}\nsteps: [{log: 'bdy.x'}]\n",
@@ -100,14 +100,7 @@ func TestPathsFromTheWorkspaceRoot(t *testing.T) {
 		"tests/bad.yaml":  "flow: bad\ntests: [{name: three, input: {body: {}}}]\n",
 		"flows/f.yaml":    "trigger: {event: {topic: f}}\nsteps: [{log: '\"f\"'}]\ntests: [{name: inline, input: {body: {}}}]\n",
 		"tests/f.yaml":    "flow: f\ntests: [{name: typo, input: {body: {}}, expectt: {}}]\n",
-	} {
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	t.Chdir(dir)
 	if code, out, errs := cli(t, "lint", "flows/good.yaml"); code != 0 {
 		t.Errorf("lint flows/good.yaml: exit %d; want 0, the other file's findings are not its own\n%s%s", code, out, errs)
@@ -179,18 +172,10 @@ func TestDLQReplayAllReplaysEveryDeadLetter(t *testing.T) {
 	}))
 	defer erp.Close()
 	ws := t.TempDir()
-	files := map[string]string{
+	writeFiles(t, ws, map[string]string{
 		"conveyor.yaml": fmt.Sprintf("connections:\n  erp: {http: {base_url: %q}}\napi:\n  tokens:\n    - {name: ops, role: operator, token: secret}\n", erp.URL),
 		"flows/in.yaml": "trigger: {http: {path: /in}}\nconcurrency: 16\nsteps:\n  - call: {connection: erp, path: /orders}\n",
-	}
-	for name, src := range files {
-		if err := os.MkdirAll(filepath.Join(ws, filepath.Dir(name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(ws, name), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	e, err := newEngine(serveFlags{workspace: ws, listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", dataDir: t.TempDir(), logLevel: "error"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -254,15 +239,7 @@ func TestDLQReplayAllReplaysEveryDeadLetter(t *testing.T) {
 // A lookup table's findings point at their line, as every other one does.
 func TestLintLookupFindingsHaveALine(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "lookups"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte("connections: {}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "lookups", "skus.csv"), []byte("sku,erp\nA,1\nB,2,3\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFiles(t, dir, map[string]string{"conveyor.yaml": "connections: {}\n", "lookups/skus.csv": "sku,erp\nA,1\nB,2,3\n"})
 	code, out, _ := cli(t, "lint", "--json", dir)
 	var got struct{ Diagnostics []map[string]any }
 	if code != 1 || json.Unmarshal([]byte(out), &got) != nil || len(got.Diagnostics) != 1 {
@@ -278,17 +255,10 @@ func TestLintLookupFindingsHaveALine(t *testing.T) {
 // error) is a finding of every flow file named, not skipped in silence.
 func TestUnreadableTestFileIsEveryFlowsFinding(t *testing.T) {
 	dir := t.TempDir()
-	for name, src := range map[string]string{
+	writeFiles(t, dir, map[string]string{
 		"flows/f.yaml": "trigger: {event: {topic: f}}\nsteps: [{log: '\"f\"'}]\ntests: [{name: inline, input: {body: {}}}]\n",
 		"tests/f.yaml": "flow: f\ntests: [{name: broken, input: {body: {}}\n",
-	} {
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	if code, out, _ := cli(t, "test", filepath.Join(dir, "flows", "f.yaml")); code != 1 || !strings.Contains(out, "tests/f.yaml") {
 		t.Errorf("test flows/f.yaml with an unreadable tests/f.yaml: exit %d; want 1 and its finding\n%s", code, out)
 	}
@@ -311,5 +281,18 @@ func TestUnreadableTestFileIsEveryFlowsFinding(t *testing.T) {
 	must(os.WriteFile(filepath.Join(dir, "flows", "g.yaml"), []byte("trigger: {event: {topic: g}}\nsteps: [{log: '\"g\"'}]\n"), 0o644))
 	if code, out, _ := cli(t, "lint", filepath.Join(dir, "flows", "f.yaml"), filepath.Join(dir, "flows", "g.yaml")); code != 1 || strings.Count(out, "\n") != 1 {
 		t.Errorf("lint of two flow files: exit %d; want the test file's finding once\n%s", code, out)
+	}
+}
+
+// writeFiles writes files (a path under dir -> its content).
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, src := range files {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -73,12 +73,13 @@ func (t target) diagnostics() dsl.Diagnostics {
 		return t.ws.Diagnostics
 	}
 	related := []string{t.file}
+	flowNamed := t.folder(t.file) == "flows"
 	for file, flow := range t.ws.TestFlows {
 		flowFile, known := t.ws.FlowFiles[flow]
 		switch {
 		case sameFile(file, t.file): // a test file: the flow it tests
 			related = append(related, flowFile)
-		case !known || sameFile(flowFile, t.file):
+		case flowNamed && (!known || sameFile(flowFile, t.file)):
 			// a flow file: its test files, broken ones too, and those that
 			// cannot say which flow they test (unreadable, or naming none
 			// or a flow that is not there)
@@ -96,17 +97,27 @@ func (t target) diagnostics() dsl.Diagnostics {
 
 // perFile reports whether file is a flow or test file of the workspace.
 func (t target) perFile(file string) bool {
+	top := t.folder(file)
+	return top == "flows" || top == "tests"
+}
+
+// folder is the workspace folder file is in (flows, tests, mappings,
+// ...), "" for one outside the workspace or at its top.
+func (t target) folder(file string) string {
 	dir, err1 := filepath.Abs(t.ws.Dir)
 	f, err2 := filepath.Abs(file)
 	if err1 != nil || err2 != nil {
-		return false
+		return ""
 	}
 	rel, err := filepath.Rel(dir, f)
 	if err != nil {
-		return false
+		return ""
 	}
-	top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
-	return top == "flows" || top == "tests"
+	top, rest, nested := strings.Cut(filepath.ToSlash(rel), "/")
+	if !nested || rest == "" || top == ".." {
+		return ""
+	}
+	return top
 }
 
 func lintCmd() *cobra.Command {

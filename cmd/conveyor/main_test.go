@@ -277,8 +277,15 @@ func TestUnreadableTestFileIsEveryFlowsFinding(t *testing.T) {
 	if code, out, _ := cli(t, "test", filepath.Join(dir, "flows", "f.yaml")); code != 1 || !strings.Contains(out, "tests/f.yaml") {
 		t.Errorf("test flows/f.yaml with a dangling tests/f.yaml: exit %d; want 1 and its finding\n%s", code, out)
 	}
+	// a test file named narrows to itself and its flow, not to the other
+	// test files that cannot say which flow they test
+	must(os.Remove(filepath.Join(dir, "tests", "f.yaml")))
+	writeFiles(t, dir, map[string]string{"tests/g.yaml": "flow: g\ntests: [{name: ok, input: {body: {}}}]\n",
+		"flows/g.yaml": "trigger: {event: {topic: g}}\nsteps: [{log: '\"g\"'}]\n", "tests/other.yaml": "flow: ghost\ntests: [{name: typo, input: {body: {}}}]\n"})
+	if code, out, _ := cli(t, "test", filepath.Join(dir, "tests", "g.yaml")); code != 0 {
+		t.Errorf("test tests/g.yaml beside a tests/other.yaml for no flow: exit %d; want 0\n%s", code, out)
+	}
 	// named twice, a workspace-wide finding is printed once
-	must(os.WriteFile(filepath.Join(dir, "flows", "g.yaml"), []byte("trigger: {event: {topic: g}}\nsteps: [{log: '\"g\"'}]\n"), 0o644))
 	if code, out, _ := cli(t, "lint", filepath.Join(dir, "flows", "f.yaml"), filepath.Join(dir, "flows", "g.yaml")); code != 1 || strings.Count(out, "\n") != 1 {
 		t.Errorf("lint of two flow files: exit %d; want the test file's finding once\n%s", code, out)
 	}

@@ -47,17 +47,47 @@ steps:
 	}
 }
 
-// blipStore refuses Accept between from and to, as a Redis failover would.
-type blipStore struct {
+// failingAccept is a store whose Accept of a scheduled run hangs for hang
+// and fails when fails says so, given the time and the run's
+// scheduled_at: a Redis failover, whose commands time out. It records
+// the runs it was asked to store and when each was stored.
+type failingAccept struct {
 	store.Store
-	from, to time.Time
+	fails  func(now time.Time, scheduledAt string) bool
+	hang   time.Duration
+	mu     sync.Mutex
+	asked  map[string]bool      // scheduled_at
+	stored map[string]time.Time // message id -> when
 }
 
-func (s *blipStore) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
-	if now := time.Now(); now.After(s.from) && now.Before(s.to) {
+func newFailingAccept(s store.Store, hang time.Duration, fails func(now time.Time, scheduledAt string) bool) *failingAccept {
+	return &failingAccept{Store: s, fails: fails, hang: hang, asked: map[string]bool{}, stored: map[string]time.Time{}}
+}
+
+// during fails the Accepts that start between from and to.
+func during(from, to time.Time) func(time.Time, string) bool {
+	return func(now time.Time, _ string) bool { return now.After(from) && now.Before(to) }
+}
+
+func (s *failingAccept) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
+	var body struct {
+		At string `json:"scheduled_at"`
+	}
+	_ = json.Unmarshal(m.Body, &body)
+	s.mu.Lock()
+	s.asked[body.At] = true
+	s.mu.Unlock()
+	if s.fails(time.Now(), body.At) {
+		time.Sleep(s.hang)
 		return nil, errors.New("store unavailable (test)")
 	}
-	return s.Store.Accept(ctx, m, ttl)
+	ex, err := s.Store.Accept(ctx, m, ttl)
+	if err == nil && ex == nil {
+		s.mu.Lock()
+		s.stored[m.ID] = time.Now()
+		s.mu.Unlock()
+	}
+	return ex, err
 }
 
 // The store is out for two seconds just as a run is due: the run is
@@ -74,7 +104,7 @@ func TestScheduleRunSurvivesAStoreBlip(t *testing.T) {
 	}
 	b, err := store.OpenBolt(filepath.Join(dir, "data"))
 	must(t, err)
-	e := start(t, dir, runtime.Options{Store: &blipStore{Store: b, from: due.Add(-500 * time.Millisecond), to: due.Add(2 * time.Second)}})
+	e := start(t, dir, runtime.Options{Store: newFailingAccept(b, 0, during(due.Add(-500*time.Millisecond), due.Add(2*time.Second)))})
 	want := due.UTC().Format(time.RFC3339)
 	eventually(t, time.Until(due.Add(4500*time.Millisecond)), "the run due at "+want, func() bool {
 		msgs, err := e.Store().List(context.Background(), store.Filter{Flow: "tick"})
@@ -88,30 +118,6 @@ func TestScheduleRunSurvivesAStoreBlip(t *testing.T) {
 	})
 }
 
-// slowStore: an Accept that starts between from and to hangs 3 s and
-// fails (a Redis failover: commands time out). It records when each run
-// was stored.
-type slowStore struct {
-	store.Store
-	from, to time.Time
-	mu       sync.Mutex
-	stored   map[string]time.Time
-}
-
-func (s *slowStore) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
-	if now := time.Now(); now.After(s.from) && now.Before(s.to) {
-		time.Sleep(3 * time.Second)
-		return nil, errors.New("i/o timeout (test)")
-	}
-	ex, err := s.Store.Accept(ctx, m, ttl)
-	if err == nil && ex == nil {
-		s.mu.Lock()
-		s.stored[m.ID] = time.Now()
-		s.mu.Unlock()
-	}
-	return ex, err
-}
-
 // After an outage in which each try hangs 3 s, '@every 1s' goes on with
 // the current runs; the runs it missed are not fired in a burst later.
 func TestScheduleGoesOnFromNowAfterASlowStore(t *testing.T) {
@@ -119,7 +125,7 @@ func TestScheduleGoesOnFromNowAfterASlowStore(t *testing.T) {
 	dir := workspace(t, nil, map[string]string{"tick": "trigger: {schedule: {cron: \"@every 1s\"}}\nsteps:\n  - log: '\"x\"'\n"})
 	b, err := store.OpenBolt(filepath.Join(dir, "data"))
 	must(t, err)
-	s := &slowStore{Store: b, from: time.Now().Add(500 * time.Millisecond), to: time.Now().Add(4500 * time.Millisecond), stored: map[string]time.Time{}}
+	s := newFailingAccept(b, 3*time.Second, during(time.Now().Add(500*time.Millisecond), time.Now().Add(4500*time.Millisecond)))
 	e := start(t, dir, runtime.Options{Store: s})
 	time.Sleep(10 * time.Second)
 	msgs, err := e.Store().List(context.Background(), store.Filter{Flow: "tick", Limit: 1000})
@@ -164,31 +170,6 @@ func TestScheduleCountsAnotherReplicasRunAsADuplicate(t *testing.T) {
 	}
 }
 
-// slowOnce: the one Accept of the run due at slow hangs 2.4 s and fails
-// (one command timing out); every other Accept is fast. It records the
-// runs it was asked to store.
-type slowOnce struct {
-	store.Store
-	slow string // scheduled_at of the slow run
-	mu   sync.Mutex
-	seen map[string]bool
-}
-
-func (s *slowOnce) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
-	var body struct {
-		At string `json:"scheduled_at"`
-	}
-	_ = json.Unmarshal(m.Body, &body)
-	s.mu.Lock()
-	s.seen[body.At] = true
-	s.mu.Unlock()
-	if body.At == s.slow {
-		time.Sleep(2400 * time.Millisecond)
-		return nil, errors.New("i/o timeout (test)")
-	}
-	return s.Store.Accept(ctx, m, ttl)
-}
-
 // @every 2s: the one try of the run at S hangs 2.4 s and fails. The run
 // at S+2s, due while that try was in flight, is still fired (late), not
 // dropped with it.
@@ -198,12 +179,13 @@ func TestScheduleFiresTheRunDueDuringASlowFiring(t *testing.T) {
 	b, err := store.OpenBolt(filepath.Join(dir, "data"))
 	must(t, err)
 	S := time.Now().Truncate(2 * time.Second).Add(4 * time.Second)
-	s := &slowOnce{Store: b, slow: S.UTC().Format(time.RFC3339), seen: map[string]bool{}}
+	slow := S.UTC().Format(time.RFC3339)
+	s := newFailingAccept(b, 2400*time.Millisecond, func(_ time.Time, at string) bool { return at == slow })
 	start(t, dir, runtime.Options{Store: s})
 	next := S.Add(2 * time.Second).UTC().Format(time.RFC3339)
 	eventually(t, time.Until(S.Add(5*time.Second)), "the run due at "+next+" tried", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.seen[next]
+		return s.asked[next]
 	})
 }

@@ -402,7 +402,7 @@ func (s *Bolt) Save(ctx context.Context, m *Message) error {
 			return err
 		}
 		if m.Expect != "" && (prev == nil || prev.Status != m.Expect ||
-			m.seen != "" && digest(tx.Bucket(bMessages).Get([]byte(m.ID))) != m.seen) {
+			m.read != "" && string(tx.Bucket(bMessages).Get([]byte(m.ID))) != m.read) {
 			return ErrChanged
 		}
 		return put(tx, m, prev)
@@ -438,7 +438,7 @@ func (s *Bolt) Get(ctx context.Context, id string) (*Message, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if m, err = getMsg(tx, id); err == nil {
-			m.seen = digest(tx.Bucket(bMessages).Get([]byte(id)))
+			m.read = string(tx.Bucket(bMessages).Get([]byte(id)))
 		}
 		return err
 	})

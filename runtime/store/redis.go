@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -531,13 +532,16 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	return nil
 }
 
-// expectedRecord is the digest a conditional save (Message.Expect)
-// requires the stored record to still have; "" for none.
+// expectedRecord is the SHA-1 (hex, as redis.sha1hex gives it) that a
+// conditional save (Message.Expect) requires the stored record to still
+// have; "" for none. It is taken here, not in Get, which most often
+// reads for nothing else.
 func expectedRecord(m *Message) string {
-	if m.Expect == "" {
+	if m.Expect == "" || m.read == "" {
 		return ""
 	}
-	return m.seen
+	h := sha1.Sum([]byte(m.read))
+	return hex.EncodeToString(h[:])
 }
 
 // Eval runs a script like script.Run, through the pipeliners: calls that
@@ -658,7 +662,7 @@ func (s *Redis) Get(ctx context.Context, id string) (*Message, error) {
 	why, _ := r[2].(string)
 	m, err := decodeRecord(j, st, why)
 	if err == nil {
-		m.seen = digest([]byte(j))
+		m.read = j
 	}
 	return m, err
 }

@@ -7,8 +7,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
@@ -73,7 +71,7 @@ type Message struct {
 	// dead letter that another replica replayed or discarded meanwhile,
 	// even one that died again since). It is not stored.
 	Expect Status `json:"-"`
-	seen   string // digest of the stored record as Get read it (see Expect)
+	read   string // the stored record as Get read it (see Expect)
 }
 
 // Filter selects messages from the journal. Zero fields match all.
@@ -109,13 +107,6 @@ var ErrNotFound = errors.New("not found")
 
 // ErrChanged is returned by a Save whose Message.Expect no longer holds.
 var ErrChanged = errors.New("the message changed meanwhile")
-
-// digest identifies a stored record's bytes, for Message.Expect: SHA-1 in
-// hex, as Redis's scripts compute it (redis.sha1hex).
-func digest(record []byte) string {
-	h := sha1.Sum(record)
-	return hex.EncodeToString(h[:])
-}
 
 // Store is the engine's durable state. Implementations are safe for
 // concurrent use.

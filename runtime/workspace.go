@@ -257,7 +257,7 @@ func (ws *Workspace) settleOnce(serving map[string]*flows.Flow, held map[string]
 		if other, taken := claimed[key]; taken && other != id {
 			d := routeTaken(f, key, other)
 			ws.Diagnostics = append(ws.Diagnostics, d)
-			ws.FlowDiags[id] = append(ws.FlowDiags[id], d)
+			ws.FlowDiags[id] = append(slices.Clip(ws.FlowDiags[id]), d) // a copy, as without makes
 			ws.refused[id] = refusal{f, d}
 			delete(ws.Flows, id)
 			continue

@@ -111,11 +111,12 @@ type APIKeyAuth struct {
 
 // ScheduleTrigger starts a run on a cron schedule.
 type ScheduleTrigger struct {
-	Cron       string `yaml:"cron" required:"true" desc:"Five-field cron spec (minute hour day month weekday) or @every 5m (at fixed multiples of 5m, the same for every replica), @hourly, @daily"`
-	Timezone   string `yaml:"timezone" default:"UTC" desc:"IANA time zone the cron spec is read in, e.g. Europe/Amsterdam"`
-	At         Pos    `yaml:"-"`
-	CronAt     Pos    `yaml:"-"`
-	TimezoneAt Pos    `yaml:"-"`
+	Cron       string    `yaml:"cron" required:"true" desc:"Five-field cron spec (minute hour day month weekday) or @every 5m (at fixed multiples of 5m, the same for every replica), @hourly, @daily"`
+	Timezone   string    `yaml:"timezone" default:"UTC" desc:"IANA time zone the cron spec is read in, e.g. Europe/Amsterdam"`
+	CatchUp    *Duration `yaml:"catch_up" default:"24h" desc:"A run that fell due while no process ran the flow (a restart, an outage) fires once at start, if it fell due at most this long ago; only the latest such run fires. 0s: never"`
+	At         Pos       `yaml:"-"`
+	CronAt     Pos       `yaml:"-"`
+	TimezoneAt Pos       `yaml:"-"`
 }
 
 // FileTrigger starts a run for each file dropped into a directory.

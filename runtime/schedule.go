@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -39,8 +40,21 @@ type scheduler struct {
 
 type job struct {
 	spec, tz string
+	catchUp  time.Duration // how old a missed run may be to fire at start (0: never)
 	stop     chan struct{}
-	last     string // id of the last message it enqueued
+	last     string    // id of the last message it enqueued
+	marked   time.Time // the latest run this job recorded as handled (see mark)
+}
+
+// defaultCatchUp is catch_up when a flow does not set it: a nightly job
+// whose time passed during a restart or an outage still runs that night.
+const defaultCatchUp = 24 * time.Hour
+
+func catchUpOf(t *dsl.ScheduleTrigger) time.Duration {
+	if t.CatchUp == nil {
+		return defaultCatchUp
+	}
+	return max(t.CatchUp.D, 0)
 }
 
 func newScheduler(e *Engine) *scheduler { return &scheduler{e: e, jobs: map[string]*job{}} }
@@ -58,7 +72,7 @@ func (s *scheduler) sync() {
 	}
 	s.e.mu.RUnlock()
 	for id, j := range s.jobs {
-		if w, ok := want[id]; !ok || w.Cron != j.spec || w.Timezone != j.tz {
+		if w, ok := want[id]; !ok || w.Cron != j.spec || w.Timezone != j.tz || catchUpOf(w) != j.catchUp {
 			close(j.stop)
 			delete(s.jobs, id)
 		}
@@ -77,7 +91,7 @@ func (s *scheduler) sync() {
 				loc = l
 			}
 		}
-		j := &job{spec: t.Cron, tz: t.Timezone, stop: make(chan struct{})}
+		j := &job{spec: t.Cron, tz: t.Timezone, catchUp: catchUpOf(t), stop: make(chan struct{})}
 		s.jobs[id] = j
 		s.e.goLoop(func() { s.run(id, j, sched, loc) })
 	}
@@ -94,7 +108,12 @@ func (s *scheduler) stop() {
 
 func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Location) {
 	var last time.Time // the wall clock of the last firing
-	next, wall := nextRun(sched, loc, time.Now(), last)
+	now := time.Now()
+	next, wall := nextRun(sched, loc, now, last)
+	if missed := s.missed(id, j, sched, loc, now); !missed.IsZero() {
+		s.e.log.Info("schedule fires a run that fell due while it was not running", "flow", id, "scheduled_at", missed)
+		s.fire(id, j, missed, next)
+	}
 	for {
 		if next.IsZero() { // lint refuses such a spec; a stored revision may still hold one
 			s.e.log.Error("schedule never fires: no time matches it", "flow", id, "cron", j.spec)
@@ -193,6 +212,7 @@ func (s *scheduler) fire(id string, j *job, at, until time.Time) {
 	for {
 		err := s.enqueue(id, j, at)
 		if err == nil {
+			s.mark(id, j, at)
 			return
 		}
 		if !until.IsZero() && time.Now().Add(wait).After(until) {
@@ -208,6 +228,69 @@ func (s *scheduler) fire(id string, j *job, at, until time.Time) {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// scheduleMark is what the store keeps of a schedule (meta key
+// "schedule:<flow>"): the latest run that was handled, that is stored or
+// deliberately skipped, by any replica, under this spec.
+type scheduleMark struct {
+	Cron     string    `json:"cron"`
+	Timezone string    `json:"timezone"`
+	Last     time.Time `json:"last"`
+}
+
+func markKey(flow string) string { return "schedule:" + flow }
+
+// mark records at as the latest handled run of flow id. A mark that
+// cannot be written is logged: at worst the next start fires a run that
+// was stored already, and its derived id stores it once.
+func (s *scheduler) mark(id string, j *job, at time.Time) {
+	if !at.After(j.marked) {
+		return
+	}
+	raw, _ := json.Marshal(scheduleMark{Cron: j.spec, Timezone: j.tz, Last: at.UTC()})
+	ctx, cancel := context.WithTimeout(s.e.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.e.store.PutMeta(ctx, markKey(id), raw); err != nil {
+		s.e.log.Warn("cannot record a scheduled run as handled", "flow", id, "scheduled_at", at, "error", err)
+		return
+	}
+	j.marked = at
+}
+
+// missed returns the latest run of the job that fell due after the last
+// run the store marks as handled (see mark) and no longer ago than its
+// catch_up, or zero when there is none. Nothing is missed before the
+// job's first run under its spec: a new flow, or a changed cron or time
+// zone, starts with the next run, not with one that went before it.
+func (s *scheduler) missed(id string, j *job, sched cron.Schedule, loc *time.Location, now time.Time) time.Time {
+	if j.catchUp <= 0 {
+		return time.Time{}
+	}
+	ctx, cancel := context.WithTimeout(s.e.ctx, 10*time.Second)
+	defer cancel()
+	raw, err := s.e.store.GetMeta(ctx, markKey(id))
+	if err != nil {
+		s.e.log.Error("cannot read when the schedule last ran; a run missed meanwhile does not fire", "flow", id, "error", err)
+		return time.Time{}
+	}
+	var mk scheduleMark
+	if raw == nil || json.Unmarshal(raw, &mk) != nil || mk.Cron != j.spec || mk.Timezone != j.tz {
+		return time.Time{}
+	}
+	j.marked = mk.Last
+	from := mk.Last
+	if oldest := now.Add(-j.catchUp); from.Before(oldest) {
+		from = oldest.Add(-time.Nanosecond) // a run due exactly catch_up ago still fires
+	}
+	var due, after time.Time
+	for {
+		at, wall := nextRun(sched, loc, from, after)
+		if at.IsZero() || at.After(now) {
+			return due
+		}
+		due, from, after = at, at, wall
 	}
 }
 

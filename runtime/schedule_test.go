@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -188,4 +190,57 @@ func TestScheduleFiresTheRunDueDuringASlowFiring(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.asked[next]
 	})
+}
+
+// A run that fell due while no process ran the flow (a restart, an
+// outage) fires once at the next start, unless catch_up is 0s. A new
+// flow starts with its next run, not with the one before it.
+func TestScheduleCatchesUpARunMissedDuringARestart(t *testing.T) {
+	testenv.SkipShort(t, "waits for firings across a restart")
+	const every = 3 * time.Second
+	for _, tc := range []struct {
+		name, catchUp string
+		fires         bool
+	}{{"default", "", true}, {"off", ", catch_up: 0s", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var at []string // scheduled_at of each call
+			erp := newTarget(t)
+			erp.status = func(body map[string]any) int {
+				mu.Lock()
+				defer mu.Unlock()
+				at = append(at, fmt.Sprint(body["at"]))
+				return 201
+			}
+			runs := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(at) }
+			dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"nightly": `
+trigger: {schedule: {cron: "@every 3s"` + tc.catchUp + `}}
+steps:
+  - call: {connection: erp, path: /stock-sync, body: '{at: body.scheduled_at}'}
+`})
+			data := filepath.Join(dir, "data")
+			started := time.Now()
+			e := start(t, dir, runtime.Options{DataDir: data})
+			eventually(t, every+2*time.Second, "the first run", func() bool { return len(runs()) == 1 })
+			if first, _ := time.Parse(time.RFC3339, runs()[0]); first.Before(started.Truncate(time.Second)) {
+				t.Fatalf("the first run was due at %s, before the flow started at %s", first, started)
+			}
+			must(t, e.Shutdown(context.Background()))
+			missed := time.Now().Truncate(every).Add(every) // falls due while no engine runs
+			time.Sleep(time.Until(missed) + 100*time.Millisecond)
+
+			start(t, dir, runtime.Options{DataDir: data}) // the next run is due in ~2.9 s
+			if !tc.fires {
+				time.Sleep(1500 * time.Millisecond)
+				if n := len(runs()); n != 1 {
+					t.Fatalf("%d runs with catch_up: 0s; want the missed one not to fire (%v)", n, runs())
+				}
+				return
+			}
+			eventually(t, 1500*time.Millisecond, "the missed run at start", func() bool { return len(runs()) == 2 })
+			if got := runs()[1]; got != missed.UTC().Format(time.RFC3339) {
+				t.Errorf("the run fired at start was due at %s; want the missed %s", got, missed.UTC().Format(time.RFC3339))
+			}
+		})
+	}
 }

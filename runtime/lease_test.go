@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
@@ -98,4 +99,61 @@ func TestRetryTheStoreRefusedIsSavedAgain(t *testing.T) {
 		t.Fatalf("accept: %d %v", status, out)
 	}
 	eventually(t, 5*time.Second, "the retry delivered", func() bool { return erp.count() == 1 })
+}
+
+// slowBlipStore's first lease renewal hangs for a fifth of the lease and
+// fails, as a command does that times out while Redis fails over; the
+// renewals after it succeed.
+type slowBlipStore struct {
+	store.Store
+	touches atomic.Int64
+}
+
+func (s *slowBlipStore) Touch(context.Context, string) error {
+	if s.touches.Add(1) == 1 {
+		time.Sleep(s.LeaseTimeout() / 5)
+		return errors.New("i/o timeout")
+	}
+	return nil
+}
+func (*slowBlipStore) LeaseTimeout() time.Duration { return 3 * time.Second }
+
+// One slow failed renewal does not cost the run its lease: the renewal is
+// tried again at once, well before half the lease has gone. It used to
+// wait a third of the lease for the next try, and the run was given up
+// after one failure that took more than a sixth.
+func TestOneSlowLeaseRenewalFailureKeepsTheRun(t *testing.T) {
+	testenv.SkipShort(t, "runs a call across several lease renewals")
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(2500 * time.Millisecond):
+		}
+		w.WriteHeader(201)
+	}))
+	t.Cleanup(srv.Close)
+	dir := workspace(t, nil, map[string]string{"in": "trigger: {http: {path: /in}}\nsteps:\n  - call: {connection: erp, path: /slow}\n"})
+	addConnections(t, dir, "erp: {http: {base_url: "+srv.URL+", timeout: 10s}}")
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "data"))
+	must(t, err)
+	t.Cleanup(func() { bolt.Close() })
+	blip := &slowBlipStore{Store: bolt}
+	e := start(t, dir, runtime.Options{Store: blip})
+	status, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"n": 1}`)
+	if status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	eventually(t, 6*time.Second, "the run finished", func() bool {
+		m, err := e.Message(context.Background(), out["id"].(string))
+		return err == nil && !m.Status.Pending()
+	})
+	m, err := e.Message(context.Background(), out["id"].(string))
+	must(t, err)
+	if m.Status != store.Completed || calls.Load() != 1 || blip.touches.Load() < 2 {
+		t.Errorf("message %s after %d calls and %d renewals; want completed after 1 call, the renewal tried again", m.Status, calls.Load(), blip.touches.Load())
+	}
 }

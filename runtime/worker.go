@@ -500,13 +500,15 @@ type retryLater struct{ error }
 
 func (r retryLater) Unwrap() error { return r.error }
 
-// heartbeat renews m's lease every third of the lease timeout while it is
-// processed, for stores whose leases expire (Redis: otherwise another
-// replica takes a message over once it runs longer than the timeout). It
-// returns the context to run m under, cancelled when the lease is lost to
-// another replica or could not be renewed for half the lease timeout, and
-// a function that stops the renewals and reports whether the lease was
-// lost.
+// heartbeat renews m's lease every quarter of the lease timeout while it
+// is processed, for stores whose leases expire (Redis: otherwise another
+// replica takes a message over once it runs longer than the timeout). A
+// renewal that fails is tried again soon rather than a quarter later, so
+// one slow failure (a command timing out in a failover) costs no lease.
+// It returns the context to run m under, cancelled when the lease is lost
+// to another replica or could not be renewed for half the lease timeout,
+// and a function that stops the renewals and reports whether the lease
+// was lost.
 func (e *Engine) heartbeat(ctx context.Context, m *store.Message) (context.Context, func() (lost bool)) {
 	t, ok := e.store.(interface {
 		Touch(context.Context, string) error
@@ -520,18 +522,21 @@ func (e *Engine) heartbeat(ctx context.Context, m *store.Message) (context.Conte
 	stop := make(chan struct{})
 	var once sync.Once
 	go func() {
-		tk := time.NewTicker(t.LeaseTimeout() / 3)
-		defer tk.Stop()
-		renewed := time.Now()
+		lease := t.LeaseTimeout()
+		wait := time.NewTimer(lease / 4)
+		defer wait.Stop()
+		renewed := time.Now() // when the lease was last known to be ours
 		for {
 			select {
 			case <-stop:
 				return
-			case <-tk.C:
+			case <-wait.C:
 			}
+			asked := time.Now() // the store counts the lease from its answer, later than this
 			err := t.Touch(context.Background(), m.ID)
 			if err == nil {
-				renewed = time.Now()
+				renewed = asked
+				wait.Reset(lease / 4)
 				continue
 			}
 			select {
@@ -543,11 +548,12 @@ func (e *Engine) heartbeat(ctx context.Context, m *store.Message) (context.Conte
 			// lapses before the next renewal or two could land, and another
 			// replica then takes the message over. Stop before the next
 			// step rather than run it beside that replica.
-			if errors.Is(err, store.ErrLeaseLost) || time.Since(renewed) > t.LeaseTimeout()/2 {
+			if errors.Is(err, store.ErrLeaseLost) || time.Since(renewed) > lease/2 {
 				lost.Store(true)
 				cancel()
 				return
 			}
+			wait.Reset(min(lease/20, time.Second))
 		}
 	}()
 	return ctx, func() bool {

@@ -285,6 +285,14 @@ func TestInvalidUpdateLeavesLiveRevision(t *testing.T) {
 	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "clash", "source": echoFlow(9)}); r.status != 422 || !strings.Contains(string(r.body), "already claimed") {
 		t.Errorf("a flow claiming a live route: %s", r)
 	}
+	// /{p}/b overlaps /echo/{x} (both match /echo/b, neither more
+	// specific): net/http would refuse to serve one of them.
+	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "pin", "source": "trigger: {http: {path: \"/echo/{x}\", mode: sync}}\nsteps: [{respond: {}}]\n"}); r.status != 201 {
+		t.Fatalf("a flow on /echo/{x}: %s", r)
+	}
+	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "overlap", "source": "trigger: {http: {path: \"/{p}/b\", mode: sync}}\nsteps: [{respond: {}}]\n"}); r.status != 422 || !strings.Contains(string(r.body), `overlaps POST /echo/{} of flow \"pin\"`) {
+		t.Errorf("a flow on a route overlapping a live one: %s", r)
+	}
 	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "../etc/x", "source": echoFlow(9)}); r.status != 400 {
 		t.Errorf("a flow id with a path: %s", r)
 	}

@@ -15,9 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -211,28 +213,24 @@ func (e *Engine) compileSource(id string, src []byte) (*flows.Flow, dsl.Diagnost
 }
 
 // routeConflicts reports f's trigger when another live flow claims the
-// same HTTP route or watched directory: such a file would not go live.
+// same HTTP route, one that overlaps it, or the same watched directory:
+// such a file would not go live.
 func (e *Engine) routeConflicts(f *flows.Flow) dsl.Diagnostics {
-	key := routeKey(f)
-	if key == "" {
+	if routeKey(f) == "" {
 		return nil
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	for id, lf := range e.flows {
-		if other := lf.cur.Load(); id != f.ID && other != nil && routeKey(other) == key {
-			return dsl.Diagnostics{routeTaken(f, key, id)}
+	claims := newRouteClaims()
+	for _, id := range slices.Sorted(maps.Keys(e.flows)) {
+		if other := e.flows[id].cur.Load(); id != f.ID && other != nil {
+			claims.claim(id, other) // live flows do not clash with each other
 		}
 	}
+	if d, ok := claims.claim(f.ID, f); !ok {
+		return dsl.Diagnostics{d}
+	}
 	return nil
-}
-
-// routeTaken is the diagnostic of a flow refused because flow other
-// claims its route (or file directory) key.
-func routeTaken(f *flows.Flow, key, other string) dsl.Diagnostic {
-	at := f.Source.Trigger.At
-	return dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
-		Message: fmt.Sprintf("trigger: %s is already claimed by flow %q", key, other), Hint: "give this flow its own path"}
 }
 
 // routeKey is what a flow's trigger claims alone: an HTTP route, or the

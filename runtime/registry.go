@@ -373,11 +373,7 @@ func (e *Engine) rebuildRoutes() {
 		if f == nil || f.Trigger.HTTP == nil {
 			continue
 		}
-		method := f.Trigger.HTTP.Method
-		if method == "" {
-			method = "POST"
-		}
-		pattern := method + " " + muxPath(f.Trigger.HTTP.Path)
+		pattern := muxPattern(f)
 		id := id
 		func() {
 			defer func() {
@@ -389,6 +385,99 @@ func (e *Engine) rebuildRoutes() {
 		}()
 	}
 	e.routes.Store(mux)
+}
+
+// routeClaims are the routes given out in one settlement: HTTP patterns
+// in a scratch mux, which knows which patterns overlap (/a/{x} and
+// /{y}/b both match /a/b and neither is more specific, so net/http
+// refuses to serve the second), and file trigger directories by key.
+type routeClaims struct {
+	mux  *http.ServeMux
+	http []routeClaim // in claim order
+	dirs map[string]string
+}
+
+type routeClaim struct {
+	id string
+	f  *flows.Flow
+}
+
+func newRouteClaims() *routeClaims {
+	return &routeClaims{mux: http.NewServeMux(), dirs: map[string]string{}}
+}
+
+// claim gives f's route to flow id, or returns the diagnostic that
+// refuses f: its route is, or overlaps, one another flow holds. A flow
+// may claim the route it holds again (its serving revision claimed
+// first).
+func (c *routeClaims) claim(id string, f *flows.Flow) (dsl.Diagnostic, bool) {
+	switch t := f.Trigger; {
+	case t.HTTP != nil:
+		pattern := muxPattern(f)
+		err := handle(c.mux, pattern)
+		if err == nil {
+			c.http = append(c.http, routeClaim{id, f})
+			return dsl.Diagnostic{}, true
+		}
+		for _, h := range c.http {
+			if overlap(muxPattern(h.f), pattern) {
+				if h.id == id {
+					return dsl.Diagnostic{}, true
+				}
+				return routeTaken(f, h), false
+			}
+		}
+		at := f.Source.Trigger.At
+		return dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
+			Message: fmt.Sprintf("trigger: %s cannot be served: %v", pattern, err), Hint: "see https://pkg.go.dev/net/http#hdr-Patterns"}, false
+	case t.File != nil:
+		key := routeKey(f)
+		if other, taken := c.dirs[key]; taken && other != id {
+			return routeTaken(f, routeClaim{other, nil}), false
+		}
+		c.dirs[key] = id
+	}
+	return dsl.Diagnostic{}, true
+}
+
+// handle registers pattern in mux; net/http panics on a pattern that
+// conflicts with one registered before, and leaves mux as it was.
+func handle(mux *http.ServeMux, pattern string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux.Handle(pattern, http.NotFoundHandler())
+	return nil
+}
+
+// overlap reports whether net/http could not serve patterns a and b side
+// by side.
+func overlap(a, b string) bool {
+	mux := http.NewServeMux()
+	return handle(mux, a) == nil && handle(mux, b) != nil
+}
+
+// routeTaken is the diagnostic of flow f refused because the flow of h
+// claims its route (or file directory), or one that overlaps it (h.f set).
+func routeTaken(f *flows.Flow, h routeClaim) dsl.Diagnostic {
+	at := f.Source.Trigger.At
+	key := routeKey(f)
+	msg := fmt.Sprintf("trigger: %s is already claimed by flow %q", key, h.id)
+	if h.f != nil && routeKey(h.f) != key {
+		msg = fmt.Sprintf("trigger: %s overlaps %s of flow %q: both match some paths and neither is more specific", key, routeKey(h.f), h.id)
+	}
+	return dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col, Message: msg, Hint: "give this flow its own path"}
+}
+
+// muxPattern is the net/http pattern that serves f's HTTP trigger.
+func muxPattern(f *flows.Flow) string {
+	method := f.Trigger.HTTP.Method
+	if method == "" {
+		method = "POST"
+	}
+	return method + " " + muxPath(f.Trigger.HTTP.Path)
 }
 
 // muxPath turns /orders/:id into /orders/{id} for net/http patterns.

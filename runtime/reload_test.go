@@ -352,3 +352,34 @@ func TestRefusedEditKeepsItsServingRoute(t *testing.T) {
 		}
 	}
 }
+
+// Two flows whose paths overlap, neither more specific (/a/{x} and
+// /{y}/b both match /a/b), cannot be served side by side: the later is
+// refused with a diagnostic, and the earlier serves, reload after reload.
+// Both used to report themselves live while net/http refused one of them,
+// drawn anew on every reload, which then answered 404.
+func TestOverlappingRoutesRefuseTheLaterFlow(t *testing.T) {
+	flow := func(path string, v int) string {
+		return fmt.Sprintf("trigger: {http: {path: %q, mode: sync}}\nsteps: [{respond: {body: '{v: %d}'}}]\n", path, v)
+	}
+	dir := workspace(t, nil, map[string]string{"p1": flow("/a/{x}", 1), "p2": flow("/{y}/b", 2)})
+	e := start(t, dir, runtime.Options{})
+	fi, _ := e.Flow("p2")
+	if fi.Status != runtime.StatusError || !strings.Contains(fi.Diagnostics.Error(), `POST /{}/b overlaps POST /a/{} of flow "p1"`) {
+		t.Fatalf("p2: %s %v; want refused for overlapping p1", fi.Status, fi.Diagnostics)
+	}
+	for i := range 8 {
+		if s, out := post(t, "http://"+e.TriggerAddr()+"/a/zzz", `{}`); s != 200 || out["v"] != 1.0 {
+			t.Fatalf("reload %d: POST /a/zzz: %d %v; want p1's answer", i, s, out)
+		}
+		must(t, os.WriteFile(filepath.Join(dir, "flows", "p2.yaml"), []byte(flow("/{y}/b", 3+i)), 0o644))
+		e.Reload()
+	}
+	// Freed, the route goes to p2.
+	must(t, os.Remove(filepath.Join(dir, "flows", "p1.yaml")))
+	e.Reload()
+	eventually(t, 2*time.Second, "p2 live once p1 is gone", func() bool {
+		s, out := post(t, "http://"+e.TriggerAddr()+"/zzz/b", `{}`)
+		return s == 200 && out["v"] == 10.0
+	})
+}

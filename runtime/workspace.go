@@ -229,12 +229,10 @@ func (ws *Workspace) settleOnce(serving map[string]*flows.Flow, held map[string]
 		ws.Diagnostics = without(ws.Diagnostics, r.diag)
 	}
 	ws.refused = map[string]refusal{}
-	claimed := map[string]string{}
+	claims := newRouteClaims()
 	for _, id := range slices.Sorted(maps.Keys(serving)) {
 		if _, compiled := ws.Flows[id]; !compiled || held[id] {
-			if key := routeKey(serving[id]); key != "" {
-				claimed[key] = id
-			}
+			claims.claim(id, serving[id]) // served side by side until now: no clash
 		}
 	}
 	rank := func(id string) int {
@@ -250,19 +248,12 @@ func (ws *Workspace) settleOnce(serving map[string]*flows.Flow, held map[string]
 	sort.SliceStable(order, func(i, j int) bool { return rank(order[i]) < rank(order[j]) })
 	for _, id := range order {
 		f := ws.Flows[id]
-		key := routeKey(f)
-		if key == "" {
-			continue
-		}
-		if other, taken := claimed[key]; taken && other != id {
-			d := routeTaken(f, key, other)
+		if d, ok := claims.claim(id, f); !ok {
 			ws.Diagnostics = append(ws.Diagnostics, d)
 			ws.FlowDiags[id] = append(slices.Clip(ws.FlowDiags[id]), d) // a copy, as without makes
 			ws.refused[id] = refusal{f, d}
 			delete(ws.Flows, id)
-			continue
 		}
-		claimed[key] = id
 	}
 	ws.Diagnostics.Sort()
 }

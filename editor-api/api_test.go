@@ -402,3 +402,28 @@ func TestErrorShapeAndLimits(t *testing.T) {
 		t.Errorf("healthz: %d", res.StatusCode)
 	}
 }
+
+// A flow written through the API takes files from inside the workspace
+// only: an editor token used to be able to point a file trigger at
+// ../outside (or /etc) and have a viewer read the files in the messages.
+func TestAPIFlowReadsNoFilesOutsideTheWorkspace(t *testing.T) {
+	f := newFixture(t)
+	flow := func(extra string) string {
+		return "trigger: {file: {" + extra + ", pattern: '*.json'}}\nsteps: [{log: '\"x\"'}]\n"
+	}
+	for _, bad := range []string{"dir: ../outside", "dir: /etc", "dir: inbox, done_dir: ../taken", "dir: inbox/../../x", "dir: inbox, error_dir: /tmp"} {
+		r := f.req(Editor, "POST", "/flows", map[string]any{"id": "grab", "source": flow(bad)})
+		if r.status != 422 || !strings.Contains(string(r.body), "is outside the workspace") {
+			t.Errorf("%s: %s; want 422, outside the workspace", bad, r)
+		}
+		if v := f.req(Editor, "POST", "/validate", flow(bad), "Content-Type", yamlCT); !strings.Contains(string(v.body), "is outside the workspace") {
+			t.Errorf("validate %s: %s", bad, v)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "flows", "grab.yaml")); err == nil {
+		t.Error("a refused flow was written")
+	}
+	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "inbox", "source": flow("dir: inbox/orders, done_dir: archive")}); r.status != 201 {
+		t.Errorf("a flow on a directory inside the workspace: %s", r)
+	}
+}

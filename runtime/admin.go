@@ -180,7 +180,8 @@ func (e *Engine) FlowSource(id string) ([]byte, string, error) {
 
 // ValidateSource parses and compiles src as flow id against the live
 // workspace (its connections, mappings and lookups) without saving it,
-// and checks that its trigger claims no route another live flow serves.
+// and checks that its trigger claims no route another live flow serves
+// and, as the API writes flows, reads no files outside the workspace.
 // Diagnostics name the file flows/<id>.yaml, as the analyst sees it. An
 // empty id takes the flow: key of src, or "untitled".
 func (e *Engine) ValidateSource(id string, src []byte) dsl.Diagnostics {
@@ -194,7 +195,38 @@ func (e *Engine) ValidateSource(id string, src []byte) dsl.Diagnostics {
 	if len(ds) > 0 {
 		return ds
 	}
+	if ds := e.outsideWorkspace(f); len(ds) > 0 {
+		return ds
+	}
 	return e.routeConflicts(f)
+}
+
+// outsideWorkspace reports the directories of f's file trigger that lie
+// outside the workspace. A flow written through the API may not take,
+// move or expose files there: an editor token would otherwise read any
+// file the server can (a viewer then sees its content in the message),
+// and move it away. Such a flow is written on disk, by whoever may reach
+// those directories anyway; a directory inside the workspace may still be
+// a link an operator made to a mount elsewhere.
+func (e *Engine) outsideWorkspace(f *flows.Flow) dsl.Diagnostics {
+	t := f.Source.Trigger.File
+	if t == nil {
+		return nil
+	}
+	var ds dsl.Diagnostics
+	for _, d := range []struct{ field, dir string }{{"dir", t.Dir}, {"done_dir", t.DoneDir}, {"error_dir", t.ErrorDir}} {
+		if d.dir == "" {
+			continue
+		}
+		rel, err := filepath.Rel(e.workspacePath("."), e.workspacePath(d.dir))
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			continue
+		}
+		ds = append(ds, dsl.Diagnostic{File: f.File, Line: t.At.Line, Col: t.At.Col,
+			Message: fmt.Sprintf("trigger.file.%s: %q is outside the workspace; a flow written through the API reads and moves files inside it only", d.field, d.dir),
+			Hint:    "use a directory under the workspace (it may be a link to a mount), or have an operator write this flow on disk"})
+	}
+	return ds
 }
 
 func (e *Engine) compileSource(id string, src []byte) (*flows.Flow, dsl.Diagnostics) {

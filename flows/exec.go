@@ -896,3 +896,10 @@ func (m *MemMemo) Put(key string, r *Response) error {
 	m.m[key] = r
 	return nil
 }
+
+// Entries returns what m remembers, by key.
+func (m *MemMemo) Entries() map[string]*Response {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.m)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,7 +245,8 @@ func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
 
 // runSync runs a sync flow inline. Its dedup key is claimed before the run,
 // confirmed when the run succeeds (a duplicate then gets the cached
-// response) and released when it fails, so the sender's retry runs again.
+// response) and released when it fails, so the sender's retry runs again:
+// as the same message, which makes none of the calls that succeeded again.
 func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f *flows.Flow, msg *flows.Message, state *flows.State, raw []byte, dedupKey string, cl ClaimLimiter, rlKey string) {
 	id, m := f.ID, e.metrics
 	ctx := r.Context()
@@ -252,6 +254,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	if t := f.Trigger.HTTP.Timeout; t != nil && t.D > 0 {
 		timeout = t.D
 	}
+	var resumed *store.Message // the failed run this one resumes (see store.ClaimKey)
 	if dedupKey != "" {
 		// The claim lasts as long as the run may, not the dedup TTL:
 		// a replica that dies mid-run leaves no journal record and no
@@ -285,6 +288,9 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		// A claim sent again by the client after a lost answer finds the
 		// key held by this very message: it is this message's claim.
 		ok = ok || holder == msg.ID
+		if ok && holder != msg.ID {
+			resumed = e.resume(ctx, msg, holder)
+		}
 		if !ok {
 			m.duplicates.WithLabelValues(id).Inc()
 			prev, err := e.store.Get(ctx, holder)
@@ -309,27 +315,51 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	deps := e.deps(f)
-	deps.Memo = &flows.MemMemo{}
-	res := f.Run(ctx, msg, state, 0, deps)
+	memo := &flows.MemMemo{}
+	deps.Memo = memo
 	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Source: "http", DedupKey: dedupKey, ReceivedAt: msg.ReceivedAt,
 		Attempt: 1, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
+	if resumed != nil {
+		for k, raw := range resumed.Memo {
+			if v, err := jsonv.Decode(raw); err == nil {
+				r := responseOf(v)
+				_ = memo.Put(k, &r)
+			}
+		}
+		sm.Attempt, sm.Attempts = resumed.Attempt+1, resumed.Attempts
+	}
+	res := f.Run(ctx, msg, state, 0, deps)
 	var ttl time.Duration
 	if f.Dedup != nil {
 		ttl = f.Dedup.TTL
 	}
 	if res.Err != nil {
 		sm.Status, sm.Error = store.Failed, res.Err.Error()
-		if dedupKey != "" {
-			// Released before answering, so the sender's retry runs; with
-			// a context of its own, as the run's may be what ended (a
-			// timeout, a client gone). If that fails, Finish releases it.
-			if err := e.store.ReleaseKey(context.WithoutCancel(ctx), dedupKey, msg.ID); err != nil {
-				e.log.Error("cannot release a dedup key; releasing it with the journal record", "flow", id, "key", dedupKey, "error", err)
-			} else {
-				sm.DedupKey = ""
+		a := store.Attempt{At: time.Now().UTC(), Error: sm.Error}
+		if se := new(flows.StepError); errors.As(res.Err, &se) {
+			a.Step, a.Class, sm.FailedStep = se.Step, string(se.Class), se.Step
+		}
+		sm.Attempts = append(slices.Clip(sm.Attempts), a)
+		for k, r := range memo.Entries() {
+			if sm.Memo == nil {
+				sm.Memo = map[string]json.RawMessage{}
+			}
+			sm.Memo[k], _ = jsonv.Marshal(map[string]any{"status": r.Status, "headers": r.Headers, "body": r.Body})
+		}
+		// Journaled, and the key released to this run, before the answer:
+		// the sender's retry must find both to resume it (the same id, so
+		// the same Idempotency-Keys, and the calls that succeeded answered
+		// from the memo instead of made again). With a context of its own,
+		// as the run's may be what ended (a timeout, a client gone).
+		if err := e.store.Finish(context.WithoutCancel(ctx), sm, ttl); err != nil {
+			e.log.Error("cannot journal a failed sync run; its retry runs anew", "flow", id, "message", sm.ID, "error", err)
+			if dedupKey != "" {
+				if err := e.store.ReleaseKey(context.WithoutCancel(ctx), dedupKey, msg.ID); err != nil {
+					e.log.Error("cannot release a dedup key; the sender's retry waits until the claim lapses", "flow", id, "key", dedupKey, "error", err)
+				}
 			}
 		}
-		e.finishSync(sm, ttl)
+		w.Header().Set("X-Conveyor-Message-Id", sm.ID) // the journal's record, and the run a retry resumes
 		e.answerFailure(w, id, res.Err)
 		return
 	}
@@ -347,17 +377,31 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	writeResponse(w, resp, msg.ID)
 }
 
+// resume makes msg the run id that failed before and released its dedup
+// key to the sender's retry (see store.ClaimKey), and returns that run's
+// record (nil when it is gone: the run then starts afresh under its id).
+func (e *Engine) resume(ctx context.Context, msg *flows.Message, id string) *store.Message {
+	msg.ID = id
+	prev, err := e.store.Get(ctx, id)
+	if err != nil || prev.Status != store.Failed {
+		return nil
+	}
+	msg.ReceivedAt, msg.Attempt = prev.ReceivedAt, prev.Attempt+1
+	return prev
+}
+
 // claimSlack is how long a sync run's dedup claim outlives its timeout:
 // the answer's journal write and confirmation land in the background.
 const claimSlack = time.Minute
 
-// finishSync journals a sync run and confirms its dedup key (completed,
-// filtered) or releases it (failed), in the background: the answer does
-// not wait for the write. Until it lands the claim is held and the answer
-// kept in memory, so a duplicate arriving meanwhile gets it. The price: a
-// crash in the few milliseconds before the write forgets the key, and a
-// later duplicate of that request runs again. A failed run's key is
-// released before the answer (runSync), so its retry always runs.
+// finishSync journals a completed (or filtered) sync run and confirms its
+// dedup key, in the background: the answer does not wait for the write.
+// Until it lands the claim is held and the answer kept in memory, so a
+// duplicate arriving meanwhile gets it. The price: a crash in the few
+// milliseconds before the write forgets the key, and a later duplicate of
+// that request runs again. A failed run is journaled, and its key
+// released to it, before the answer (runSync), so its retry always runs,
+// and resumes it.
 func (e *Engine) finishSync(sm *store.Message, ttl time.Duration) {
 	if sm.DedupKey != "" {
 		e.settling.Store(sm.ID, sm) // duplicates get the cached answer meanwhile

@@ -79,11 +79,10 @@ var gcraScript = redis.NewScript(gcraLua + `return {allowed, wait}`)
 // ClaimKey on KEYS[2] (ARGV[3] message id, ARGV[4] ttl ms): the holder is
 // returned when the key is taken.
 var allowClaimScript = redis.NewScript(gcraLua + `
-if allowed == 0 then return {0, wait, false} end
-local h = redis.call('GET', KEYS[2])
-if h then return {1, 0, h} end
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-return {1, 0, false}
+if allowed == 0 then return {0, wait} end
+local ck, cid, cttl = KEYS[2], ARGV[3], ARGV[4]
+` + store.ClaimLua + `
+return {1, 0, claimed, holder}
 `)
 
 func gcraArgs(rl flows.RateLimit) (interval int64, burst int) {
@@ -148,7 +147,9 @@ func (l *RedisLimiter) Wait(ctx context.Context, key string, rl flows.RateLimit)
 // AllowClaim is Allow followed, when allowed, by ClaimKey(dedupKey, id,
 // ttl) on the store the limiter was made from — one script, one round
 // trip, for the sync accept path. claimed is false with the holder's id
-// when the key is taken; a refused request claims nothing. On a Redis
+// when the key is taken, and true with the id the run is to take (its
+// own, or that of the failed run it resumes, see store.ClaimKey); a
+// refused request claims nothing. On a Redis
 // error nothing is claimed, err is set and FailOpen decides ok.
 func (l *RedisLimiter) AllowClaim(ctx context.Context, key string, rl flows.RateLimit, dedupKey, id string, ttl time.Duration) (ok bool, wait time.Duration, holder string, claimed bool, err error) {
 	if rl.Limit <= 0 || rl.Per <= 0 {
@@ -164,17 +165,16 @@ func (l *RedisLimiter) AllowClaim(ctx context.Context, key string, rl flows.Rate
 		ok, wait, err = l.failed(err)
 		return ok, wait, "", false, err
 	}
-	if len(r) != 3 {
+	if len(r) < 2 {
 		return l.FailOpen, time.Second, "", false, errors.New("rate limit: unexpected reply from redis")
 	}
-	allowed, _ := r[0].(int64)
-	us, _ := r[1].(int64)
-	h, _ := r[2].(string)
-	switch {
-	case allowed == 0:
+	if allowed, _ := r[0].(int64); allowed == 0 {
+		us, _ := r[1].(int64)
 		return false, time.Duration(us) * time.Microsecond, "", false, nil
-	case h != "":
-		return true, 0, h, false, nil
 	}
-	return true, 0, id, true, nil
+	holder, claimed, err = store.ClaimResult(r[2:])
+	if err != nil {
+		return l.FailOpen, time.Second, "", false, fmt.Errorf("rate limit: %w", err)
+	}
+	return true, 0, holder, claimed, nil
 }

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -107,5 +108,69 @@ steps: [{log: {message: '"got " + string(body.n)'}}]
 	}
 	if v, ok := msgs[0].Headers["X-Partner-Key"]; ok || msgs[0].Headers["X-Shop"] != "s1" {
 		t.Errorf("stored headers %v: the API key is kept (%q), or other headers are lost", msgs[0].Headers, v)
+	}
+}
+
+// The sender's retry of a sync request that failed after a call had
+// succeeded resumes that run: the same message id, and the call answered
+// from its memo instead of made again. Each retry used to be a new
+// message, whose calls carried new Idempotency-Keys: one request that
+// failed at the WMS left two sales orders in the ERP.
+func TestSyncRetryResumesTheFailedRun(t *testing.T) {
+	for _, backend := range []string{"bolt", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			erp, wms := newTarget(t), newTarget(t)
+			var wmsDown atomic.Bool
+			wmsDown.Store(true)
+			wms.status = func(map[string]any) int {
+				if wmsDown.Load() {
+					return 503
+				}
+				return 201
+			}
+			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"quote": `
+trigger: {http: {path: /quote, mode: sync}}
+dedup: {key: body.ref}
+rate_limit: {limit: 1000, per: 1s}
+steps:
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - call: {connection: wms, path: /allocations}
+  - respond: {status: 201, body: '{so: vars.erp.body.sales_order, attempt: meta.attempt}'}
+`})
+			opts := runtime.Options{}
+			if backend == "redis" {
+				url := storetest.RedisURL(t)
+				s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{Consumer: "t"})
+				opts.Store, opts.Limiter = s, runtime.NewRedisLimiter(s)
+			}
+			e := start(t, dir, opts)
+			url := "http://" + e.TriggerAddr() + "/quote"
+			resp, err := http.Post(url, "application/json", strings.NewReader(`{"ref": "r1"}`))
+			must(t, err)
+			resp.Body.Close()
+			first := resp.Header.Get("X-Conveyor-Message-Id")
+			if resp.StatusCode < 500 || first == "" {
+				t.Fatalf("the WMS down: %d (message %q); want a 5xx naming the message", resp.StatusCode, first)
+			}
+			wmsDown.Store(false)
+			resp, err = http.Post(url, "application/json", strings.NewReader(`{"ref": "r1"}`))
+			must(t, err)
+			var out map[string]any
+			must(t, json.NewDecoder(resp.Body).Decode(&out))
+			resp.Body.Close()
+			if resp.StatusCode != 201 || out["so"] != "SO-1" || out["attempt"] != 2.0 || resp.Header.Get("X-Conveyor-Message-Id") != first {
+				t.Fatalf("the sender's retry: %d %v as message %q; want 201, SO-1, attempt 2, as %s", resp.StatusCode, out, resp.Header.Get("X-Conveyor-Message-Id"), first)
+			}
+			if n := erp.calls.Load(); n != 1 {
+				t.Errorf("the ERP got %d calls for one request; want 1 (the retry answered it from the memo)", n)
+			}
+			eventually(t, 2*time.Second, "the run journaled as completed", func() bool {
+				m, err := e.Store().Get(context.Background(), first)
+				return err == nil && m.Status == store.Completed && m.Attempt == 2 && len(m.Attempts) == 1 && m.Attempts[0].Step != ""
+			})
+			if s, out := post(t, url, `{"ref": "r1"}`); s != 201 || out["so"] != "SO-1" {
+				t.Errorf("a duplicate after the retry: %d %v; want the cached answer", s, out)
+			}
+		})
 	}
 }

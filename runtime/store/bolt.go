@@ -78,6 +78,9 @@ type dedupEntry struct {
 	ID        string    `json:"id"`
 	Expires   time.Time `json:"expires"`
 	Confirmed bool      `json:"confirmed"`
+	// Released: the sync run ID failed and let the key go; the sender's
+	// retry claims it as that run (see Store.ClaimKey). Nobody holds it.
+	Released bool `json:"released,omitempty"`
 }
 
 // OpenBolt opens (creating) the store file conveyor.db in dir.
@@ -303,8 +306,15 @@ func denseBucket(tx *bolt.Tx, name []byte) *bolt.Bucket {
 	return b
 }
 
-// dedupHolder returns the live holder of key, if any.
+// dedupHolder returns the live holder of key, if any: a key released to
+// a retry has none.
 func dedupHolder(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
+	e, live := dedupLive(tx, key, now)
+	return e, live && !e.Released
+}
+
+// dedupLive returns the entry of key unless it expired.
+func dedupLive(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
 	v := tx.Bucket(bDedup).Get([]byte(key))
 	if v == nil {
 		return nil, false
@@ -554,8 +564,10 @@ func (s *Bolt) ClaimKey(ctx context.Context, key, id string, ttl time.Duration) 
 	}
 	var holder string
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if e, held := dedupHolder(tx, key, now); held {
+		if e, live := dedupLive(tx, key, now); live && !e.Released {
 			holder = e.ID
+		} else if live {
+			id = e.ID // a failed run's: this claim resumes it
 		}
 		return nil
 	})
@@ -619,7 +631,8 @@ func (s *Bolt) ReleaseKey(ctx context.Context, key, id string) error {
 
 // Finish journals a sync run and, in the same commit, confirms its dedup
 // key for ttl (completed or filtered: a duplicate gets the cached
-// response) or releases it (any other status: the sender's retry runs).
+// response) or releases it to the run for ttl (any other status: the
+// sender's retry runs, as this run; see Store.ClaimKey).
 func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error {
 	m.UpdatedAt = time.Now()
 	err := s.batch(func(tx *bolt.Tx) error {
@@ -642,10 +655,10 @@ func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error 
 			}
 			return putDedup(tx, m.DedupKey, dedupEntry{ID: m.ID, Expires: time.Now().Add(ttl), Confirmed: true})
 		}
-		if held && e.ID == m.ID {
-			return tx.Bucket(bDedup).Delete([]byte(m.DedupKey))
+		if held && e.ID != m.ID {
+			return nil // taken over after this run's claim lapsed
 		}
-		return nil
+		return putDedup(tx, m.DedupKey, dedupEntry{ID: m.ID, Expires: time.Now().Add(ttl), Released: true})
 	})
 	if m.DedupKey != "" {
 		s.unpend(m.DedupKey, m.ID)
@@ -801,8 +814,8 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 				continue // a record that cannot be read is not known to be finished
 			}
 			if m.DedupKey != "" {
-				if e, held := dedupHolder(tx, m.DedupKey, now); held && e.ID == m.ID {
-					continue
+				if e, live := dedupLive(tx, m.DedupKey, now); live && e.ID == m.ID {
+					continue // a released key's retry resumes this run, with its memo
 				}
 			}
 			drop = append(drop, append([]byte(nil), k...))

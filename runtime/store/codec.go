@@ -254,14 +254,18 @@ func head(b []byte, m *Message) *dec {
 	return d
 }
 
-// encodeDedup and decodeDedup store a dedup entry: a confirmed byte, the
+// encodeDedup and decodeDedup store a dedup entry: a state byte (0
+// claimed, 1 confirmed, 2 released to a retry), the
 // expiry and the holder's id (older stores: JSON).
 func encodeDedup(e dedupEntry) []byte {
 	x := enc{b: make([]byte, 0, 16+len(e.ID))}
 	x.b = append(x.b, codecV1)
-	if e.Confirmed {
+	switch {
+	case e.Released:
+		x.b = append(x.b, 2)
+	case e.Confirmed:
 		x.b = append(x.b, 1)
-	} else {
+	default:
 		x.b = append(x.b, 0)
 	}
 	x.time(e.Expires)
@@ -277,7 +281,7 @@ func decodeDedup(b []byte) (dedupEntry, error) {
 	if len(b) < 2 || b[0] != codecV1 {
 		return e, errCorrupt
 	}
-	e.Confirmed = b[1] == 1
+	e.Confirmed, e.Released = b[1] == 1, b[1] == 2
 	d := &dec{b: b[2:]}
 	e.Expires = d.time()
 	e.ID = d.str()

@@ -288,7 +288,7 @@ end
 if dk ~= '' then
   local dd = P..'dd:'..dk
   local h = redis.call('GET', dd)
-  if h then
+  if h and string.sub(h, 1, 1) ~= '~' then -- ~id: released to a retry, held by none
     local x = redis.call('HMGET', P..'m:'..h, 'j', 'st')
     if x[1] then return {'dup', x[1], x[2]} end
   end
@@ -471,7 +471,7 @@ elseif st == 'dead' or st == 'running' then
 else
   -- kept while its dedup key is: a duplicate must find what it repeats
   local keep = tonumber(ARGV[10])
-  if dk ~= '' and ARGV[12] == 'confirm' then
+  if dk ~= '' and (ARGV[12] == 'confirm' or ARGV[12] == 'release') then
     keep = math.max(keep, tonumber(ARGV[13]))
   elseif dk ~= '' and redis.call('GET', P..'dd:'..dk) == id then
     keep = math.max(keep, redis.call('PTTL', P..'dd:'..dk))
@@ -484,8 +484,9 @@ end
 if ARGV[12] ~= '' and dk ~= '' then
   local dd = P..'dd:'..dk
   local h = redis.call('GET', dd)
-  if ARGV[12] == 'confirm' and (not h or h == id) then redis.call('SET', dd, id, 'PX', ARGV[13])
-  elseif ARGV[12] == 'release' and h == id then redis.call('DEL', dd) end
+  local free = not h or h == id or string.sub(h, 1, 1) == '~'
+  if ARGV[12] == 'confirm' and free then redis.call('SET', dd, id, 'PX', ARGV[13])
+  elseif ARGV[12] == 'release' and free then redis.call('SET', dd, '~'..id, 'PX', ARGV[13]) end
 end
 return 1
 `)
@@ -846,31 +847,45 @@ func (s *Redis) Depth(ctx context.Context, flow string) (int, time.Time, error) 
 	return n, oldest, nil
 }
 
-var claimScript = redis.NewScript(`
-local h = redis.call('GET', KEYS[1])
-if h then return h end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-`)
+// ClaimLua claims the key named ck for the message cid for cttl ms, SET
+// NX PX, or for the run the key was released to (its value ~id, see
+// saveScript): it sets claimed to 1, and holder to who holds the key now.
+// The scripts that run it set ck, cid and cttl first.
+const ClaimLua = `
+local claimed, holder = 0, redis.call('GET', ck)
+if not holder or string.sub(holder, 1, 1) == '~' then
+  claimed, holder = 1, holder and string.sub(holder, 2) or cid
+  redis.call('SET', ck, holder, 'PX', cttl)
+end
+`
+
+var claimScript = redis.NewScript(`local ck, cid, cttl = KEYS[1], ARGV[1], ARGV[2]` + ClaimLua + `return {claimed, holder}`)
 
 // ClaimKey implements Store: SET NX PX holding the message id, one script
 // that also answers the holder.
 func (s *Redis) ClaimKey(ctx context.Context, key, id string, ttl time.Duration) (string, bool, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	h, err := claimScript.Run(ctx, s.c, []string{s.DedupKeyName(key)}, id, ms(ttl)).Text()
-	if errors.Is(err, redis.Nil) {
-		return id, true, nil
-	}
+	r, err := claimScript.Run(ctx, s.c, []string{s.DedupKeyName(key)}, id, ms(ttl)).Slice()
 	if err != nil {
 		return "", false, fmt.Errorf("store: claim %q: %w", key, err)
 	}
-	return h, false, nil
+	return ClaimResult(r)
+}
+
+// ClaimResult reads what ClaimLua leaves, answered as {claimed, holder}.
+func ClaimResult(r []any) (holder string, ok bool, err error) {
+	if len(r) != 2 {
+		return "", false, fmt.Errorf("store: claim: unexpected answer %v", r)
+	}
+	claimed, _ := r[0].(int64)
+	holder, _ = r[1].(string)
+	return holder, claimed == 1, nil
 }
 
 var confirmScript = redis.NewScript(`
 local h = redis.call('GET', KEYS[1])
-if h and h ~= ARGV[1] then return redis.error_reply('held by ' .. h) end
+if h and h ~= ARGV[1] and string.sub(h, 1, 1) ~= '~' then return redis.error_reply('held by ' .. h) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)

@@ -136,7 +136,11 @@ type Store interface {
 	Depth(ctx context.Context, flow string) (int, time.Time, error)
 
 	// ClaimKey claims a dedup key for a sync run: ok is false and holder
-	// names the message when it is taken.
+	// names the message when it is taken. A key that a failed run
+	// released (Finish) is claimed for that run: ok is true and holder
+	// names it, and the caller runs as that message, so the sender's
+	// retry keeps its id, and with it the Idempotency-Keys of its calls
+	// and the memo of those that succeeded.
 	ClaimKey(ctx context.Context, key, messageID string, ttl time.Duration) (holder string, ok bool, err error)
 	// ConfirmKey keeps a claimed key for ttl once the run succeeded.
 	ConfirmKey(ctx context.Context, key, messageID string, ttl time.Duration) error
@@ -144,7 +148,8 @@ type Store interface {
 	ReleaseKey(ctx context.Context, key, messageID string) error
 	// Finish journals a sync run and, in the same write, confirms its dedup
 	// key for ttl (completed or filtered: a duplicate gets the cached
-	// response) or releases it (any other status: the sender's retry runs).
+	// response) or releases it to the run for ttl (any other status: the
+	// sender's retry runs, as this run; see ClaimKey).
 	Finish(ctx context.Context, m *Message, ttl time.Duration) error
 
 	// AddRevision stores a revision of a flow.

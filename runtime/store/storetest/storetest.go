@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Recover", testRecover},
 		{"SyncJournal", testSyncJournal},
 		{"FinishAfterTakeover", testFinishAfterTakeover},
+		{"FailedRunResumedByRetry", testFailedRunResumed},
 		{"ZeroDueIsNow", testZeroDue},
 		{"ListFilters", testList},
 		{"Depth", testDepth},
@@ -631,6 +632,55 @@ func testFinishAfterTakeover(t *testing.T, open func(t *testing.T) store.Store) 
 	}
 	if h, ok, err := s.ClaimKey(ctx, key, "c", time.Hour); err != nil || ok || h != b.ID {
 		t.Errorf("the key after both finished: holder %q ok %v err %v; want held by %s", h, ok, err, b.ID)
+	}
+}
+
+// A failed sync run lets its key go to the sender's retry, which claims
+// it as that run: same id (so the same Idempotency-Keys), and its memo
+// at hand. Nobody holds the key meanwhile: an async accept on it goes
+// through, and a second claim while the retry runs is a duplicate. Once
+// the retry succeeds the key is held as usual.
+func testFailedRunResumed(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openT(t, open)
+	a := msg("sync", time.Time{})
+	key := "sync:" + a.ID
+	if _, ok, err := s.ClaimKey(ctx, key, a.ID, time.Minute); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	a.Status, a.DedupKey, a.Attempt, a.Error = store.Failed, key, 1, "wms: 503"
+	a.Memo = map[string]json.RawMessage{"sync:" + a.ID + ":1": json.RawMessage(`{"status":201}`)}
+	must(t, s.Finish(ctx, a, time.Hour))
+	h, ok, err := s.ClaimKey(ctx, key, "retry", time.Minute)
+	if err != nil || !ok || h != a.ID {
+		t.Fatalf("the retry's claim: holder %q ok %v err %v; want claimed as %s", h, ok, err, a.ID)
+	}
+	if h, ok, _ := s.ClaimKey(ctx, key, "another", time.Minute); ok || h != a.ID {
+		t.Errorf("a claim while the retry runs: holder %q ok %v; want held by %s", h, ok, a.ID)
+	}
+	got, err := s.Get(ctx, a.ID)
+	if err != nil || got.Status != store.Failed || string(got.Memo["sync:"+a.ID+":1"]) != `{"status":201}` {
+		t.Fatalf("the failed run's record: %+v %v; want it failed, with its memo", got, err)
+	}
+	got.Status, got.Attempt, got.Error, got.Response = store.Completed, 2, "", json.RawMessage(`{"status":200}`)
+	must(t, s.Finish(ctx, got, time.Hour))
+	if h, ok, _ := s.ClaimKey(ctx, key, "later", time.Minute); ok || h != a.ID {
+		t.Errorf("after the retry succeeded: holder %q ok %v; want held by %s", h, ok, a.ID)
+	}
+
+	// A released key is free for an async accept, which holds it anew.
+	b := msg("sync", time.Time{})
+	bkey := "sync:" + b.ID
+	_, _, err = s.ClaimKey(ctx, bkey, b.ID, time.Minute)
+	must(t, err)
+	b.Status, b.DedupKey, b.Attempt = store.Failed, bkey, 1
+	must(t, s.Finish(ctx, b, time.Hour))
+	c := msg("async", time.Time{})
+	c.DedupKey = bkey
+	if existing, err := s.Accept(ctx, c, time.Hour); err != nil || existing != nil {
+		t.Fatalf("accept on a released key: existing %v err %v; want it stored", existing, err)
+	}
+	if h, ok, _ := s.ClaimKey(ctx, bkey, "x", time.Minute); ok || h != c.ID {
+		t.Errorf("after the accept: holder %q ok %v; want held by %s", h, ok, c.ID)
 	}
 }
 

@@ -1,8 +1,10 @@
 package dsl_test
 
 import (
+	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -251,5 +253,37 @@ func TestDeepNestingIsRefusedBeforeParsing(t *testing.T) {
 func TestListenServiceName(t *testing.T) {
 	if _, ds := dsl.ParseConfig("c.yaml", []byte("listen: '127.0.0.1:https'\n")); len(ds) > 0 {
 		t.Errorf("%v", ds)
+	}
+}
+
+// Aliases that refer to lists of aliases multiply: six levels of ten make
+// a million values from a file of a few hundred bytes. The decoder stops
+// expanding them at a budget and says where, instead of taking seconds and
+// hundreds of megabytes (measured here by what it allocates, not by time).
+func TestAliasExpansionIsBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("trigger: {http: {path: /in}}\nsteps:\n  - map:\n      a0: &a0 body.x\n")
+	for n := 1; n <= 6; n++ {
+		refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", n-1), 10), ", ")
+		fmt.Fprintf(&b, "      a%d: &a%d [%s]\n", n, n, refs)
+	}
+	src := []byte(b.String())
+	var ds dsl.Diagnostics
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, ds = dsl.ParseFlow("bomb.yaml", src)
+	runtime.ReadMemStats(&after)
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb >= 50 {
+		t.Errorf("%d bytes allocated %d MB", len(src), mb)
+	}
+	found := false
+	for _, d := range ds {
+		if strings.Contains(d.Message, "aliases expand to too many values") && d.Line > 4 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no diagnostic for the alias expansion: %v", ds)
 	}
 }

@@ -49,6 +49,9 @@ type datePattern struct {
 	zoned  bool              // the text carries its own offset or zone
 	iso    bool              // "iso": RFC 3339, or a date and time without offset, or a date
 	tokens map[string]string // Go layout element -> pattern letters, for errors
+	// hours are where single H stands in layout as "15". Go has no hour
+	// 0-23 without a leading zero, so format writes those itself.
+	hours []int
 }
 
 var datePatterns sync.Map // pattern -> *datePattern
@@ -147,6 +150,9 @@ func convertDatePattern(pattern string) (*datePattern, error) {
 			if err := flush(elem); err != nil {
 				return nil, err
 			}
+			if tok == "H" {
+				p.hours = append(p.hours, layout.Len())
+			}
 			layout.WriteString(elem)
 			p.zoned = p.zoned || zoned
 			if p.tokens[elem] == "" {
@@ -207,6 +213,21 @@ func layoutElem(c rune, n int) (elem string, zoned bool) {
 		return pick("MST", "MST", "MST"), true
 	}
 	return "", false
+}
+
+// format writes t in p.
+func (p *datePattern) format(t time.Time) string {
+	if len(p.hours) == 0 {
+		return t.Format(p.layout)
+	}
+	var b []byte
+	last := 0
+	for _, i := range p.hours {
+		b = t.AppendFormat(b, p.layout[last:i])
+		b = strconv.AppendInt(b, int64(t.Hour()), 10)
+		last = i + len("15")
+	}
+	return string(t.AppendFormat(b, p.layout[last:]))
 }
 
 // parse reads s written in p; text without offset is read in loc.
@@ -307,6 +328,14 @@ func parseDate(args ...any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s does not match pattern %q: %w", describe(args[0]), pattern, err)
 	}
+	// Go reads a zone abbreviation that loc does not use (EST in UTC, PDT
+	// in Europe/Zurich) as offset 0 in a made-up zone, which would move
+	// the instant by hours without a word.
+	if zone, off := t.Zone(); strings.Contains(p.layout, "MST") && off == 0 && t.Location() != loc && zone != "UTC" && zone != "GMT" {
+		return nil, fmt.Errorf("%s: the offset of time zone %q is not known in %s "+
+			"(read an offset instead, with XXX or Z in the pattern, or pass the time zone the text is written in, e.g. \"America/New_York\")",
+			describe(args[0]), zone, loc)
+	}
 	return t, nil
 }
 
@@ -330,7 +359,7 @@ func formatDate(args ...any) (any, error) {
 		}
 		t = t.In(loc)
 	}
-	return t.Format(p.layout), nil
+	return p.format(t), nil
 }
 
 func toTimezone(args ...any) (any, error) {

@@ -2,6 +2,8 @@ package mappings
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -115,4 +117,54 @@ func mustLoc(name string) *time.Location {
 		panic(err)
 	}
 	return l
+}
+
+// A zone abbreviation the time zone does not know is refused: Go reads it
+// as offset 0, so "09:30 EST" would silently become 09:30 UTC. UTC, GMT and
+// abbreviations of the given time zone are still read.
+func TestParseDateZoneAbbreviation(t *testing.T) {
+	for _, c := range []struct {
+		src  string
+		want int // 0: an error naming the zone
+	}{
+		{`unix(parse_date("2024-01-31 09:30 EST", "yyyy-MM-dd HH:mm z"))`, 0},
+		{`unix(parse_date("2024-01-31 09:30 CET", "yyyy-MM-dd HH:mm z"))`, 0},
+		{`unix(parse_date("2024-07-01 09:30 PDT", "yyyy-MM-dd HH:mm z", "Europe/Zurich"))`, 0},
+		{`unix(parse_date("2024-01-31 09:30 EST", "yyyy-MM-dd HH:mm z", "America/New_York"))`, 1706711400},
+		{`unix(parse_date("2024-01-31 09:30 CET", "yyyy-MM-dd HH:mm z", "Europe/Berlin"))`, 1706689800},
+		{`unix(parse_date("2024-01-31 09:30 UTC", "yyyy-MM-dd HH:mm z"))`, 1706693400},
+		{`unix(parse_date("2024-01-31 09:30 UTC", "yyyy-MM-dd HH:mm z", "Europe/Zurich"))`, 1706693400},
+		{`unix(parse_date("2024-01-31 09:30 GMT", "yyyy-MM-dd HH:mm z"))`, 1706693400},
+		{`unix(parse_date("2024-01-31 09:30 GMT", "yyyy-MM-dd HH:mm z", "Europe/London"))`, 1706693400},
+	} {
+		got, err := evalAt(t, c.src, nil)
+		switch {
+		case c.want == 0 && (err == nil || !strings.Contains(err.Error(), "time zone") || !strings.Contains(err.Error(), "XXX")):
+			t.Errorf("%s = %v, %v; want an error naming the zone", c.src, got, err)
+		case c.want != 0 && (err != nil || !equalValue(got, c.want)):
+			t.Errorf("%s = %v, %v; want %d", c.src, got, err, c.want)
+		}
+	}
+}
+
+// A single H writes the hour without a leading zero, as h does.
+func TestFormatDateSingleH(t *testing.T) {
+	for _, c := range []struct{ value, pattern, want string }{
+		{"2024-01-31T09:05:00Z", "H:mm", "9:05"},
+		{"2024-01-31T19:05:00Z", "H:mm", "19:05"},
+		{"2024-01-31T00:05:00Z", "H'h'mm", "0h05"},
+		{"2024-01-31T09:05:00Z", "HH:mm", "09:05"},
+		{"2024-01-31T09:05:00Z", "yyyy-MM-dd H", "2024-01-31 9"},
+		{"2024-01-31T09:05:00Z", "H/H", "9/9"},
+		{"2024-01-31T09:05:00Z", "dd.MM. H 'Uhr'", "31.01. 9 Uhr"},
+	} {
+		got, err := evalAt(t, fmt.Sprintf("format_date(%q, %q)", c.value, c.pattern), nil)
+		if err != nil || got != c.want {
+			t.Errorf("format_date(%q, %q) = %v, %v; want %q", c.value, c.pattern, got, err, c.want)
+		}
+	}
+	got, err := evalAt(t, `unix(parse_date("2024-01-31 9:05", "yyyy-MM-dd H:mm"))`, nil)
+	if err != nil || !equalValue(got, 1706691900) {
+		t.Errorf("parse_date with H = %v, %v", got, err)
+	}
 }

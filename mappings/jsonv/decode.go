@@ -42,10 +42,11 @@ func (e *SyntaxError) Error() string {
 // surrounding whitespace. Objects become map[string]any (the last of duplicate
 // keys wins), arrays []any, strings string, booleans bool and null nil.
 //
-// A number without fraction or exponent that fits an int becomes int. Any
-// other number becomes float64 when the float's shortest decimal form has the
-// same value as the literal (so 1.10 becomes 1.1 and 1e20 becomes 1e20), and
-// json.Number holding the literal otherwise, so no digit is ever lost.
+// A number without fraction or exponent becomes int if it fits and
+// json.Number holding the literal otherwise. Any other number becomes float64
+// when the float's shortest decimal form has the same value as the literal
+// (so 1.10 becomes 1.1 and 1e20 becomes 1e20), and json.Number otherwise, so
+// no digit is ever lost.
 //
 // Escapes are decoded; invalid UTF-8 and unpaired surrogates become U+FFFD,
 // as with encoding/json. Errors are of type *SyntaxError.
@@ -517,15 +518,18 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 func (n scannedNumber) value(lit []byte) any {
 	neg, mant, exp := lit[0] == '-', n.mant, n.exp
 	switch {
-	case n.trunc:
 	case n.isInt:
 		v := int64(mant)
 		if neg {
 			v = int64(-mant)
 		}
-		if (mant <= math.MaxInt64 || neg && mant == 1<<63) && int64(int(v)) == v {
+		if !n.trunc && (mant <= math.MaxInt64 || neg && mant == 1<<63) && int64(int(v)) == v {
 			return int(v)
 		}
+		// An integer too big for int (an id, an account number) keeps its
+		// digits: as float64 it would be written back as 1e+21.
+		return json.Number(lit)
+	case n.trunc:
 	case mant == 0:
 		if neg {
 			return math.Copysign(0, -1)

@@ -75,7 +75,8 @@ func TestDecodeNumbers(t *testing.T) {
 		{"18446744073709551615", json.Number("18446744073709551615")},
 		{"12345678901234567890", json.Number("12345678901234567890")},
 		{"123456789012345678901234", json.Number("123456789012345678901234")},
-		{"100000000000000000000", 1e20}, // too big for int, exact as float64
+		{"100000000000000000000", json.Number("100000000000000000000")}, // an integer too big for int stays one
+		{"-100000000000000000000", json.Number("-100000000000000000000")},
 		{"9007199254740993", 9007199254740993},
 		{"9007199254740993.0", json.Number("9007199254740993.0")},
 		{"0.1", 0.1},
@@ -124,8 +125,8 @@ func TestDecodeNumbers(t *testing.T) {
 }
 
 // TestNumberSemantics checks Decode on random number literals against a
-// reference of the rules: int if it fits, float64 if its shortest form has the
-// literal's value, json.Number otherwise.
+// reference of the rules: int if it fits, json.Number for any other integer,
+// float64 if its shortest form has the literal's value, json.Number otherwise.
 func TestNumberSemantics(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	digits := func(n int) string {
@@ -155,7 +156,7 @@ func TestNumberSemantics(t *testing.T) {
 		var want any = json.Number(lit)
 		if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
 			want = int(i)
-		} else if f, err := strconv.ParseFloat(lit, 64); err == nil &&
+		} else if f, err := strconv.ParseFloat(lit, 64); err == nil && strings.ContainsAny(lit, ".eE") &&
 			reflect.DeepEqual(decimal(strconv.FormatFloat(f, 'e', -1, 64)), decimal(lit)) {
 			want = f
 		}
@@ -282,6 +283,7 @@ func TestRoundTrip(t *testing.T) {
 		{` [ 1 , 2.50 , -0.0 , 1e3 , 1E-7 , 1e21 ] `, `[1,2.5,-0,1000,1e-7,1e+21]`},
 		{`[820982911946154777,-9223372036854775808,18446744073709551615]`, `[820982911946154777,-9223372036854775808,18446744073709551615]`},
 		{`[123456789012345678901234,0.12345678901234567890123,1e400,1E400]`, `[123456789012345678901234,0.12345678901234567890123,1e400,1E400]`},
+		{`{"id":1000000000000000000000}`, `{"id":1000000000000000000000}`}, // an id too big for int keeps its digits
 		{`["\ud83c\udf89","<a&b>","\u2028\u2029","\u0001\u001f","\"\\\/"]`, `["🎉","<a&b>","\u2028\u2029","\u0001\u001f","\"\\/"]`},
 		{"[\"\xff\",\"\\ud800\"]", "[\"\uFFFD\",\"\uFFFD\"]"},
 		{`{"a":{"a":{"a":[[[{}]]]}}}`, `{"a":{"a":{"a":[[[{}]]]}}}`},

@@ -354,6 +354,9 @@ func slug(s string) string {
 	var b strings.Builder
 	sep := false
 	for _, r := range foldAccents.Replace(strings.ToLower(s)) {
+		if unicode.Is(unicode.Mn, r) {
+			continue // an accent written apart from its letter (NFD): "e\u0301" is "é"
+		}
 		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
 			sep = b.Len() > 0
 			continue

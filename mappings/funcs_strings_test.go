@@ -196,6 +196,7 @@ func TestStrings(t *testing.T) {
 		{fn: "slug", args: []any{"  Ærøskøbing & Łódź — 2024 "}, want: "aeroskobing-lodz-2024"},
 		{fn: "slug", args: []any{"--Hello, World!--"}, want: "hello-world"},
 		{fn: "slug", args: []any{"Straße"}, want: "strasse"},
+		{fn: "slug", args: []any{"Cre\u0301me Bru\u0302le\u0301e"}, want: "creme-brulee"}, // decomposed (NFD) accents
 		{fn: "digits", args: []any{"CH-8004 Zürich"}, want: "8004"},
 		{fn: "digits", args: []any{12.50}, want: "125"},
 		{fn: "title", args: []any{"hello WORLD, mary-jane o'neil"}, want: "Hello World, Mary-Jane O'neil"},

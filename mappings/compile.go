@@ -81,6 +81,7 @@ type Program struct {
 	Src       dsl.Expr
 	File      string
 	readsBody bool
+	inserted  []int // braces objectPredicates added, to place run-time errors
 }
 
 // ReadsBody reports whether the expression reads the message body (body,
@@ -97,7 +98,8 @@ func (p *Program) Eval(env *Env) (any, error) {
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, &EvalError{File: p.File, Expr: p.Src.Src, At: p.Src.PosOf(fe.Line, fe.Column), Msg: fe.Message}
+			at := p.Src.PosOf(lineCol(p.Src.Src, originalOffset(fe.From, p.inserted)))
+			return nil, &EvalError{File: p.File, Expr: p.Src.Src, At: at, Msg: fe.Message}
 		}
 		return nil, &EvalError{File: p.File, Expr: p.Src.Src, At: p.Src.At, Msg: err.Error()}
 	}
@@ -137,9 +139,9 @@ func (c *Compiler) Compile(path string, e dsl.Expr, scope Scope) (*Program, *dsl
 		return nil, &dsl.Diagnostic{File: path, Line: p.Line, Col: p.Col, Message: d.Message, Hint: d.Hint}
 	}
 	if err != nil {
-		return nil, c.diagnose(path, e, err, inserted)
+		return nil, c.diagnose(path, e, err, inserted, check.callees)
 	}
-	return &Program{prog: prog, Src: e, File: path, readsBody: check.readsBody}, nil
+	return &Program{prog: prog, Src: e, File: path, readsBody: check.readsBody, inserted: inserted}, nil
 }
 
 // compileSafe is expr.Compile over a prepared configuration. A panic
@@ -183,9 +185,16 @@ var (
 	unknownNameRE = regexp.MustCompile(`^unknown name ([A-Za-z_][A-Za-z0-9_]*)`)
 	unknownFuncRE = regexp.MustCompile(`^unknown func(?:tion)? ([A-Za-z_][A-Za-z0-9_]*)`)
 	wordsRE       = regexp.MustCompile(`^[\p{L}0-9_ .,'!?&/:-]+$`)
+	dottedRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
 )
 
-func (c *Compiler) diagnose(path string, e dsl.Expr, err error, inserted []int) *dsl.Diagnostic {
+// variables are the names an unknown name that is not called may be a
+// misspelling of. header is left out: it is called, as header("X-Id").
+var variables = append(slices.DeleteFunc(slices.Clone(Names), func(n string) bool { return n == "header" }), "nil", "true", "false")
+
+// diagnose turns a compile error into a diagnostic. callees are the
+// offsets in the rewritten source of names written as functions.
+func (c *Compiler) diagnose(path string, e dsl.Expr, err error, inserted []int, callees map[int]bool) *dsl.Diagnostic {
 	d := &dsl.Diagnostic{File: path, Line: e.At.Line, Col: e.At.Col, Message: err.Error()}
 	var fe *file.Error
 	if errors.As(err, &fe) {
@@ -195,12 +204,22 @@ func (c *Compiler) diagnose(path string, e dsl.Expr, err error, inserted []int) 
 	looksLikeText := wordsRE.MatchString(e.Src) && !strings.ContainsAny(e.Src, `"`+"`")
 	if m := unknownNameRE.FindStringSubmatch(d.Message); m != nil {
 		d.Message = fmt.Sprintf("unknown name %q", m[1])
-		d.Hint = dsl.DidYouMean(m[1], c.names)
+		// Only a name that is called may be a misspelt function: "total > 0"
+		// is a field written without body., not today().
+		called := fe != nil && callees[fe.From]
+		if called {
+			d.Hint = dsl.DidYouMean(m[1], c.names)
+		} else {
+			d.Hint = dsl.DidYouMean(m[1], variables)
+		}
 		if d.Hint == "" {
-			if looksLikeText {
+			switch {
+			case looksLikeText && !dottedRE.MatchString(strings.TrimSpace(e.Src)): // line.sku is a path, not text
 				d.Hint = fmt.Sprintf("literal text goes in quotes: '\"%s\"'", e.Src)
-			} else {
+			case called:
 				d.Hint = "expressions start from body, headers, query, params, vars, meta or item"
+			default:
+				d.Hint = fmt.Sprintf("did you mean body.%s?", m[1])
 			}
 		}
 	} else if m := unknownFuncRE.FindStringSubmatch(d.Message); m != nil {
@@ -239,6 +258,9 @@ type scopeCheck struct {
 	at    int
 	// readsBody: the expression names body or $env (Program.ReadsBody)
 	readsBody bool
+	// callees are the offsets of names written as functions, name(...),
+	// so that diagnose suggests functions only for those.
+	callees map[int]bool
 }
 
 func (s *scopeCheck) fail(n ast.Node, msg, hint string) {
@@ -258,6 +280,10 @@ func (s *scopeCheck) Visit(node *ast.Node) {
 		}
 	case *ast.CallNode:
 		if id, ok := n.Callee.(*ast.IdentifierNode); ok {
+			if s.callees == nil {
+				s.callees = map[int]bool{}
+			}
+			s.callees[id.Location().From] = true
 			s.literalArgs(id.Value, n.Arguments)
 		}
 	}

@@ -22,6 +22,17 @@ func TestMessageSpace(t *testing.T) {
 // at places src in a file as a plain scalar starting at line 7, column 12.
 func at(src string) dsl.Expr { return dsl.Expr{Src: src, At: dsl.Pos{Line: 7, Col: 12}} }
 
+// evalAt compiles src placed by at, with no variables in scope, and
+// evaluates it against body.
+func evalAt(t *testing.T, src string, body any) (any, error) {
+	t.Helper()
+	p, d := NewCompiler(nil).Compile("f.yaml", at(src), Scope{})
+	if d != nil {
+		t.Fatalf("compile %s: %v", src, d)
+	}
+	return p.Eval(NewEnv(body, nil, Meta{}))
+}
+
 // markerCol is the file column of marker's first rune in a one-line plain
 // expression placed by at.
 func markerCol(t *testing.T, src, marker string) int {
@@ -45,7 +56,9 @@ func TestCompileDiagnostics(t *testing.T) {
 		{src: `"SHP-" + string(body.id)`},
 		{src: `bdy.id`, marker: "bdy", msg: `unknown name "bdy"`, hint: `did you mean "body"?`},
 		{src: `"x" + string(bdy.id)`, marker: "bdy", msg: `unknown name "bdy"`, hint: `did you mean "body"?`},
-		{src: `vars.total + qantity`, marker: "qantity", msg: `unknown name "qantity"`, hint: `expressions start from body, headers, query, params, vars, meta or item`},
+		{src: `vars.total + qantity`, marker: "qantity", msg: `unknown name "qantity"`, hint: `did you mean body.qantity?`},
+		{src: `upperr_case(body.name)`, marker: "upperr_case", msg: `unknown name "upperr_case"`, hint: `expressions start from body, headers, query, params, vars, meta or item`},
+		{src: `bdy`, marker: "bdy", msg: `unknown name "bdy"`, hint: `did you mean "body"?`},
 		{src: `USD`, marker: "USD", msg: `unknown name "USD"`, hint: `literal text goes in quotes: '"USD"'`},
 		{src: `order received`, marker: "received", msg: "unexpected token Identifier(\"received\")", hint: `literal text goes in quotes: '"order received"'`},
 		{src: `upperr(body.name)`, marker: "upperr", msg: `unknown name "upperr"`, hint: `did you mean "upper"?`},
@@ -101,6 +114,30 @@ func TestCompileDiagnostics(t *testing.T) {
 				t.Errorf("got  %v\nwant %v", d, want)
 			}
 		})
+	}
+}
+
+// An unknown name that is not called is a misspelt or missing field, not a
+// function: "name" must not suggest date(), nor "line" find().
+func TestUnknownFieldSuggestsNoFunction(t *testing.T) {
+	for _, c := range []struct{ src, not string }{
+		{`name != ""`, `"date"`},
+		{`total > 0`, `"today"`},
+		{`amount > 0`, `"count"`},
+		{`line.sku`, `"find"`},
+	} {
+		_, d := NewCompiler(nil).Compile("f.yaml", at(c.src), Scope{})
+		if d == nil {
+			t.Errorf("%s compiled", c.src)
+			continue
+		}
+		if strings.Contains(d.Hint, c.not) {
+			t.Errorf("%s: hint %q suggests the function %s", c.src, d.Hint, c.not)
+		}
+		name, _, _ := strings.Cut(strings.Fields(c.src)[0], ".")
+		if want := "did you mean body." + name + "?"; d.Hint != want {
+			t.Errorf("%s: hint %q, want %q", c.src, d.Hint, want)
+		}
 	}
 }
 
@@ -185,6 +222,20 @@ func TestEvalErrorPosition(t *testing.T) {
 	}
 	if !strings.HasPrefix(err.Error(), "flows/f.yaml:7:") {
 		t.Errorf("Error() = %q", err.Error())
+	}
+}
+
+// A run-time error after map(list, {a: .x}) points at the analyst's own
+// text: the braces the compiler inserts around the object do not shift it.
+func TestEvalErrorPositionAfterObjectPredicate(t *testing.T) {
+	src := `string(len(map(body.lines, {a: .sku}))) + dec_add(body.total, "x")`
+	_, err := evalAt(t, src, map[string]any{"lines": []any{map[string]any{"sku": "A"}}, "total": "1.5"})
+	var ee *EvalError
+	if !errors.As(err, &ee) {
+		t.Fatalf("error %T %v, want *EvalError", err, err)
+	}
+	if want := markerCol(t, src, "dec_add"); ee.At != (dsl.Pos{Line: 7, Col: want}) {
+		t.Errorf("error at %d:%d, want 7:%d (%v)", ee.At.Line, ee.At.Col, want, err)
 	}
 }
 

@@ -745,9 +745,11 @@ func (n *mapNode) eval(env *mappings.Env) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if m, ok := v.(map[string]any); ok {
-			out = m
-		} else if len(n.fields) == 0 {
+		if m, ok := v.(map[string]any); ok && len(n.fields) > 0 {
+			// A copy: the mapping may have answered an object of the
+			// message (map: body), which the fields must not change.
+			out = maps.Clone(m)
+		} else if ok || len(n.fields) == 0 {
 			return v, nil
 		}
 	}

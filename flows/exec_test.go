@@ -13,6 +13,7 @@ import (
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 func compile(t *testing.T, src string) *flows.Flow {
@@ -402,5 +403,44 @@ steps:
 	}
 	if _, set := body["sku"]; set {
 		t.Errorf("the message's body was written: %v", body)
+	}
+}
+
+// Fields beside use: change a copy of what the mapping answered. A
+// mapping that answers an object of the message (map: body) used to have
+// the fields written into that object: the body changed in place, and in
+// a split every item's result was the last item's.
+func TestUseFieldsChangeACopy(t *testing.T) {
+	mf, ds := dsl.ParseMapping("mappings/passthrough.yaml", []byte("map: body\n"))
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	df, ds := dsl.ParseFlow("flows/t.yaml", []byte(`
+trigger: {http: {path: /t}}
+steps:
+  - split:
+      items: body.lines
+      as: tagged
+      steps:
+        - map: {use: passthrough, sku: item.sku}
+  - respond: {body: '{"first": vars.tagged[0].sku, "second": vars.tagged[1].sku}'}
+`))
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	f, ds := flows.Compile(df, flows.Env{Compiler: mappings.NewCompiler(nil), Mappings: map[string]*dsl.MappingFile{"passthrough": mf}})
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	body, _ := jsonv.Decode([]byte(`{"lines":[{"sku":"A"},{"sku":"B"}]}`))
+	res := f.Run(context.Background(), &flows.Message{ID: "m1", Body: body}, nil, 0, flows.Deps{})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := res.Response.Body.(map[string]any); got["first"] != "A" || got["second"] != "B" {
+		t.Errorf("tagged skus %v, %v; want A, B", got["first"], got["second"])
+	}
+	if _, changed := body.(map[string]any)["sku"]; changed {
+		t.Errorf("the message body was changed in place: %v", body)
 	}
 }

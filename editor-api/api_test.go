@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
@@ -425,5 +426,25 @@ func TestAPIFlowReadsNoFilesOutsideTheWorkspace(t *testing.T) {
 	}
 	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "inbox", "source": flow("dir: inbox/orders, done_dir: archive")}); r.status != 201 {
 		t.Errorf("a flow on a directory inside the workspace: %s", r)
+	}
+}
+
+// A write whose revision is not live within the write timeout (a slow
+// reload) answers 202 with the new ETag: the edit is written and goes
+// live. It answered 500 "internal error" although the edit was applied,
+// and a client that retried with its old ETag then got 412.
+func TestSlowWriteAnswersAccepted(t *testing.T) {
+	f := newFixture(t, WithWriteTimeout(time.Millisecond))
+	etag := f.req(Viewer, "GET", "/flows/echo", nil).header.Get("ETag")
+	r := f.req(Editor, "PUT", "/flows/echo", echoFlow(2), "Content-Type", yamlCT, "If-Match", etag)
+	if r.status != 202 || r.header.Get("ETag") == "" || r.header.Get("ETag") == etag {
+		t.Fatalf("a write not live in time: %s (ETag %q, was %q); want 202 with the new ETag", r, r.header.Get("ETag"), etag)
+	}
+	eventually(t, "revision 2 live", func() bool { return f.echoV() == 2.0 })
+	if got := f.req(Viewer, "GET", "/flows/echo", nil); got.header.Get("ETag") != r.header.Get("ETag") {
+		t.Errorf("the ETag answered %q is not the flow's %q", r.header.Get("ETag"), got.header.Get("ETag"))
+	}
+	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "fresh", "source": "trigger: {http: {path: /fresh, mode: sync}}\nsteps: [{respond: {}}]\n"}); r.status != 202 && r.status != 201 {
+		t.Errorf("a create not live in time: %s; want 202 (or 201 when it was quick)", r)
 	}
 }

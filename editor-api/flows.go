@@ -3,6 +3,7 @@ package editorapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"mime"
 	"net/http"
 	"path/filepath"
@@ -88,6 +89,27 @@ func (s *server) writeFlow(c echo.Context, status int, id string) error {
 	return c.JSON(status, v)
 }
 
+// written answers a flow write: status with the flow once its new
+// revision is live; 202 when the revision is written but was not live in
+// time (a slow reload: the flow's status shows when it is, and its ETag
+// is already the new one); the error otherwise.
+func (s *server) written(c echo.Context, status int, id string, err error) error {
+	switch {
+	case errors.Is(err, runtime.ErrNotLive):
+		if _, ok := s.e.Flow(id); !ok { // created, not loaded yet
+			_, etag, serr := s.e.FlowSource(id)
+			if serr == nil {
+				c.Response().Header().Set("ETag", quoteETag(etag))
+			}
+			return c.JSON(http.StatusAccepted, map[string]any{"id": id, "status": "pending", "message": err.Error()})
+		}
+		status = http.StatusAccepted
+	case err != nil:
+		return err
+	}
+	return s.writeFlow(c, status, id)
+}
+
 func (s *server) getFlow(c echo.Context) error { return s.writeFlow(c, http.StatusOK, c.Param("id")) }
 
 // writeCtx bounds a flow write by the configured timeout.
@@ -108,11 +130,11 @@ func (s *server) createFlow(c echo.Context) error {
 	}
 	ctx, cancel := s.writeCtx(c)
 	defer cancel()
-	if _, err := s.e.CreateFlow(ctx, req.ID, []byte(req.Source), who(c)); err != nil {
-		return err
+	_, err := s.e.CreateFlow(ctx, req.ID, []byte(req.Source), who(c))
+	if err == nil || errors.Is(err, runtime.ErrNotLive) {
+		c.Response().Header().Set("Location", Prefix+"/flows/"+req.ID)
 	}
-	c.Response().Header().Set("Location", Prefix+"/flows/"+req.ID)
-	return s.writeFlow(c, http.StatusCreated, req.ID)
+	return s.written(c, http.StatusCreated, req.ID, err)
 }
 
 func isYAML(contentType string) bool {
@@ -146,10 +168,8 @@ func (s *server) putFlow(c echo.Context) error {
 	}
 	ctx, cancel := s.writeCtx(c)
 	defer cancel()
-	if _, err := s.e.PutFlow(ctx, id, src, who(c), tag); err != nil {
-		return err
-	}
-	return s.writeFlow(c, http.StatusOK, id)
+	_, err = s.e.PutFlow(ctx, id, src, who(c), tag)
+	return s.written(c, http.StatusOK, id, err)
 }
 
 func (s *server) deleteFlow(c echo.Context) error {
@@ -356,8 +376,6 @@ func (s *server) rollback(c echo.Context) error {
 	id := c.Param("id")
 	ctx, cancel := s.writeCtx(c)
 	defer cancel()
-	if _, err := s.e.Rollback(ctx, id, req.Revision, who(c)); err != nil {
-		return err
-	}
-	return s.writeFlow(c, http.StatusOK, id)
+	_, err := s.e.Rollback(ctx, id, req.Revision, who(c))
+	return s.written(c, http.StatusOK, id, err)
 }

@@ -44,6 +44,9 @@ var (
 	ErrConflict = errors.New("conflict")            // the state does not allow it (exists, not dead, ...)
 	ErrStale    = errors.New("precondition failed") // If-Match does not match the file
 	ErrInvalid  = errors.New("invalid request")     // a malformed argument
+	// ErrNotLive: a flow write landed (the file is written, its revision
+	// recorded) but the revision did not go live within the wait.
+	ErrNotLive = errors.New("written, not live yet")
 )
 
 type adminError struct {
@@ -416,7 +419,7 @@ func (e *Engine) waitLive(ctx context.Context, id, file, hash string) (FlowInfo,
 		}
 		select {
 		case <-ctx.Done():
-			return info, fmt.Errorf("flow %s: the new revision did not go live in time: %w", id, ctx.Err())
+			return info, adminErr(ErrNotLive, "flow %s: the new revision is written but was not live in time (%v); its status shows when it is", id, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

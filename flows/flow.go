@@ -101,13 +101,21 @@ func (p RetryPolicy) Delay(next int) time.Duration {
 // PolicyFor returns the retry policy of the step at path, as a StepError
 // names it (a call step's own, or the flow's).
 func (f *Flow) PolicyFor(path string) RetryPolicy {
-	if i := strings.LastIndexByte(path, '['); i > 0 && strings.HasSuffix(path, "]") {
-		path = path[:i] // "5[].1[3]": item 3 of the split's call step 5[].1
-	}
-	if p, ok := f.policies[path]; ok {
+	if p, ok := f.policies[StepOf(path)]; ok {
 		return p
 	}
 	return f.Retry
+}
+
+// StepOf returns the step at path, as a StepError names it, without the
+// index of a split's item: "5[].1[3]" (item 3 of the split's call step
+// 5[].1) is step "5[].1". All items of a split step share its retry policy
+// and its budget of attempts.
+func StepOf(path string) string {
+	if i := strings.LastIndexByte(path, '['); i > 0 && strings.HasSuffix(path, "]") {
+		return path[:i]
+	}
+	return path
 }
 
 // Message is one message entering a flow.

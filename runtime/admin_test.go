@@ -299,6 +299,38 @@ func TestAdminReplayDeliversOnce(t *testing.T) {
 	}
 }
 
+// A replayed message's retry budget starts afresh, though its history
+// keeps the attempts of the first life: the step gets all its attempts
+// again.
+func TestAdminReplayStartsTheRetryBudgetAfresh(t *testing.T) {
+	erp := newTarget(t)
+	erp.status = func(map[string]any) int { return 503 }
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"orders": `
+trigger: {http: {path: /orders}}
+steps:
+  - call: {connection: erp, path: /sales-orders, retry: {attempts: 2, initial: 10ms, max: 10ms}}
+`})
+	e := start(t, dir, runtime.Options{})
+	ctx := context.Background()
+	_, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1}`)
+	id, _ := out["id"].(string)
+	var m *store.Message
+	dead := func() bool {
+		m, _ = e.Message(ctx, id)
+		return m != nil && m.Status == store.Dead
+	}
+	eventually(t, 5*time.Second, "the dead letter", dead)
+	if n := erp.calls.Load(); n != 2 {
+		t.Fatalf("%d ERP calls before the dead letter; want 2", n)
+	}
+	_, err := e.Replay(ctx, id, runtime.ReplayOptions{}, "op")
+	must(t, err)
+	eventually(t, 5*time.Second, "the replay's dead letter", func() bool { return dead() && erp.calls.Load() >= 4 })
+	if n := erp.calls.Load(); n != 4 || len(m.Attempts) != 4 || m.Attempt != 2 {
+		t.Errorf("%d ERP calls, %d attempts in the history, message attempt %d; want 4, 4 and 2", n, len(m.Attempts), m.Attempt)
+	}
+}
+
 func TestAdminReplayOnANewRevision(t *testing.T) {
 	erp, wms := newTarget(t), newTarget(t)
 	erp.status = func(map[string]any) int { return 422 }

@@ -325,6 +325,44 @@ func TestEventFanOut(t *testing.T) {
 	eventually(t, 5*time.Second, "both subscribers", func() bool { return erp.count() == 1 && wms.count() == 1 })
 }
 
+// An event-triggered flow with dedup stores one copy per business key:
+// the second publication of order 1 is a duplicate for it (and counted
+// as one), while a subscriber without dedup gets both. A subscriber whose
+// key cannot be computed for a publication gets that copy as a dead
+// letter saying why, as a stream trigger does, and the others are not
+// held up.
+func TestEventFlowDedup(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{
+		"in":      "trigger: {http: {path: /in}}\nsteps: [{publish: {topic: order.accepted}}]\n",
+		"to-erp":  "trigger: {event: {topic: order.accepted}}\ndedup: {key: 'string(body.id)', ttl: 1h}\nsteps: [{call: {connection: erp, path: /x}}]\n",
+		"to-wms":  "trigger: {event: {topic: order.accepted}}\nsteps: [{call: {connection: wms, path: /y}}]\n",
+		"to-keyd": "trigger: {event: {topic: order.accepted}}\ndedup: {key: body.ref}\nsteps: [{log: {message: '\"never\"'}}]\n",
+	})
+	e := start(t, dir, runtime.Options{})
+	for _, id := range []string{"to-erp", "to-wms", "to-keyd"} {
+		if fi, _ := e.Flow(id); len(fi.Diagnostics) > 0 {
+			t.Fatalf("flow %s refused: %v", id, fi.Diagnostics)
+		}
+	}
+	post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 1}`)
+	post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 1}`)
+	eventually(t, 5*time.Second, "the first delivery", func() bool { return erp.count() >= 1 })
+	eventually(t, 5*time.Second, "both events at the subscriber without dedup", func() bool { return wms.count() == 2 })
+	time.Sleep(500 * time.Millisecond)
+	if n := erp.count(); n != 1 {
+		t.Errorf("the ERP got %d orders for one business key; want 1", n)
+	}
+	if st := e.Stats(context.Background(), "to-erp"); st.Received != 2 || st.Accepted != 1 || st.Duplicates != 1 {
+		t.Errorf("to-erp: received %d, accepted %d, duplicates %d; want 2, 1 and 1", st.Received, st.Accepted, st.Duplicates)
+	}
+	dead, err := e.Messages(context.Background(), store.Filter{Flow: "to-keyd", Status: store.Dead})
+	must(t, err)
+	if len(dead) != 2 || !strings.Contains(dead[0].Error, "the dedup key cannot be computed") {
+		t.Errorf("to-keyd: %d dead letters (%v); want 2, saying the dedup key cannot be computed", len(dead), dead)
+	}
+}
+
 // The ERP call succeeds, the WMS call after it fails twice: the retries
 // resume at the WMS step and the ERP sees exactly one request (the memo
 // of the ERP call is durable before the WMS call starts). Then a restart
@@ -388,6 +426,102 @@ func TestRetryNeverRepeatsASucceededCall(t *testing.T) {
 	eventually(t, 10*time.Second, "order 2 reaches the WMS after the restart", func() bool { return wms.count() == 3 })
 	if n := erp.calls.Load(); n != 3 {
 		t.Errorf("the ERP got %d requests for 3 orders; want 3", n)
+	}
+}
+
+// Retry attempts are counted per step: the retries the ERP call used do
+// not eat the WMS call's own budget ("attempts: 3" is three WMS calls in
+// all, whatever happened before), and the WMS call's first retry waits
+// its policy's initial delay, not one grown by the ERP's retries.
+func TestRetryBudgetIsPerStep(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	var erpFail, wmsFail atomic.Int64
+	erpFail.Store(3)
+	wmsFail.Store(1)
+	erp.status = func(map[string]any) int {
+		if erpFail.Add(-1) >= 0 {
+			return 503
+		}
+		return 201
+	}
+	wms.status = func(map[string]any) int {
+		if wmsFail.Add(-1) >= 0 {
+			return 503
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": `
+trigger: {http: {path: /orders}}
+steps:
+  - call: {connection: erp, path: /sales-orders, retry: {attempts: 5, initial: 10ms, max: 10ms}}
+  - call: {connection: wms, path: /allocations, retry: {attempts: 3, initial: 10ms, max: 10ms}}
+`})
+	e := start(t, dir, runtime.Options{})
+	s, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1}`)
+	if s != 202 {
+		t.Fatalf("accept: %d %v", s, out)
+	}
+	id := out["id"].(string)
+	var m *store.Message
+	eventually(t, 10*time.Second, "the message to finish", func() bool {
+		m, _ = e.Store().Get(context.Background(), id)
+		return m != nil && (m.Status == store.Completed || m.Status == store.Dead)
+	})
+	if m.Status != store.Completed || wms.calls.Load() != 2 {
+		t.Errorf("status %s after %d WMS call(s) (message attempt %d, error %q); want completed after 2 WMS calls", m.Status, wms.calls.Load(), m.Attempt, m.Error)
+	}
+	if m.Attempt != 5 {
+		t.Errorf("message attempt %d; want 5 (meta.attempt counts every run)", m.Attempt)
+	}
+}
+
+// A step's first retry waits its policy's initial delay (full jitter:
+// at most that), however many retries earlier steps of the message used.
+// The ERP's 6 retries would have grown an exponential WMS backoff to 64
+// times its initial delay.
+func TestRetryFirstDelayIsTheStepsInitial(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	var erpFail, wmsFail atomic.Int64
+	erpFail.Store(6)
+	wmsFail.Store(1)
+	erp.status = func(map[string]any) int {
+		if erpFail.Add(-1) >= 0 {
+			return 503
+		}
+		return 201
+	}
+	wms.status = func(map[string]any) int {
+		if wmsFail.Add(-1) >= 0 {
+			return 503
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": `
+trigger: {http: {path: /orders}}
+steps:
+  - call: {connection: erp, path: /sales-orders, retry: {attempts: 8, initial: 1ms, max: 1ms}}
+  - call: {connection: wms, path: /allocations, retry: {attempts: 10, backoff: exponential, initial: 20ms, max: 1h}}
+`})
+	logs := &lockedBuffer{}
+	e := start(t, dir, runtime.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if s, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1}`); s != 202 {
+		t.Fatalf("accept: %d %v", s, out)
+	}
+	eventually(t, 10*time.Second, "the order reaches the WMS", func() bool { return wms.count() == 1 })
+	var retries []map[string]any
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "step failed; will retry" && rec["step"] == "2" {
+			retries = append(retries, rec)
+		}
+	}
+	if len(retries) != 1 {
+		t.Fatalf("%d retries logged for the WMS step; want 1", len(retries))
+	}
+	r := retries[0]
+	wait, err := time.ParseDuration(fmt.Sprint(r["retry_in"]))
+	if err != nil || wait > 20*time.Millisecond || r["step_attempt"] != float64(1) || r["attempt"] != float64(7) {
+		t.Errorf("the WMS step's first retry: %v; want step_attempt 1 (attempt 7) and retry_in at most its initial 20ms", r)
 	}
 }
 

@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/conveyor-run/conveyor/flows"
+	"github.com/conveyor-run/conveyor/mappings"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
 	"github.com/conveyor-run/conveyor/runtime/store"
 )
@@ -14,7 +18,12 @@ import (
 // Publish delivers body to every flow whose trigger is the event topic:
 // each gets its own durable copy. The copy's id derives from the
 // publication key and the subscriber, so a publication repeated by a
-// retry stores nothing new.
+// retry stores nothing new. A subscriber with dedup claims its own key
+// for its copy, computed on the body as the subscriber will read it: a
+// copy whose key is held already is a duplicate for that subscriber
+// only, and a copy whose key cannot be computed is journaled as a dead
+// letter saying why, as a stream trigger does (the publisher's retry
+// would compute the same key again).
 func (e *Engine) Publish(ctx context.Context, topic string, body any, key string) error {
 	raw, err := jsonv.Marshal(body)
 	if err != nil {
@@ -33,21 +42,62 @@ func (e *Engine) Publish(ctx context.Context, topic string, body any, key string
 		return nil
 	}
 	now := time.Now().UTC()
+	var stored any // body as stored, decoded once for the dedup keys
+	decoded := false
 	for _, lf := range subs {
 		f := lf.cur.Load()
 		m := &store.Message{ID: eventID(key, lf.id), Flow: lf.id, Revision: f.Revision, Status: store.Queued, Source: "event:" + topic,
 			ReceivedAt: now, DueAt: now, Body: raw}
-		e.metrics.received.WithLabelValues(lf.id).Inc()
-		existing, err := e.store.Accept(ctx, m, 0)
-		if err != nil {
-			return err
+		var ttl time.Duration
+		var why error
+		if f.Dedup != nil {
+			if !decoded {
+				stored, err = jsonv.Decode(raw)
+				if err != nil {
+					return err
+				}
+				decoded = true
+			}
+			if m.DedupKey, why = eventDedupKey(f, m, stored); why == nil {
+				ttl = f.Dedup.TTL
+			} else {
+				m.Status, m.Error = store.Dead, why.Error()
+				m.Attempts = []store.Attempt{{At: now, Step: "trigger", Class: "permanent", Error: why.Error()}}
+			}
 		}
-		if existing == nil {
+		e.metrics.received.WithLabelValues(lf.id).Inc()
+		existing, err := e.store.Accept(ctx, m, ttl)
+		switch {
+		case err != nil:
+			e.metrics.rejected.WithLabelValues(lf.id, "store").Inc()
+			return err
+		case existing != nil:
+			// Held by a live message with the same key, or stored already by
+			// an earlier try of this publication.
+			e.metrics.duplicates.WithLabelValues(lf.id).Inc()
+		case why != nil:
+			e.metrics.rejected.WithLabelValues(lf.id, "dedup_key").Inc()
+			e.metrics.deadLettered.WithLabelValues(lf.id).Inc()
+			e.log.Error("event dead-lettered", "flow", lf.id, "message", m.ID, "topic", topic, "error", why)
+		default:
 			e.metrics.accepted.WithLabelValues(lf.id).Inc()
 			lf.pool.wake()
 		}
 	}
 	return nil
+}
+
+// eventDedupKey computes the dedup key of m, subscriber f's copy of a
+// publication whose body is body, as the other triggers do.
+func eventDedupKey(f *flows.Flow, m *store.Message, body any) (string, error) {
+	v, err := f.Dedup.Key.Eval(mappings.NewEnv(body, nil, mappings.Meta{ID: m.ID, Flow: f.ID, Revision: f.Revision, ReceivedAt: m.ReceivedAt}))
+	if err == nil && v == nil {
+		err = errors.New("it is empty")
+	}
+	if err != nil {
+		return "", fmt.Errorf("the dedup key cannot be computed: %w", err)
+	}
+	return f.ID + ":" + flows.Text(v), nil
 }
 
 func eventID(key, flow string) string {

@@ -443,17 +443,39 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		return
 	}
 	m.Attempts = append(m.Attempts, store.Attempt{At: time.Now().UTC(), Step: se.Step, Class: string(se.Class), Error: se.Error()})
-	policy := f.PolicyFor(se.Step)
-	if se.Class == flows.Transient && m.Attempt < policy.Attempts {
-		delay := jitter(policy.Delay(m.Attempt + 1))
+	// The policy is the failing step's, and so is the budget: the
+	// attempts of that step, not the message's runs (m.Attempt, which
+	// earlier steps' retries raised too).
+	policy, n := f.PolicyFor(se.Step), stepAttempts(m, se.Step)
+	if se.Class == flows.Transient && n < policy.Attempts {
+		delay := jitter(policy.Delay(n + 1))
 		delay = max(delay, se.RetryAfter)
 		m.Status, m.DueAt, m.FailedStep, m.Error = store.Retrying, time.Now().Add(delay), se.Step, se.Error()
 		e.metrics.retried.WithLabelValues(m.Flow).Inc()
-		e.log.Warn("step failed; will retry", "flow", m.Flow, "message", m.ID, "step", se.Step, "attempt", m.Attempt, "retry_in", delay.String(), "error", se.Error())
+		e.log.Warn("step failed; will retry", "flow", m.Flow, "message", m.ID, "step", se.Step, "attempt", m.Attempt, "step_attempt", n,
+			"retry_in", delay.String(), "error", se.Error())
 		e.saveUntilStored(m, "schedule a retry")
 		return
 	}
 	e.deadLetter(m, se.Step, string(se.Class), se.Error())
+}
+
+// stepAttempts counts the failed attempts of step (all items of a split
+// step together, see flows.StepOf) since m's retry budget last started
+// afresh, the one just recorded included. Those are the last m.Attempt
+// entries of m.Attempts: each counted run that failed added one (a run
+// that shutdown interrupted, or that was postponed, is not counted and
+// adds none), an entry added otherwise ends the message as a dead letter,
+// and a replay, which keeps the history, starts m.Attempt again at 0.
+func stepAttempts(m *store.Message, step string) int {
+	step = flows.StepOf(step)
+	n := 0
+	for _, a := range m.Attempts[min(max(0, len(m.Attempts)-m.Attempt), len(m.Attempts)):] {
+		if flows.StepOf(a.Step) == step {
+			n++
+		}
+	}
+	return n
 }
 
 // saveUntilStored records the outcome of a run (what: for the log),

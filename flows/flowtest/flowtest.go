@@ -121,7 +121,8 @@ const maxAttempts = 10
 
 // Run runs in through f with mocked calls. A transient failure is retried
 // at once from the last checkpoint, as the runtime would after a backoff,
-// up to the step's retry attempts (at most maxAttempts) or until ctx ends.
+// up to the failing step's retry attempts (counted per step, as in the
+// runtime; at most maxAttempts runs in all) or until ctx ends.
 func Run(ctx context.Context, f *flows.Flow, in Input, mocks Mocks) *Report {
 	rec := &recorder{mocks: mocks, seen: map[string]int{}}
 	memo := &flows.MemMemo{}
@@ -131,13 +132,18 @@ func Run(ctx context.Context, f *flows.Flow, in Input, mocks Mocks) *Report {
 	msg := &flows.Message{ID: "dry-run", ReceivedAt: time.Now().UTC(), Body: in.Body, Headers: in.Headers, Query: in.Query, Params: in.Params, Revision: 1}
 	rep := &Report{Flow: f.ID}
 	var res *flows.Result
+	failures := map[string]int{} // by step (flows.StepOf)
 	for attempt := 1; ; attempt++ {
 		msg.Attempt = attempt
 		res = f.Run(ctx, msg, state, 0, deps)
 		rep.Trace = append(rep.Trace, res.Trace...)
 		rep.Attempts = attempt
 		se, ok := res.Err.(*flows.StepError)
-		if res.Outcome != flows.Failed || !ok || se.Class != flows.Transient || attempt >= min(f.PolicyFor(se.Step).Attempts, maxAttempts) || ctx.Err() != nil {
+		if res.Outcome != flows.Failed || !ok || se.Class != flows.Transient || attempt >= maxAttempts || ctx.Err() != nil {
+			break
+		}
+		step := flows.StepOf(se.Step)
+		if failures[step]++; failures[step] >= f.PolicyFor(se.Step).Attempts {
 			break
 		}
 	}

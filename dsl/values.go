@@ -1,6 +1,7 @@
 package dsl
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -449,6 +450,11 @@ func (v *Value) decodeYAML(d *decoder, n ast.Node) {
 	v.V, v.At, v.Set = d.plain(n), posOf(n), true
 }
 
+var (
+	leadingZero = regexp.MustCompile(`^[-+]?0[0-9]+$`)
+	decimalInt  = regexp.MustCompile(`^[-+]?[0-9]+$`)
+)
+
 func (d *decoder) plain(n ast.Node) any {
 	d.depth++
 	defer func() { d.depth-- }()
@@ -472,12 +478,24 @@ func (d *decoder) plain(n ast.Node) any {
 		}
 		return out
 	case *ast.IntegerNode:
+		text := ""
+		if tk := x.GetToken(); tk != nil {
+			text = tk.Value
+		}
+		if leadingZero.MatchString(text) {
+			// YAML 1.1 reads 01234 as octal 668. JSON has no such number:
+			// it is a code (a zip, an article number) written unquoted.
+			return text
+		}
 		switch i := x.Value.(type) {
 		case int64:
 			return int(i)
 		case uint64:
 			if i <= math.MaxInt64 {
 				return int(i)
+			}
+			if decimalInt.MatchString(text) {
+				return json.Number(text) // as jsonv keeps it: every digit
 			}
 			return float64(i)
 		}

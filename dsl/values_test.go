@@ -1,6 +1,7 @@
 package dsl
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -284,5 +285,27 @@ func TestByteSizeDecode(t *testing.T) {
 		if ds.Error() != tt.diag || v.B.N != tt.want {
 			t.Errorf("%q: N = %d, diagnostics %q; want %d, %q", tt.src, v.B.N, ds.Error(), tt.want, tt.diag)
 		}
+	}
+}
+
+// Numbers in test bodies read as a JSON body would carry them: a number
+// with a leading zero (YAML 1.1 octal: 01234 was 668) is the code it was
+// written as, and an integer too big for int keeps every digit, as jsonv
+// keeps it at run time (it was a float64, 1.8446744073709552e+19).
+func TestTestBodyNumbers(t *testing.T) {
+	src := "trigger: {event: {topic: a}}\nsteps: []\ntests:\n  - name: t\n    input:\n      body: {zip: 01234, id: 18446744073709551615, n: 42, neg: -7, zero: 0}\n"
+	f, ds := ParseFlow("f.yaml", []byte(src))
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	body := f.Tests[0].Input.Body.V.(map[string]any)
+	if z := body["zip"]; z != "01234" {
+		t.Errorf("zip: 01234 decoded as %#v", z)
+	}
+	if id := body["id"]; id != json.Number("18446744073709551615") {
+		t.Errorf("id: 18446744073709551615 decoded as %#v", id)
+	}
+	if body["n"] != 42 || body["neg"] != -7 || body["zero"] != 0 {
+		t.Errorf("plain integers: %#v %#v %#v", body["n"], body["neg"], body["zero"])
 	}
 }

@@ -20,7 +20,7 @@ const maxScale = 100
 func init() {
 	for _, f := range []Function{
 		{Name: "decimal", Signature: "decimal(x) string", Fn: decUnary(func(d decimal.Decimal) decimal.Decimal { return d }),
-			Description: "Returns x as exact decimal text, keeping its own digits after the point.",
+			Description: "Returns x as exact decimal text, keeping its own digits after the point. A JSON number has no such digits: 19.90 in a body is the number 19.9 (as in JavaScript); format it with dec_round(x, 2), or send amounts as text.",
 			Example:     `decimal("19.90") == "19.90" && decimal(5) == "5"`},
 		{Name: "dec_add", Signature: "dec_add(a, b, ...) string", Fn: decAdd,
 			Description: "Adds decimal numbers exactly.",

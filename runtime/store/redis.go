@@ -45,7 +45,8 @@ import (
 //	                       (P st:<flow>:dead is the dead-letter queue)
 //	P jr, P jr:<flow>      zset: message id -> received (µs); the journal, newest first
 //	P kx:<dedup key>       zset: message id -> received (µs); List by key
-//	P dd:<dedup key>       string: id of the message holding the key, PX = dedup TTL
+//	P dd:<dedup key>       string: id of the message holding the key, PX = dedup TTL;
+//	                       ~id: released by the failed sync run id to the sender's retry
 //	P flows                set of flow ids that have messages
 //	P rev:<flow>           hash: revision number -> Revision JSON
 //	P revlast:<flow>       string: the highest revision number

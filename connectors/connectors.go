@@ -11,6 +11,7 @@ package connectors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -64,6 +65,24 @@ const MethodPublish = "PUBLISH"
 // MethodSQL is the Method of a request that runs SQL with Params.
 const MethodSQL = "SQL"
 
+// ErrInvalidRequest is what a connector's error wraps when it refuses a
+// request before sending anything (a path with dot segments, a header
+// value with a line break, a method the connection does not serve):
+// sending the same request again cannot succeed, so the step that made it
+// fails permanently instead of being retried. Wrap an error with Invalid.
+var ErrInvalidRequest = errors.New("invalid request")
+
+// Invalid marks err as a refused request (ErrInvalidRequest) without
+// changing its message.
+func Invalid(err error) error {
+	return invalidRequest{err}
+}
+
+type invalidRequest struct{ err error }
+
+func (e invalidRequest) Error() string   { return e.err.Error() }
+func (e invalidRequest) Unwrap() []error { return []error{e.err, ErrInvalidRequest} }
+
 // Response is the answer of a call: any HTTP status, body decoded from
 // JSON when it is JSON, else text.
 type Response struct {
@@ -73,7 +92,8 @@ type Response struct {
 }
 
 // Caller makes outbound calls over one connection. A transport failure
-// (refused, timeout, reset) is an error; any HTTP answer is a Response.
+// (refused, timeout, reset) is an error; any HTTP answer is a Response. A
+// request refused before it is sent is an error wrapping ErrInvalidRequest.
 type Caller interface {
 	Call(ctx context.Context, req Request) (*Response, error)
 	Close() error

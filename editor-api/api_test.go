@@ -371,6 +371,23 @@ func TestReplayNeverDeliversTwice(t *testing.T) {
 	}
 }
 
+// A negative bulk replay limit is refused, not taken as "no limit": it
+// would replay every dead letter of the flow.
+func TestBulkReplayRefusesNegativeLimit(t *testing.T) {
+	f := newFixture(t)
+	d1, d2 := f.deadOrder(1), f.deadOrder(2)
+	f.erp.status.Store(0)
+	r := f.req(Operator, "POST", "/dead-letters/replay", map[string]any{"filter": map[string]any{"flow": "orders", "limit": -1}})
+	if r.status != 400 || errCode(t, r) != "bad_request" {
+		t.Errorf("limit -1: %s, want 400 bad_request", r)
+	}
+	for _, id := range []string{d1, d2} {
+		if r := f.req(Viewer, "GET", "/dead-letters/"+id, nil); r.status != 200 {
+			t.Errorf("dead letter %s was replayed: %s", id, r)
+		}
+	}
+}
+
 func TestErrorShapeAndLimits(t *testing.T) {
 	f := newFixture(t, WithBodyLimit(2048))
 	big := strings.Repeat("# padding\n", 300)

@@ -200,6 +200,9 @@ func (s *server) replayMany(c echo.Context) error {
 	if fl.Flow == "" && fl.Key == "" && fl.Since == "" && !fl.All {
 		return apiErr(http.StatusBadRequest, "bad_request", "filter: name a flow, a key or a since, or set all: true to replay every dead letter")
 	}
+	if fl.Limit < 0 { // ReplayMany takes any limit up to 0 for no limit at all
+		return apiErr(http.StatusBadRequest, "bad_request", "filter.limit: %d is not a number of messages; leave it out to replay every match", fl.Limit)
+	}
 	f := store.Filter{Flow: fl.Flow, Key: fl.Key, Limit: fl.Limit}
 	if fl.Since != "" {
 		var err error

@@ -17,6 +17,9 @@ type Env struct {
 	Compiler    *mappings.Compiler
 	Mappings    map[string]*dsl.MappingFile // by id
 	Connections []string                    // names from conveyor.yaml
+	// HTTPConnections are the names of Connections of kind http, which
+	// publish and sql steps must not name.
+	HTTPConnections []string
 	// Getenv resolves ${env:NAME}; nil means os.LookupEnv.
 	Getenv func(string) (string, bool)
 }
@@ -222,6 +225,7 @@ func (c *compiler) steps(src []dsl.Step, prefix string, scope mappings.Scope) []
 		case "publish":
 			st.publish = &publishSpec{topic: s.Publish.Topic, connection: s.Publish.Connection, body: c.optExpr(s.Publish.Body, scope)}
 			c.connection(s.Publish.Connection, s.Publish.At, st.path, "publish")
+			c.notHTTP(s.Publish.Connection, s.Publish.At, st.path, "publish", "publish", "publish to a redis_stream or nats connection")
 		case "respond":
 			st.respond = &respondSpec{status: c.optExpr(s.Respond.Status, scope), body: c.optExpr(s.Respond.Body, scope), headers: c.exprMap(s.Respond.Headers, scope)}
 		case "aggregate":
@@ -275,6 +279,7 @@ func (c *compiler) call(s *dsl.Call, path string, scope mappings.Scope) *callSpe
 	}
 	cs.accept = s.Accept
 	if s.SQL != "" {
+		c.notHTTP(s.Connection, s.ConnectionAt, path, "call", "run sql", "sql goes to a postgres connection")
 		cs.sql = s.SQL
 		for _, p := range s.Params {
 			cs.params = append(cs.params, c.expr(p, scope))
@@ -337,6 +342,15 @@ func (c *compiler) use(n dsl.MapNode, scope mappings.Scope) *mapNode {
 	m := c.node(mf.Map.Node, scope)
 	c.file, c.using = outer, c.using[:len(c.using)-1]
 	return &m
+}
+
+// notHTTP reports a step that cannot go to an http connection (a publish,
+// an sql call) naming one: the http connector would refuse it at every
+// run.
+func (c *compiler) notHTTP(name string, at dsl.Pos, path, kind, what, hint string) {
+	if name != "" && contains(c.env.HTTPConnections, name) {
+		c.add(at, fmt.Sprintf("step %s (%s): connection %q is an http connection, which cannot %s", path, kind, name, what), hint)
+	}
 }
 
 // connection reports a step naming a connection conveyor.yaml lacks.

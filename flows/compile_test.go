@@ -458,3 +458,24 @@ func TestTemplateDiagnosticsPointAtTheName(t *testing.T) {
 		}
 	}
 }
+
+// A publish or sql step naming an http connection is refused at load: the
+// http connector would send it as an HTTP method PUBLISH or SQL.
+func TestPublishAndSQLRefuseHTTPConnections(t *testing.T) {
+	env := compileEnv(t, nil)
+	env.HTTPConnections = []string{"erp"}
+	_, ds := compileWith(t, env, `
+trigger: {http: {path: /t}}
+steps:
+  - publish: {topic: orders, connection: erp}
+  - call: {connection: erp, sql: 'select 1'}
+  - call: {connection: wms, sql: 'select 1'}
+`)
+	want := []string{
+		`flows/f.yaml:4:14: step 1 (publish): connection "erp" is an http connection, which cannot publish (publish to a redis_stream or nats connection)`,
+		`flows/f.yaml:5:24: step 2 (call): connection "erp" is an http connection, which cannot run sql (sql goes to a postgres connection)`,
+	}
+	if got := strings.Split(ds.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", ds.Error(), strings.Join(want, "\n"))
+	}
+}

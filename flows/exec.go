@@ -435,7 +435,7 @@ func (r *run) step(s *step) (stop bool, err error) {
 			}
 			resp, err := r.deps.Caller.Call(r.ctx, Request{Connection: conn, Method: connectors.MethodPublish, Path: s.publish.topic, Body: body, IdempotencyKey: key})
 			if err != nil {
-				return false, fail(Transient, fmt.Errorf("%s: publish to %s: %w", conn, s.publish.topic, err))
+				return false, fail(callClass(err), fmt.Errorf("%s: publish to %s: %w", conn, s.publish.topic, err))
 			}
 			if se := classify(resp, s.path+r.split, s.kind, conn, Request{Method: connectors.MethodPublish, Path: s.publish.topic}); se != nil {
 				return false, se
@@ -581,7 +581,15 @@ func (r *run) call(s *step) (*Response, error) {
 				q.Set(np.name, Text(v))
 			}
 		}
-		path.WriteString("?" + q.Encode())
+		// A literal path may carry a query of its own (/items?expand=lines):
+		// the map's parameters then follow it after an &.
+		if enc := q.Encode(); enc != "" {
+			if strings.Contains(path.String(), "?") {
+				path.WriteString("&" + enc)
+			} else {
+				path.WriteString("?" + enc)
+			}
+		}
 	}
 	req := Request{Connection: c.connection, Method: c.method, Path: path.String(), IdempotencyKey: r.key(s), Timeout: c.timeout}
 	var err error
@@ -618,13 +626,16 @@ func (r *run) call(s *step) (*Response, error) {
 			return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: errors.New("calls are not available here")}
 		}
 		if c.rateLimit != nil && r.deps.Limiter != nil {
-			key := r.f.ID + ":" + s.path
+			// Outbound keys start with "out:", inbound ones with "in:"
+			// (runtime accept), so a call's key never draws on the bucket
+			// of a trigger whose flow and key spell the same text.
+			key := "out:" + r.f.ID + ":" + s.path
 			if c.rateLimit.Key != nil {
 				k, err := c.rateLimit.Key.Eval(env)
 				if err != nil {
 					return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
 				}
-				key = Text(k)
+				key = "out:" + Text(k)
 			}
 			if err := r.deps.Limiter.Wait(r.ctx, key, *c.rateLimit); err != nil {
 				return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: err}
@@ -632,7 +643,7 @@ func (r *run) call(s *step) (*Response, error) {
 		}
 		resp, err = r.deps.Caller.Call(r.ctx, req)
 		if err != nil {
-			return nil, &StepError{Class: Transient, Step: s.path + r.split, Kind: s.kind, Err: fmt.Errorf("%s %s %s: %w", c.connection, req.Method, pathOnly(req.Path), err)}
+			return nil, &StepError{Class: callClass(err), Step: s.path + r.split, Kind: s.kind, Err: fmt.Errorf("%s %s %s: %w", c.connection, req.Method, pathOnly(req.Path), err)}
 		}
 		if se := classify(resp, s.path+r.split, s.kind, c.connection, req); se != nil && !slices.Contains(c.accept, resp.Status) {
 			return resp, se
@@ -645,6 +656,17 @@ func (r *run) call(s *step) (*Response, error) {
 		env.Vars[c.as] = map[string]any{"status": resp.Status, "headers": stringsToAny(resp.Headers), "body": resp.Body}
 	}
 	return resp, nil
+}
+
+// callClass is the class of a failed call: a request the connector
+// refused to send (connectors.ErrInvalidRequest) fails the same way every
+// time, so it is permanent; any other error (refused, timeout, reset) may
+// pass and is retried.
+func callClass(err error) Class {
+	if errors.Is(err, connectors.ErrInvalidRequest) {
+		return Permanent
+	}
+	return Transient
 }
 
 // recall looks an effect up in the memo before it runs; the memo first

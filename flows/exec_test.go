@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/connectors"
+	httpconn "github.com/conveyor-run/conveyor/connectors/http"
 	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings"
@@ -442,5 +448,55 @@ steps:
 	}
 	if _, changed := body.(map[string]any)["sku"]; changed {
 		t.Errorf("the message body was changed in place: %v", body)
+	}
+}
+
+// A query map adds to a query the literal path already has, joined with &.
+func TestCallQueryJoinsLiteralQuery(t *testing.T) {
+	f := compile(t, `
+trigger: {http: {path: /q}}
+steps:
+  - call: {connection: erp, method: GET, path: '/items?expand=lines', query: {page: '2'}}
+`)
+	caller := &fakeCaller{}
+	res := f.Run(context.Background(), &flows.Message{ID: "m", Body: map[string]any{}}, nil, 0, flows.Deps{Caller: caller, Memo: &flows.MemMemo{}})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	u, err := url.Parse(caller.calls[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := u.Query(); u.Path != "/items" || q.Get("expand") != "lines" || q.Get("page") != "2" {
+		t.Errorf("path %q; want /items with expand=lines and page=2", caller.calls[0].Path)
+	}
+}
+
+// A request the connector refuses to build (a dot segment from the
+// payload, a line break in a header value) never reaches the server and
+// fails the step permanently: sending it again cannot help.
+func TestRefusedRequestFailsPermanently(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	client, err := httpconn.NewClient(connectors.Config{Name: "erp", Values: map[string]any{"base_url": srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	f := compile(t, `
+trigger: {http: {path: /r}}
+steps:
+  - call: {connection: erp, method: GET, path: '/items/{{ body.sku }}', headers: {X-Ref: body.ref}}
+`)
+	for _, body := range []map[string]any{{"sku": ".."}, {"sku": "a", "ref": "r\nX-Evil: 1"}} {
+		res := f.Run(context.Background(), &flows.Message{ID: "m", Body: body}, nil, 0, flows.Deps{Caller: client, Memo: &flows.MemMemo{}})
+		var se *flows.StepError
+		if !errors.As(res.Err, &se) || se.Class != flows.Permanent {
+			t.Errorf("body %v: got %v, want a permanent failure", body, res.Err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the server got %d requests, want none", n)
 	}
 }

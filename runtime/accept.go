@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
@@ -130,7 +131,7 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	var rlKey string
 	if rl := f.RateLimit; rl != nil {
-		key := id
+		key := "in:" + id // "out:" for calls (flows), so the two never share a bucket
 		if rl.Key != nil {
 			v, err := rl.Key.Eval(env)
 			if err != nil {
@@ -138,7 +139,7 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 				apiError(w, http.StatusBadRequest, "bad_request", "rate limit key: "+err.Error(), nil)
 				return
 			}
-			key = id + ":" + flows.Text(v)
+			key += ":" + flows.Text(v)
 		}
 		rlKey = key
 		if cl == nil {
@@ -159,17 +160,11 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	var dedupKey string
 	if f.Dedup != nil {
-		v, err := f.Dedup.Key.Eval(env)
-		if err != nil || v == nil {
+		if dedupKey, err = dedupKeyOf(f, env); err != nil {
 			m.rejected.WithLabelValues(id, "dedup_key").Inc()
-			detail := "it is empty"
-			if err != nil {
-				detail = err.Error()
-			}
-			apiError(w, http.StatusUnprocessableEntity, "validation_failed", "the dedup key cannot be computed: "+detail, nil)
+			apiError(w, http.StatusUnprocessableEntity, "validation_failed", err.Error(), nil)
 			return
 		}
-		dedupKey = id + ":" + flows.Text(v)
 	}
 	if t.Mode == "sync" {
 		e.runSync(w, r, lf, f, msg, state, raw, dedupKey, cl, rlKey)
@@ -204,6 +199,22 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	writeJSON(w, http.StatusAccepted, map[string]any{"id": sm.ID, "status": store.Queued})
 }
 
+// dedupKeyOf is the dedup key of a message of f (which has dedup): the
+// flow's id, a colon and the text of its key expression. Every trigger
+// takes its keys from here. A key that is null or empty text is refused:
+// all such messages would otherwise share the one key "<flow>:", and the
+// second would pass for a duplicate of the first.
+func dedupKeyOf(f *flows.Flow, env *mappings.Env) (string, error) {
+	v, err := f.Dedup.Key.Eval(env)
+	if err == nil && flows.Text(v) == "" {
+		err = errors.New("it is empty")
+	}
+	if err != nil {
+		return "", fmt.Errorf("the dedup key cannot be computed: %w", err)
+	}
+	return f.ID + ":" + flows.Text(v), nil
+}
+
 // admit answers a refused request (429, or 503 when a fail-closed limiter
 // could not be asked) and reports whether the request may go on.
 func (e *Engine) admit(w http.ResponseWriter, f *flows.Flow, ok bool, wait time.Duration, err error) bool {
@@ -231,13 +242,18 @@ func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
 		apiError(w, http.StatusInternalServerError, "internal", err.Error(), nil)
 		return
 	}
-	switch se.Class {
-	case flows.Validation:
+	switch {
+	case se.Class == flows.Validation:
 		e.metrics.rejected.WithLabelValues(id, "validation").Inc()
 		apiError(w, http.StatusUnprocessableEntity, "validation_failed", strings.Join(se.Errors, "; "), se.Errors)
-	case flows.Transient:
+	case se.Class == flows.Transient:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(max(se.RetryAfter, time.Second))))
 		apiError(w, http.StatusServiceUnavailable, "upstream_unavailable", se.Error(), map[string]any{"step": se.Step})
+	case errors.Is(se, connectors.ErrInvalidRequest):
+		// The connection refused to send what the payload made of the
+		// request (a path with dot segments, a line break in a header):
+		// the sender's to fix, and no upstream answered.
+		apiError(w, http.StatusUnprocessableEntity, "invalid_request", se.Error(), map[string]any{"step": se.Step})
 	default:
 		apiError(w, http.StatusBadGateway, "flow_failed", se.Error(), map[string]any{"step": se.Step})
 	}

@@ -206,6 +206,25 @@ func TestAcceptRejections(t *testing.T) {
 	}
 }
 
+// A dedup key that is empty text is refused like a null one: otherwise
+// every such request would share one key and the second order would be
+// answered as a duplicate of the first.
+func TestEmptyDedupKeyIsRefused(t *testing.T) {
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
+		"async": "trigger: {http: {path: /async}}\ndedup: {key: body.ref}\nsteps: [{call: {connection: erp, path: /orders}}]\n",
+		"sync":  "trigger: {http: {path: /sync, mode: sync}}\ndedup: {key: body.ref}\nsteps: [{respond: {body: body}}]\n",
+	})
+	e := start(t, dir, runtime.Options{})
+	for _, path := range []string{"/async", "/sync"} {
+		for _, body := range []string{`{"ref": "", "items": [1]}`, `{"ref": "", "items": [2]}`} {
+			if s, out := post(t, "http://"+e.TriggerAddr()+path, body); s != 422 || !strings.Contains(fmt.Sprint(out), "it is empty") {
+				t.Errorf("%s %s: %d %v, want 422 naming the empty key", path, body, s, out)
+			}
+		}
+	}
+}
+
 func TestDuplicateWebhookMakesOneOrder(t *testing.T) {
 	erp, wms := newTarget(t), newTarget(t)
 	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": orderFlow})
@@ -310,6 +329,27 @@ steps:
 	}
 	if s, _ := post(t, url, `{"ref": "r2", "qty": 0}`); s != 422 {
 		t.Errorf("validation: %d", s)
+	}
+}
+
+// A sync call whose request the connection refuses to send (a payload
+// that makes a dot segment of the path) is the sender's fault: a 422, not
+// a 5xx that invites a retry, and nothing reaches the target.
+func TestSyncRefusedRequestIsUnprocessable(t *testing.T) {
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"item": `
+trigger: {http: {path: /item, mode: sync}}
+steps:
+  - call: {connection: erp, method: GET, path: '/items/{{ body.sku }}', as: item}
+  - respond: {body: vars.item.body}
+`})
+	e := start(t, dir, runtime.Options{})
+	s, out := post(t, "http://"+e.TriggerAddr()+"/item", `{"sku": ".."}`)
+	if s != 422 {
+		t.Errorf("status %d %v, want 422", s, out)
+	}
+	if n := erp.calls.Load(); n != 0 {
+		t.Errorf("the target got %d calls, want none", n)
 	}
 }
 

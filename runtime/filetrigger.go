@@ -543,14 +543,7 @@ func (t *fileTake) dedupKey(i int, v any, headers map[string]string) (string, er
 		return "", nil
 	}
 	env := mappings.NewEnv(v, headers, mappings.Meta{ID: t.messageID(i), Flow: f.ID, Revision: f.Revision, ReceivedAt: t.received})
-	k, err := f.Dedup.Key.Eval(env)
-	if err != nil {
-		return "", fmt.Errorf("the dedup key cannot be computed: %w", err)
-	}
-	if k == nil {
-		return "", errors.New("the dedup key cannot be computed: it is empty")
-	}
-	return f.ID + ":" + flows.Text(k), nil
+	return dedupKeyOf(f, env)
 }
 
 // message is the stored message of record i (-1: the whole file).

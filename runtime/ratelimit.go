@@ -26,7 +26,8 @@ var _ RateLimiter = (*Limiter)(nil)
 
 // Limiter is the embedded store's rate limiting: one token bucket per key
 // (golang.org/x/time/rate), refilled at Limit per Per, holding up to Burst
-// tokens (default Limit). A key idle for ten periods is forgotten.
+// tokens (default Limit). A key idle for ten periods is forgotten. Limits
+// that name the same key share its bucket.
 //
 // Burst semantics: a client idle long enough may send Burst requests at
 // once; after that, one request per Per/Limit.
@@ -51,9 +52,18 @@ func (l *Limiter) get(key string, rl flows.RateLimit, now time.Time) *bucket {
 	limit := rate.Limit(float64(rl.Limit) / rl.Per.Seconds())
 	burst := max(rl.Burst, 1)
 	b, ok := l.buckets[key]
-	if !ok || b.lim.Limit() != limit || b.lim.Burst() != burst {
+	switch {
+	case !ok:
 		b = &bucket{lim: rate.NewLimiter(limit, burst), per: rl.Per}
 		l.buckets[key] = b
+	case b.lim.Limit() != limit || b.lim.Burst() != burst:
+		// Limits naming the same key (two flows pacing one ERP) share its
+		// tokens, each request checked against its own rate and burst, as
+		// in the Redis limiter. A fresh bucket here would hand out a full
+		// burst whenever the other limit had been asked last.
+		b.lim.SetLimitAt(now, limit)
+		b.lim.SetBurstAt(now, burst)
+		b.per = rl.Per
 	}
 	b.used = now
 	if now.Sub(l.sweep) > time.Minute {

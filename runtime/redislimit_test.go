@@ -121,6 +121,38 @@ func TestRateLimitAccuracy(t *testing.T) {
 	})
 }
 
+// Two limits naming the same key (two flows pacing calls to one ERP) share
+// one budget: alternating them never refills the bucket, and together they
+// get no more than the larger burst.
+func TestLimitsSharingAKeyShareItsBudget(t *testing.T) {
+	a := flows.RateLimit{Limit: 10, Per: time.Minute, Burst: 10}
+	b := flows.RateLimit{Limit: 5, Per: time.Minute, Burst: 5}
+	check := func(t *testing.T, l runtime.RateLimiter) {
+		granted := 0
+		for i := range 100 {
+			rl := a
+			if i%2 == 1 {
+				rl = b
+			}
+			ok, _, err := l.Allow(context.Background(), "erp", rl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				granted++
+			}
+		}
+		if granted > 10 {
+			t.Errorf("granted %d of 100, want at most 10", granted)
+		}
+	}
+	t.Run("embedded", func(t *testing.T) { check(t, runtime.NewLimiter()) })
+	t.Run("redis", func(t *testing.T) {
+		url := storetest.RedisURL(t)
+		check(t, runtime.NewRedisLimiter(redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})))
+	})
+}
+
 func TestRedisLimiterBurstAndWait(t *testing.T) {
 	url := storetest.RedisURL(t)
 	s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})

@@ -54,7 +54,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/conveyor-run/conveyor/dsl"
-	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
 	"github.com/conveyor-run/conveyor/runtime/store"
@@ -239,14 +238,11 @@ func (s *streamTriggers) accept(flow string, en streamEntry) error {
 	var ttl time.Duration
 	reason, why := "parse", en.bad
 	if why == nil && f.Dedup != nil {
-		v, err := f.Dedup.Key.Eval(mappings.NewEnv(en.body, en.headers, mappings.Meta{ID: en.id, Flow: flow, Revision: f.Revision, ReceivedAt: now}))
-		if err == nil && v == nil {
-			err = errors.New("it is empty")
-		}
+		key, err := dedupKeyOf(f, mappings.NewEnv(en.body, en.headers, mappings.Meta{ID: en.id, Flow: flow, Revision: f.Revision, ReceivedAt: now}))
 		if err != nil {
-			reason, why = "dedup_key", fmt.Errorf("the dedup key cannot be computed: %w", err)
+			reason, why = "dedup_key", err
 		} else {
-			sm.DedupKey, ttl = flow+":"+flows.Text(v), f.Dedup.TTL
+			sm.DedupKey, ttl = key, f.Dedup.TTL
 		}
 	}
 	if why != nil {

@@ -139,10 +139,14 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 // FlowEnv is what compiling a flow of this workspace needs.
 func (ws *Workspace) FlowEnv(getenv func(string) (string, bool)) flows.Env {
 	conns := make([]string, 0, len(ws.Config.Connections))
-	for name := range ws.Config.Connections {
+	var httpConns []string
+	for name, c := range ws.Config.Connections {
 		conns = append(conns, name)
+		if c.HTTP != nil {
+			httpConns = append(httpConns, name)
+		}
 	}
-	return flows.Env{Compiler: ws.Compiler, Mappings: ws.Mappings, Connections: conns, Getenv: getenv}
+	return flows.Env{Compiler: ws.Compiler, Mappings: ws.Mappings, Connections: conns, HTTPConnections: httpConns, Getenv: getenv}
 }
 
 // compileAll compiles the decoded flows on every core.

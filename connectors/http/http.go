@@ -430,7 +430,9 @@ func (c *Client) SendsRawJSON() {}
 
 // Call sends one attempt of req. A transport failure (refused, timeout,
 // DNS, reset, an oversized body) is an error naming the method and the
-// URL without its query; any HTTP status is a Response.
+// URL without its query; any HTTP status is a Response. A request refused
+// before it is sent (a path leaving the base, a bad header, a publish or
+// sql request) is an error wrapping connectors.ErrInvalidRequest.
 //
 // Headers, lowest precedence first: Accept, User-Agent and (with a body)
 // Content-Type; the connection's headers; its auth; Idempotency-Key; then
@@ -442,9 +444,14 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		method = http.MethodGet
 	}
 	method = strings.ToUpper(method)
+	if method == connectors.MethodPublish || method == connectors.MethodSQL || req.SQL != "" {
+		// A publish or sql step that names this connection by mistake.
+		return nil, connectors.Invalid(fmt.Errorf("http connection %s: %s calls are not supported; use a call step with an HTTP method and a path", c.name, method))
+	}
 	u, err := c.URL(req.Path)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, req.Path, err)
+		p, _, _ := strings.Cut(req.Path, "?") // the query may carry a token
+		return nil, connectors.Invalid(fmt.Errorf("%s %s: %w", method, p, err))
 	}
 	where := method + " " + redact(u)
 
@@ -453,7 +460,7 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		if ct := connectors.HeaderValue(req.Headers, "Content-Type"); ct != "" && !isJSONType(ct) {
 			if req.Body == nil { // a deferred body (connectors.RawJSONSender): a string in it goes as text
 				if req.Body, err = jsonv.Decode(req.RawJSON); err != nil {
-					return nil, fmt.Errorf("%s: the body is not valid JSON: %w", where, err)
+					return nil, connectors.Invalid(fmt.Errorf("%s: the body is not valid JSON: %w", where, err))
 				}
 			}
 			switch b := req.Body.(type) {
@@ -468,7 +475,7 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		}
 		if body == nil {
 			if body, err = jsonv.Marshal(req.Body); err != nil {
-				return nil, fmt.Errorf("%s: encoding the body: %w", where, err)
+				return nil, connectors.Invalid(fmt.Errorf("%s: encoding the body: %w", where, err))
 			}
 		}
 	}
@@ -490,7 +497,7 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("%s: %v", where, err)
+		return nil, connectors.Invalid(fmt.Errorf("%s: %v", where, err))
 	}
 	h := hr.Header
 	h.Set("Accept", "application/json")
@@ -516,10 +523,10 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	}
 	for k, v := range req.Headers {
 		if !validHeaderName(k) {
-			return nil, fmt.Errorf("%s: %q is not a valid header name", where, k)
+			return nil, connectors.Invalid(fmt.Errorf("%s: %q is not a valid header name", where, k))
 		}
 		if !validHeaderValue(v) {
-			return nil, fmt.Errorf("%s: value of header %s contains a line break or control character", where, k)
+			return nil, connectors.Invalid(fmt.Errorf("%s: value of header %s contains a line break or control character", where, k))
 		}
 		if strings.EqualFold(k, "Host") {
 			hr.Host = v

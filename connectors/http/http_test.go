@@ -289,6 +289,46 @@ func TestPathMustStayUnderBase(t *testing.T) {
 	}
 }
 
+// A refused path's error names the path without its query: the query
+// may carry a token.
+func TestRefusedPathErrorHidesQuery(t *testing.T) {
+	c := client(t, map[string]any{"base_url": "http://127.0.0.1:1/api"}, 0)
+	for _, p := range []string{"/items/..?token=SECRET", "/items/a#b?token=SECRET", "/items/.?token=SECRET"} {
+		_, err := c.Call(context.Background(), connectors.Request{Path: p})
+		if err == nil {
+			t.Errorf("%q accepted", p)
+			continue
+		}
+		if strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%q: error %q shows the query", p, err)
+		}
+		if !errors.Is(err, connectors.ErrInvalidRequest) {
+			t.Errorf("%q: error %q is not an invalid request", p, err)
+		}
+	}
+}
+
+// A publish or sql step that names an HTTP connection by mistake is
+// refused, not sent as an HTTP method PUBLISH or SQL.
+func TestRefusesPublishAndSQL(t *testing.T) {
+	srv, s := recorder(t, 200, "", "")
+	c := client(t, map[string]any{"base_url": srv.URL}, 0)
+	for _, req := range []connectors.Request{
+		{Method: connectors.MethodPublish, Path: "orders.created", Body: map[string]any{"id": 1}},
+		{Method: connectors.MethodSQL, SQL: "select 1"},
+		{Method: "sql", SQL: "select 1"},
+		{Method: http.MethodPost, Path: "/x", SQL: "select 1"},
+	} {
+		_, err := c.Call(context.Background(), req)
+		if err == nil || !errors.Is(err, connectors.ErrInvalidRequest) {
+			t.Errorf("%s %q: got %v, want an invalid request", req.Method, req.Path, err)
+		}
+	}
+	if got := s.get(); got.method != "" {
+		t.Errorf("the server got %s %s", got.method, got.uri)
+	}
+}
+
 func TestRetryAfterResponse(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Retry-After", "7")

@@ -195,7 +195,7 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	}
 	data, err := jsonv.Marshal(req.Body)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the body: %w", err)
+		return nil, connectors.Invalid(fmt.Errorf("encoding the body: %w", err))
 	}
 	timeout := req.Timeout
 	if timeout <= 0 {

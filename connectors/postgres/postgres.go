@@ -146,7 +146,7 @@ func NewClient(cfg connectors.Config) (*Client, error) {
 // shutdowns) is an error.
 func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.Response, error) {
 	if req.Method != connectors.MethodSQL {
-		return nil, fmt.Errorf("postgres connection %s: %s calls are not supported; use sql: with params:", c.name, req.Method)
+		return nil, connectors.Invalid(fmt.Errorf("postgres connection %s: %s calls are not supported; use sql: with params:", c.name, req.Method))
 	}
 	if strings.TrimSpace(req.SQL) == "" {
 		return answer(400, "the sql statement is empty", "", nil), nil

@@ -3,6 +3,7 @@ package pgconn_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"reflect"
 	"strings"
@@ -192,8 +193,8 @@ func TestTransientFailuresAreErrors(t *testing.T) {
 	} else if time.Since(start) > 6*time.Second {
 		t.Errorf("took %s", time.Since(start))
 	}
-	if _, err := c.Call(ctx, connectors.Request{Method: "POST", Path: "/x"}); err == nil {
-		t.Error("a non-SQL call was accepted")
+	if _, err := c.Call(ctx, connectors.Request{Method: "POST", Path: "/x"}); !errors.Is(err, connectors.ErrInvalidRequest) {
+		t.Errorf("a non-SQL call: got %v, want an invalid request (never retried)", err)
 	}
 }
 

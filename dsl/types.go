@@ -396,7 +396,18 @@ type StoreConfig struct {
 	Backend string       `yaml:"backend" enum:"embedded,redis" default:"embedded" desc:"embedded: a bbolt file, one process; redis: several replicas"`
 	Path    string       `yaml:"path" default:"data" desc:"embedded: data directory, relative to the workspace"`
 	URL     ConfigString `yaml:"url" desc:"redis: redis:// URL"`
-	At      Pos          `yaml:"-"`
+	// FailOpen says what a Redis out of reach means for the checks that
+	// are not the message itself (which is never accepted unstored).
+	FailOpen *FailOpen `yaml:"fail_open" desc:"redis: whether rate limits and sync dedup let traffic through while Redis is out of reach"`
+	At       Pos       `yaml:"-"`
+}
+
+// FailOpen chooses, per check, between letting traffic through unchecked
+// (open) and refusing it (closed) while Redis is out of reach.
+type FailOpen struct {
+	RateLimit *bool `yaml:"rate_limit" default:"true" desc:"true: limits are not enforced during an outage; false: a trigger answers 503 with Retry-After and a call waits and retries"`
+	Dedup     *bool `yaml:"dedup" default:"false" desc:"sync triggers (an async message is stored with its key, or not at all): false: 503 with Retry-After; true: the request runs unchecked, so a duplicate sent during the outage runs again"`
+	At        Pos   `yaml:"-"`
 }
 
 // Connection is a named target system. Exactly one kind is set.

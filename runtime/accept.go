@@ -151,7 +151,9 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	var state *flows.State
 	if f.AcceptSteps > 0 {
-		res := f.Run(r.Context(), msg, nil, f.AcceptSteps, flows.Deps{})
+		// Observed like every other step: the run that goes on after them
+		// (a worker's, or the sync run's) starts past these steps.
+		res := f.Run(r.Context(), msg, nil, f.AcceptSteps, flows.Deps{Observe: e.deps(f).Observe})
 		if res.Err != nil {
 			e.answerFailure(w, id, res.Err)
 			return
@@ -221,6 +223,7 @@ func (e *Engine) admit(w http.ResponseWriter, f *flows.Flow, ok bool, wait time.
 	if err != nil {
 		e.log.Warn("rate limiter unavailable", "flow", f.ID, "let_through", ok, "error", err)
 		if !ok {
+			e.metrics.rejected.WithLabelValues(f.ID, "rate_limiter_unavailable").Inc()
 			w.Header().Set("Retry-After", "1")
 			apiError(w, http.StatusServiceUnavailable, "rate_limiter_unavailable", "the rate limiter is unavailable; retry", nil)
 			return false
@@ -284,10 +287,13 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			var allowed bool
 			var wait time.Duration
 			allowed, wait, holder, ok, err = cl.AllowClaim(ctx, rlKey, *f.RateLimit, dedupKey, msg.ID, claimTTL)
-			if err != nil && allowed {
-				holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, claimTTL) // fail-open: claim alone
-			}
-			if err == nil && !e.admit(w, f, allowed, wait, nil) {
+			switch {
+			case err != nil && !allowed: // a fail-closed limiter out of reach
+				e.admit(w, f, false, wait, err)
+				return
+			case err != nil: // fail-open: the claim alone
+				holder, ok, err = e.store.ClaimKey(ctx, dedupKey, msg.ID, claimTTL)
+			case !e.admit(w, f, allowed, wait, nil):
 				return
 			}
 		} else {
@@ -296,10 +302,19 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		if err != nil {
 			// The claim may have landed all the same (a timeout after
 			// Redis took it): let it go, or the retry would find it taken.
-			e.background(func() { _ = e.store.ReleaseKey(context.WithoutCancel(ctx), dedupKey, msg.ID) })
-			w.Header().Set("Retry-After", "5")
-			apiError(w, http.StatusServiceUnavailable, "store_unavailable", "dedup is unavailable; retry", nil)
-			return
+			key := dedupKey
+			e.background(func() { _ = e.store.ReleaseKey(context.WithoutCancel(ctx), key, msg.ID) })
+			if !e.dedupFailOpen {
+				e.log.Warn("dedup unavailable; refusing the request", "flow", id, "error", err)
+				m.rejected.WithLabelValues(id, "dedup_unavailable").Inc()
+				w.Header().Set("Retry-After", "5")
+				apiError(w, http.StatusServiceUnavailable, "store_unavailable", "dedup is unavailable; retry", nil)
+				return
+			}
+			// store.fail_open.dedup: run unchecked; a duplicate sent
+			// during the outage runs again.
+			e.log.Warn("dedup unavailable; running the request unchecked (store.fail_open.dedup)", "flow", id, "error", err)
+			dedupKey, ok, holder = "", true, msg.ID
 		}
 		// A claim sent again by the client after a lost answer finds the
 		// key held by this very message: it is this message's claim.

@@ -71,6 +71,9 @@ type Engine struct {
 	store   store.Store
 	metrics *metrics
 	limiter RateLimiter
+	// dedupFailOpen: a sync run whose dedup key cannot be claimed (Redis
+	// out of reach) runs unchecked instead of answering 503.
+	dedupFailOpen bool
 
 	mu      sync.RWMutex // guards ws, flows, conns, revs
 	ws      *Workspace
@@ -125,8 +128,18 @@ func (e *Engine) begin() bool {
 
 // staticConfig is what a reload may not change.
 type staticConfig struct {
-	listen, adminListen, backend, path, url string
+	listen, adminListen, backend, path, url, failOpen string
 }
+
+// rateLimitFailOpen and dedupFailOpen read store.fail_open, with its
+// defaults: rate limits open (an outage never stops traffic, limits are
+// not enforced meanwhile), sync dedup closed (503 rather than risk
+// running a duplicate).
+func rateLimitFailOpen(f *dsl.FailOpen) bool {
+	return f == nil || f.RateLimit == nil || *f.RateLimit
+}
+
+func dedupFailOpen(f *dsl.FailOpen) bool { return f != nil && f.Dedup != nil && *f.Dedup }
 
 // New loads the workspace and opens the store. Flows with errors are
 // reported (Status) and stay stopped; the engine still starts.
@@ -175,7 +188,9 @@ func New(opts Options) (*Engine, error) {
 		}
 		opts.Store = rs
 		if opts.Limiter == nil {
-			opts.Limiter = NewRedisLimiter(rs) // shared buckets, fail-open
+			l := NewRedisLimiter(rs) // shared buckets
+			l.FailOpen = rateLimitFailOpen(ws.Config.Store.FailOpen)
+			opts.Limiter = l
 		}
 	}
 	if opts.Store == nil {
@@ -196,6 +211,7 @@ func New(opts Options) (*Engine, error) {
 		opts.Limiter = NewLimiter()
 	}
 	e.opts, e.store, e.limiter = opts, opts.Store, opts.Limiter
+	e.dedupFailOpen = dedupFailOpen(ws.Config.Store.FailOpen)
 	e.aggregator = newAggregator(e)
 	e.metrics = newMetrics(e)
 	if rt, ok := e.store.(interface{ RoundTrips() int64 }); ok {
@@ -214,7 +230,8 @@ func New(opts Options) (*Engine, error) {
 }
 
 func staticOf(c *dsl.Config) staticConfig {
-	return staticConfig{c.Listen, c.AdminListen, c.Store.Backend, c.Store.Path, c.Store.URL.Raw}
+	failOpen := fmt.Sprintf("rate_limit: %t, dedup: %t", rateLimitFailOpen(c.Store.FailOpen), dedupFailOpen(c.Store.FailOpen))
+	return staticConfig{c.Listen, c.AdminListen, c.Store.Backend, c.Store.Path, c.Store.URL.Raw, failOpen}
 }
 
 // configDiagnostics are the findings in conveyor.yaml, which stop a start.

@@ -307,6 +307,8 @@ func staticDiff(a, b staticConfig) (string, string, string) {
 		return "store.backend", a.backend, b.backend
 	case a.path != b.path:
 		return "store.path", a.path, b.path
+	case a.failOpen != b.failOpen:
+		return "store.fail_open", a.failOpen, b.failOpen
 	}
 	return "store.url", "(hidden)", "(hidden)"
 }

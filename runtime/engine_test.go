@@ -469,27 +469,26 @@ func TestRetryNeverRepeatsASucceededCall(t *testing.T) {
 	}
 }
 
+// failFirst makes tg answer 503 to its first n calls.
+func failFirst(tg *target, n int64) {
+	var left atomic.Int64
+	left.Store(n)
+	tg.status = func(map[string]any) int {
+		if left.Add(-1) >= 0 {
+			return 503
+		}
+		return 201
+	}
+}
+
 // Retry attempts are counted per step: the retries the ERP call used do
 // not eat the WMS call's own budget ("attempts: 3" is three WMS calls in
 // all, whatever happened before), and the WMS call's first retry waits
 // its policy's initial delay, not one grown by the ERP's retries.
 func TestRetryBudgetIsPerStep(t *testing.T) {
 	erp, wms := newTarget(t), newTarget(t)
-	var erpFail, wmsFail atomic.Int64
-	erpFail.Store(3)
-	wmsFail.Store(1)
-	erp.status = func(map[string]any) int {
-		if erpFail.Add(-1) >= 0 {
-			return 503
-		}
-		return 201
-	}
-	wms.status = func(map[string]any) int {
-		if wmsFail.Add(-1) >= 0 {
-			return 503
-		}
-		return 201
-	}
+	failFirst(erp, 3)
+	failFirst(wms, 1)
 	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": `
 trigger: {http: {path: /orders}}
 steps:
@@ -521,21 +520,8 @@ steps:
 // times its initial delay.
 func TestRetryFirstDelayIsTheStepsInitial(t *testing.T) {
 	erp, wms := newTarget(t), newTarget(t)
-	var erpFail, wmsFail atomic.Int64
-	erpFail.Store(6)
-	wmsFail.Store(1)
-	erp.status = func(map[string]any) int {
-		if erpFail.Add(-1) >= 0 {
-			return 503
-		}
-		return 201
-	}
-	wms.status = func(map[string]any) int {
-		if wmsFail.Add(-1) >= 0 {
-			return 503
-		}
-		return 201
-	}
+	failFirst(erp, 6)
+	failFirst(wms, 1)
 	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": `
 trigger: {http: {path: /orders}}
 steps:

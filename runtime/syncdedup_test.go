@@ -14,6 +14,17 @@ import (
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
 )
 
+// backendOptions runs an engine on the embedded store ("bolt") or on the
+// test Redis with its limiter ("redis").
+func backendOptions(t *testing.T, backend string) runtime.Options {
+	if backend != "redis" {
+		return runtime.Options{}
+	}
+	url := storetest.RedisURL(t)
+	s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{Consumer: "t"})
+	return runtime.Options{Store: s, Limiter: runtime.NewRedisLimiter(s)}
+}
+
 // A sync run that ends with its trigger's timeout releases its dedup key
 // although the run's context is over by then: the sender's retry runs
 // again. The Redis store gave up such a release at once (its context had
@@ -38,13 +49,7 @@ steps:
   - call: {connection: erp, path: /q}
   - respond: {status: 200, body: '{ref: body.ref}'}
 `})
-			opts := runtime.Options{}
-			if backend == "redis" {
-				url := storetest.RedisURL(t)
-				s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{Consumer: "t"})
-				opts.Store, opts.Limiter = s, runtime.NewRedisLimiter(s)
-			}
-			e := start(t, dir, opts)
+			e := start(t, dir, backendOptions(t, backend))
 			url := "http://" + e.TriggerAddr() + "/quote"
 			if s, out := post(t, url, `{"ref": "r1"}`); s < 500 {
 				t.Fatalf("a run past its timeout: %d %v; want a 5xx", s, out)
@@ -137,13 +142,7 @@ steps:
   - call: {connection: wms, path: /allocations}
   - respond: {status: 201, body: '{so: vars.erp.body.sales_order, attempt: meta.attempt}'}
 `})
-			opts := runtime.Options{}
-			if backend == "redis" {
-				url := storetest.RedisURL(t)
-				s := redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{Consumer: "t"})
-				opts.Store, opts.Limiter = s, runtime.NewRedisLimiter(s)
-			}
-			e := start(t, dir, opts)
+			e := start(t, dir, backendOptions(t, backend))
 			url := "http://" + e.TriggerAddr() + "/quote"
 			resp, err := http.Post(url, "application/json", strings.NewReader(`{"ref": "r1"}`))
 			must(t, err)

@@ -574,3 +574,24 @@ func TestConnectionErrorsNameTheirPlace(t *testing.T) {
 		}
 	}
 }
+
+// A Redis URL from ${env:REDIS_URL} that does not parse (here a typo in
+// the port) must not put its password in the error conveyor serve prints.
+func TestRedisURLErrorHidesPassword(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte("store: {backend: redis, url: \"${env:REDIS_URL}\"}\n"), 0o644))
+	must(t, os.Mkdir(filepath.Join(dir, "flows"), 0o755))
+	getenv := func(k string) (string, bool) {
+		if k == "REDIS_URL" {
+			return "redis://app:s3cr3t-pw@127.0.0.1:63 79/0", true
+		}
+		return "", false
+	}
+	_, err := runtime.New(runtime.Options{Workspace: dir, Getenv: getenv})
+	if err == nil {
+		t.Fatal("a malformed Redis URL was accepted")
+	}
+	if strings.Contains(err.Error(), "s3cr3t-pw") {
+		t.Errorf("the error shows the Redis password: %v", err)
+	}
+}

@@ -386,3 +386,39 @@ func TestReplicaLongRunKeepsItsLease(t *testing.T) {
 		t.Errorf("erp called %d times, want 1: a lease was taken over while its worker was alive", n)
 	}
 }
+
+// A message the Redis store dead-letters itself (leased MaxDeliveries
+// times without an outcome: its worker died each time) must show in
+// conveyor_messages_dead_lettered_total like any other dead letter.
+func TestRedisLeaseDeadLetterIsCounted(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	erp := newSink(t)
+	dir := replicaWorkspace(t, erp, map[string]string{"orders": replicaOrderFlow})
+	ctx := context.Background()
+
+	// A replica that leased the message and died before recording an outcome.
+	ghost := redisStore(t, url, prefix, store.RedisOptions{Consumer: "ghost", LeaseTimeout: 200 * time.Millisecond, MaxDeliveries: 1})
+	now := time.Now().UTC()
+	m := &store.Message{ID: "m-poison", Flow: "orders", Status: store.Queued, Source: "http", ReceivedAt: now, DueAt: now, Body: []byte(`{"id": 7}`)}
+	if _, err := ghost.Accept(ctx, m, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ghost.Lease(ctx, "orders", time.Now(), 1); err != nil || len(got) != 1 {
+		t.Fatalf("lease: %v %v", got, err)
+	}
+	must(t, ghost.Close())
+
+	s := redisStore(t, url, prefix, store.RedisOptions{Consumer: "b", LeaseTimeout: 200 * time.Millisecond, MaxDeliveries: 1})
+	e := start(t, dir, runtime.Options{Store: s, Limiter: runtime.NewRedisLimiter(s), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eventually(t, 5*time.Second, "the store to dead-letter the message", func() bool {
+		got, err := s.Get(ctx, "m-poison")
+		return err == nil && got.Status == store.Dead
+	})
+	if got := e.Stats(ctx, "orders").DeadLettered; got != 1 {
+		t.Errorf("Stats.DeadLettered = %d, want 1", got)
+	}
+	if want := `conveyor_messages_dead_lettered_total{flow="orders"} 1`; !strings.Contains(scrapeMetrics(t, e), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}

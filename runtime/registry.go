@@ -198,10 +198,15 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 		}
 		lf.file = file
 		if ds := bad[id]; len(ds) > 0 {
+			// A failed reload of this flow when its file was read now, or
+			// when it had no errors before (a route it lost); not when
+			// another flow's file changed.
+			if was := lf.diags.Load(); ws.read[id] || was == nil || len(*was) == 0 {
+				e.metrics.reloads.WithLabelValues(id, "failed").Inc()
+				e.log.Error("flow not reloaded: the file has errors; the previous revision keeps serving",
+					"flow", id, "revision", lf.revision.Load(), "errors", ds.Error())
+			}
 			lf.diags.Store(&ds)
-			e.metrics.reloads.WithLabelValues(id, "failed").Inc()
-			e.log.Error("flow not reloaded: the file has errors; the previous revision keeps serving",
-				"flow", id, "revision", lf.revision.Load(), "errors", ds.Error())
 			continue
 		}
 		f := ws.Flows[id]
@@ -231,6 +236,7 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 			e.log.Info("flow file removed: flow stopped, its queue is kept", "flow", id)
 			lf.pool.stop()
 			delete(e.flows, id)
+			e.metrics.revision.DeleteLabelValues(id) // none is live (queue depth and age are read per live flow at scrape)
 		}
 	}
 	e.rebuildRoutes()

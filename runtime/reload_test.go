@@ -383,3 +383,51 @@ func TestOverlappingRoutesRefuseTheLaterFlow(t *testing.T) {
 		return s == 200 && out["v"] == 10.0
 	})
 }
+
+// conveyor_reloads_total{result="failed"} counts failed reloads of a flow:
+// saving another flow is no reload of the broken one and must not count
+// against it again.
+func TestReloadFailuresCountedOncePerSave(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{
+		"echo":   echoV1,
+		"broken": strings.Replace(echoBroken, "/echo", "/broken", 1),
+	})
+	e := start(t, dir, runtime.Options{})
+	want := `conveyor_reloads_total{flow="broken",result="failed"} 1`
+	if m := scrapeMetrics(t, e); !strings.Contains(m, want) {
+		t.Fatalf("at start: /metrics lacks %s", want)
+	}
+	file := filepath.Join(dir, "flows", "echo.yaml")
+	for i, src := range []string{echoV2, echoV1, echoV2} {
+		must(t, os.WriteFile(file, []byte(src), 0o644))
+		eventually(t, 5*time.Second, "echo to reload", func() bool {
+			fi, _ := e.Flow("echo")
+			return fi.Revision == i+2
+		})
+		time.Sleep(300 * time.Millisecond)
+	}
+	m := scrapeMetrics(t, e)
+	if !strings.Contains(m, want) {
+		for _, line := range strings.Split(m, "\n") {
+			if strings.HasPrefix(line, "conveyor_reloads_total") {
+				t.Log(line)
+			}
+		}
+		t.Errorf("after three saves of another flow: /metrics lacks %s", want)
+	}
+}
+
+// conveyor_flow_revision is "the live revision of each flow (0 while it
+// has none)": a flow whose file was deleted has no live revision.
+func TestRevisionGaugeClearedWhenFlowDeleted(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	e := start(t, dir, runtime.Options{})
+	if m := scrapeMetrics(t, e); !strings.Contains(m, `conveyor_flow_revision{flow="echo"} 1`) {
+		t.Fatalf("at start: no revision 1 for echo")
+	}
+	must(t, os.Remove(filepath.Join(dir, "flows", "echo.yaml")))
+	eventually(t, 5*time.Second, "echo to stop", func() bool { _, ok := e.Flow("echo"); return !ok })
+	if m := scrapeMetrics(t, e); strings.Contains(m, `conveyor_flow_revision{flow="echo"} 1`) {
+		t.Errorf("the deleted flow still reports revision 1 as live")
+	}
+}

@@ -318,6 +318,7 @@ func staticDiff(a, b staticConfig) (string, string, string) {
 func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string) (string, bool)) *Workspace {
 	out := *ws
 	out.Sources, out.Flows, out.FlowFiles, out.Raw = map[string]*dsl.Flow{}, map[string]*flows.Flow{}, map[string]string{}, map[string][]byte{}
+	out.read = map[string]bool{}
 	isChanged := map[string]bool{}
 	for _, p := range changed {
 		isChanged[filepath.Clean(p)] = true
@@ -370,6 +371,7 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 		}
 		out.FlowFiles[df.ID] = p
 		out.Raw[df.ID] = src
+		out.read[df.ID] = true
 		out.Diagnostics = append(out.Diagnostics, ds...)
 		if len(ds) > 0 {
 			out.FlowDiags[df.ID] = ds

@@ -75,7 +75,7 @@ func (p *pool) dispatch() {
 		}
 		leased := 0
 		if free := limit - inflight; free > 0 && !p.lf.disabled.Load() {
-			msgs, err := p.e.store.Lease(p.e.ctx, p.lf.id, time.Now(), free)
+			msgs, err := p.e.lease(p.lf.id, free)
 			if err != nil {
 				p.e.log.Error("cannot lease messages", "flow", p.lf.id, "error", err)
 			}
@@ -114,6 +114,23 @@ func (p *pool) dispatch() {
 		}
 		timer.Stop()
 	}
+}
+
+// lease leases up to n due messages of flow. The messages the store
+// dead-letters instead (see store.DeadLetteringLeaser) are counted and
+// logged here, as the engine's own dead letters are in deadLetter.
+func (e *Engine) lease(flow string, n int) ([]*store.Message, error) {
+	dl, ok := e.store.(store.DeadLetteringLeaser)
+	if !ok {
+		return e.store.Lease(e.ctx, flow, time.Now(), n)
+	}
+	msgs, dead, err := dl.LeaseDeadLettering(e.ctx, flow, time.Now(), n)
+	for _, id := range dead {
+		e.metrics.deadLettered.WithLabelValues(flow).Inc()
+		e.log.Error("message dead-lettered", "flow", flow, "message", id, "class", "lost",
+			"error", "leased too many times without an outcome: its worker was lost each time")
+	}
+	return msgs, err
 }
 
 // workerIdle is how long a worker waits for its next message before it

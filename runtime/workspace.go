@@ -41,6 +41,7 @@ type Workspace struct {
 	// whichever file they point into (its own, or a mapping it uses).
 	FlowDiags map[string]dsl.Diagnostics
 	refused   map[string]refusal // flows that lost their route, by id (settleRoutes)
+	read      map[string]bool    // flows whose file this load read: all of them, or the changed ones (withFlows)
 	getenv    func(string) (string, bool)
 }
 
@@ -57,7 +58,7 @@ func IsWorkspace(dir string) bool {
 // LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
 // every file are collected; the returned workspace holds what is valid.
 func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
-	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, getenv: getenv}
+	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, read: map[string]bool{}, getenv: getenv}
 	ws.Config = &dsl.Config{}
 	cfgPath := filepath.Join(dir, "conveyor.yaml")
 	if src, err := os.ReadFile(cfgPath); err == nil {
@@ -104,6 +105,7 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 		}
 		ws.FlowFiles[f.ID] = path
 		ws.Raw[f.ID] = src
+		ws.read[f.ID] = true
 		if len(ds) == 0 {
 			ws.Sources[f.ID] = f
 		} else {

@@ -330,7 +330,8 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 }
 
 // leaseScript: 2 flow, 3 now, 4 n, 5 consumer, 6 lease timeout ms, 7 max
-// deliveries. Returns the record of each leased message.
+// deliveries. Returns {{stream entry, record} of each leased message, the
+// ids of the messages it dead-lettered}.
 var leaseScript = redis.NewScript(luaPrelude + `
 local flow, n, C = ARGV[2], tonumber(ARGV[4]), ARGV[5]
 local q, dz = P..'q:'..flow, P..'due:'..flow
@@ -350,7 +351,7 @@ if #got < n then
   local r = redis.call('XREADGROUP', 'GROUP', G, C, 'COUNT', n - #got, 'STREAMS', q, '>')
   if r then for _, e in ipairs(r[1][2]) do got[#got + 1] = e end end
 end
-local out = {}
+local out, dead = {}, {}
 for _, e in ipairs(got) do
   local sid, id = e[1], e[2] and e[2][2]
   local mk = P..'m:'..(id or '')
@@ -366,6 +367,7 @@ for _, e in ipairs(got) do
       redis.call('HDEL', mk, 's')
       redis.call('HSET', mk, 'st', 'dead', 'why', 'leased ' .. (dv - 1) .. ' times without an outcome: its worker was lost each time')
       move(id, flow, r[2], 'dead', r[4])
+      dead[#dead + 1] = id
     else
       redis.call('HSET', mk, 'st', 'running', 'dv', dv)
       move(id, flow, r[2], 'running', r[4])
@@ -374,33 +376,60 @@ for _, e in ipairs(got) do
     end
   end
 end
-return out
+return {out, dead}
 `)
+
+var _ DeadLetteringLeaser = (*Redis)(nil)
 
 // Lease implements Store: due retries move into the flow's stream, leases
 // of lost consumers idle longer than LeaseTimeout are claimed, then new
-// entries are read for this consumer — one script.
+// entries are read for this consumer — one script. A message leased
+// MaxDeliveries times without an outcome is dead-lettered instead (see
+// LeaseDeadLettering).
 func (s *Redis) Lease(ctx context.Context, flow string, now time.Time, n int) ([]*Message, error) {
+	out, _, err := s.LeaseDeadLettering(ctx, flow, now, n)
+	return out, err
+}
+
+// LeaseDeadLettering implements DeadLetteringLeaser: it is Lease, and
+// also returns the ids of the messages it dead-lettered.
+func (s *Redis) LeaseDeadLettering(ctx context.Context, flow string, now time.Time, n int) ([]*Message, []string, error) {
 	if n <= 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	res, err := leaseScript.Run(ctx, s.c, []string{s.prefix + "q:" + flow}, s.prefix, flow, us(now), n, s.opts.Consumer,
-		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries).StringSlice()
+		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("store: lease: %w", err)
+		return nil, nil, fmt.Errorf("store: lease: %w", err)
 	}
-	out := make([]*Message, 0, len(res)/2)
-	for i := 0; i+1 < len(res); i += 2 {
-		m, err := decodeRecord(res[i+1], string(Running), "")
+	if len(res) != 2 {
+		return nil, nil, fmt.Errorf("store: lease: unexpected reply %v", res)
+	}
+	leased, dead := stringsOf(res[0]), stringsOf(res[1])
+	out := make([]*Message, 0, len(leased)/2)
+	for i := 0; i+1 < len(leased); i += 2 {
+		m, err := decodeRecord(leased[i+1], string(Running), "")
 		if err != nil {
-			return out, err
+			return out, dead, err
 		}
-		m.UpdatedAt, m.lease = now, res[i]
+		m.UpdatedAt, m.lease = now, leased[i]
 		out = append(out, m)
 	}
-	return out, nil
+	return out, dead, nil
+}
+
+// stringsOf reads a script's array of strings.
+func stringsOf(v any) []string {
+	vs, _ := v.([]any)
+	out := make([]string, 0, len(vs))
+	for _, x := range vs {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // touchScript: 2 id, 3 consumer. Returns 1 when the lease was renewed.

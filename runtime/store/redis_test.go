@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,7 +165,8 @@ func TestRedisTakeOverAndTouch(t *testing.T) {
 // dead-letter queue after MaxDeliveries leases ("leased this many times
 // without an outcome being saved"): also when the worker checkpoints (a
 // memo flush, a Save with status running) before it dies, as a
-// checkpoint is no outcome.
+// checkpoint is no outcome. The lease that dead-letters it says so
+// (LeaseDeadLettering), for the engine to count it.
 func TestRedisPoisonMessageIsDeadLettered(t *testing.T) {
 	for _, checkpoint := range []bool{false, true} {
 		t.Run(fmt.Sprintf("checkpoint=%v", checkpoint), func(t *testing.T) {
@@ -178,12 +180,19 @@ func TestRedisPoisonMessageIsDeadLettered(t *testing.T) {
 			defer s.Close()
 			id := acceptN(t, s, "f", 1)[0]
 			for i := 1; i <= 4; i++ {
-				got, err := s.Lease(ctx, "f", time.Now(), 1)
+				got, dead, err := s.LeaseDeadLettering(ctx, "f", time.Now(), 1)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if want := i <= 3; (len(got) == 1) != want {
 					t.Fatalf("lease %d: got %d messages", i, len(got))
+				}
+				var wantDead []string
+				if i == 4 {
+					wantDead = []string{id}
+				}
+				if !slices.Equal(dead, wantDead) {
+					t.Fatalf("lease %d: dead-lettered %v, want %v", i, dead, wantDead)
 				}
 				if checkpoint && len(got) == 1 {
 					got[0].Memo = map[string]json.RawMessage{"k1": json.RawMessage(`{"status":200}`)}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -37,7 +38,7 @@ func parseRedisURL(raw string) (*redisTarget, error) {
 	path, query, _ := strings.Cut(tail, "?")
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return nil, err
+		return nil, cleanURLError(err)
 	}
 	cluster := q.Get("cluster") == "true"
 	q.Del("cluster")
@@ -83,7 +84,20 @@ func parseRedisURL(raw string) (*redisTarget, error) {
 		t.kind = "single"
 		t.single, err = redis.ParseURL(build(path, nil))
 	}
-	return t, err
+	if err != nil {
+		return nil, cleanURLError(err)
+	}
+	return t, nil
+}
+
+// cleanURLError strips a *url.Error (go-redis's parsers return the one of
+// url.Parse), which repeats the whole URL with its password; what it
+// wraps names only the part that is wrong.
+func cleanURLError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
 }
 
 // knobs are the client settings the store gives defaults to.

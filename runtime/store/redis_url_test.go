@@ -92,3 +92,26 @@ func TestRedisClientDefaults(t *testing.T) {
 		t.Errorf("redact: %q", got)
 	}
 }
+
+// A URL that does not parse fails without its password in the error, in
+// every form: url.Parse's error, which go-redis passes on, repeats it.
+func TestRedisURLErrorsHidePassword(t *testing.T) {
+	for _, u := range []string{
+		"redis://app:s3cr3t-pw@127.0.0.1:63 79/0",
+		"rediss://app:s3cr3t-pw@h1:7000 ,h2:7001",
+		"redis://app:s3cr3t-pw@h1:7000 ?cluster=true",
+		"redis-sentinel://app:s3cr3t-pw@s1:26 379/mymaster",
+		"redis://app:s3cr3t-pw@s1:26 379?master_name=m",
+		"redis://app:s3cr3t-pw@h:1?x=%zz",
+		"redis://app:s3cr3t-pw%zz@h:1",
+	} {
+		_, err := parseRedisURL(u)
+		if err == nil {
+			t.Errorf("%s: accepted", u)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("%s: the error shows the password: %v", u, err)
+		}
+	}
+}

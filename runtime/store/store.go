@@ -172,6 +172,17 @@ type Store interface {
 	Close() error
 }
 
+// DeadLetteringLeaser is a Store whose Lease dead-letters messages
+// itself instead of handing them out (Redis: a message leased
+// MaxDeliveries times without an outcome, its worker lost each time).
+// The engine leases through LeaseDeadLettering when a store has it, so
+// that it counts and logs those dead letters like its own.
+type DeadLetteringLeaser interface {
+	// LeaseDeadLettering is Lease, and also returns the ids of the
+	// messages it dead-lettered.
+	LeaseDeadLettering(ctx context.Context, flow string, now time.Time, n int) (leased []*Message, dead []string, err error)
+}
+
 // takeReady appends to batch what ch holds right now, without waiting,
 // up to batch's capacity: the group commit of Bolt and the pipelines of
 // Redis both take what queued up while they were busy.

@@ -1,6 +1,7 @@
 package pgconn
 
 import (
+	"bytes"
 	"database/sql/driver"
 	"encoding/base64"
 	"encoding/hex"
@@ -56,9 +57,11 @@ func Param(v any) (any, error) {
 
 // textTypes are the result types read from their text form (see
 // textResults), by OID: numeric becomes its decimal text, json and jsonb
-// the decoded document, the others their text as psql shows it.
+// the decoded document, json[] and jsonb[] a list of decoded documents,
+// the others their text as psql shows it.
 var textTypes = map[uint32]bool{
 	pgtype.NumericOID: true, pgtype.JSONOID: true, pgtype.JSONBOID: true,
+	pgtype.JSONArrayOID: true, pgtype.JSONBArrayOID: true,
 	pgtype.UUIDOID: true, pgtype.InetOID: true, pgtype.CIDROID: true, pgtype.MacaddrOID: true,
 	pgtype.IntervalOID: true, pgtype.TimeOID: true, 1266 /* timetz */ : true, 790 /* money */ : true,
 	pgtype.XMLOID: true, pgtype.BitOID: true, pgtype.VarbitOID: true, pgtype.PointOID: true,
@@ -74,15 +77,20 @@ func convertRow(m *pgtype.Map, fields []pgconn.FieldDescription, raw [][]byte) (
 			continue
 		}
 		if textTypes[fd.DataTypeOID] && fd.Format == pgtype.TextFormatCode {
-			if fd.DataTypeOID == pgtype.JSONOID || fd.DataTypeOID == pgtype.JSONBOID {
-				v, err := jsonv.Decode(raw[i])
-				if err != nil {
-					return nil, fmt.Errorf("column %s: %w", fd.Name, err)
-				}
-				row[fd.Name] = v
-			} else {
-				row[fd.Name] = string(raw[i])
+			var v any = string(raw[i])
+			var err error
+			switch fd.DataTypeOID {
+			case pgtype.JSONOID, pgtype.JSONBOID:
+				v, err = jsonv.Decode(raw[i])
+			case pgtype.JSONArrayOID, pgtype.JSONBArrayOID:
+				// pgx would decode the elements with encoding/json, as
+				// float64: read them as json and jsonb columns are read.
+				v, err = decodeJSONArray(raw[i])
 			}
+			if err != nil {
+				return nil, fmt.Errorf("column %s: %w", fd.Name, err)
+			}
+			row[fd.Name] = v
 			continue
 		}
 		var v any = string(raw[i])
@@ -160,4 +168,129 @@ func Convert(oid uint32, v any) any {
 		return x.String()
 	}
 	return fmt.Sprint(v)
+}
+
+// decodeJSONArray reads a json[] or jsonb[] value in the text form
+// PostgreSQL writes ({elem,elem}, nested braces for more dimensions, an
+// optional [lower:upper]= prefix, elements in double quotes with
+// backslash escapes, NULL unquoted) into a list, nested for each
+// dimension, decoding every element with jsonv.
+func decodeJSONArray(text []byte) (any, error) {
+	p := &arrayText{s: text}
+	if len(text) > 0 && text[0] == '[' {
+		// Bounds other than 1 (e.g. [0:1]={...}); a list has no bounds.
+		eq := bytes.IndexByte(text, '=')
+		if eq < 0 {
+			return nil, fmt.Errorf("array text %.40q has bounds but no =", text)
+		}
+		p.i = eq + 1
+	}
+	v, err := p.array()
+	if err == nil && p.i != len(p.s) {
+		err = p.errorf("unexpected text after the array")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// arrayText reads the text form of an array (see decodeJSONArray).
+type arrayText struct {
+	s []byte
+	i int
+}
+
+func (p *arrayText) errorf(format string, args ...any) error {
+	return fmt.Errorf("reading array text at byte %d: %s", p.i, fmt.Sprintf(format, args...))
+}
+
+func (p *arrayText) eat(c byte) bool {
+	for p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == '\t' || p.s[p.i] == '\n' || p.s[p.i] == '\r') {
+		p.i++
+	}
+	if p.i < len(p.s) && p.s[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *arrayText) array() ([]any, error) {
+	if !p.eat('{') {
+		return nil, p.errorf("want {")
+	}
+	out := []any{}
+	if p.eat('}') {
+		return out, nil
+	}
+	for {
+		var v any
+		var err error
+		if p.eat('{') {
+			p.i-- // array() reads the brace itself
+			v, err = p.array()
+		} else {
+			v, err = p.element()
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+		if p.eat(',') {
+			continue
+		}
+		if p.eat('}') {
+			return out, nil
+		}
+		return nil, p.errorf("want , or }")
+	}
+}
+
+// element reads one element: quoted, or bare up to the next , or } (NULL
+// bare is SQL NULL), and decodes it as JSON.
+func (p *arrayText) element() (any, error) {
+	var buf []byte
+	if p.eat('"') {
+		for {
+			if p.i >= len(p.s) {
+				return nil, p.errorf("unterminated quoted element")
+			}
+			c := p.s[p.i]
+			p.i++
+			if c == '"' {
+				break
+			}
+			if c == '\\' {
+				if p.i >= len(p.s) {
+					return nil, p.errorf("unterminated quoted element")
+				}
+				c = p.s[p.i]
+				p.i++
+			}
+			buf = append(buf, c)
+		}
+	} else {
+		for p.i < len(p.s) && p.s[p.i] != ',' && p.s[p.i] != '}' {
+			c := p.s[p.i]
+			p.i++
+			if c == '\\' && p.i < len(p.s) {
+				c = p.s[p.i]
+				p.i++
+			}
+			buf = append(buf, c)
+		}
+		buf = bytes.TrimSpace(buf)
+		if len(buf) == 0 {
+			return nil, p.errorf("empty element")
+		}
+		if bytes.EqualFold(buf, []byte("NULL")) {
+			return nil, nil
+		}
+	}
+	v, err := jsonv.Decode(buf)
+	if err != nil {
+		return nil, p.errorf("element: %v", err)
+	}
+	return v, nil
 }

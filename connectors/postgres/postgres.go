@@ -15,13 +15,18 @@
 //	(40P01), class 08, admin shutdown (57P01) and any other server
 //	trouble                                    -> an error: transient, retried
 //	unique violation (23505)                   -> 409 {error, code, constraint, detail}
-//	other data or constraint errors (21, 22, 23, 27, 44, P0)
-//	                                           -> 422 {error, code, ...}
+//	other data or constraint errors (21, 22, 23, 27, 44, P0), program
+//	limits such as an index row too large (54) -> 422 {error, code, ...}
 //	syntax, undefined objects, wrong parameter count (42, 0A, 26, 34, 3F)
 //	                                           -> 400 (42501, no privilege: 403)
 //
 // 4xx answers fail the step permanently unless the call lists them in
-// accept: (e.g. accept: [409]).
+// accept: (e.g. accept: [409]). A statement prepared before an ALTER TABLE
+// changed what it returns is prepared again and run once more, not failed.
+//
+// Each call runs on its own: a session-level SET does not carry over to
+// later calls (the connection it ran on is closed). Set session defaults
+// in the URL instead (?search_path=erp&statement_timeout=5s).
 //
 // Idempotency: a call step that succeeded is never repeated by a retry (the
 // runtime remembers its answer under the idempotency key flow:message:step),
@@ -168,9 +173,31 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		args = append(args, v)
 	}
 
-	rows, err := c.pool.Query(ctx, req.SQL, args...)
+	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return c.failure(ctx, err)
+	}
+	defer conn.Release()
+	resp, err := c.query(ctx, conn, req.SQL, args)
+	if stalePlan(err) {
+		// pgx keeps each statement prepared on its connection; after
+		// ALTER TABLE, a SELECT * or RETURNING * prepared before it fails
+		// once per connection, and pgx drops the statement. The failed
+		// statement did nothing, so send it again on the same connection,
+		// where it is prepared afresh.
+		resp, err = c.query(ctx, conn, req.SQL, args)
+	}
+	if err != nil {
+		return c.failure(ctx, err)
+	}
+	return resp, nil
+}
+
+// query runs one statement on conn and reads its answer.
+func (c *Client) query(ctx context.Context, conn *pgxpool.Conn, sql string, args []any) (*connectors.Response, error) {
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
@@ -180,19 +207,38 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 			rows.Close()
 			return answer(413, fmt.Sprintf("the query returned more than %d rows; page with LIMIT or poll with a watermark", MaxRows), "", nil), nil
 		}
-		row, err := convertRow(rows.Conn().TypeMap(), fields, rows.RawValues())
+		row, err := convertRow(conn.Conn().TypeMap(), fields, rows.RawValues())
 		if err != nil {
-			return nil, fmt.Errorf("postgres %s: reading a row: %w", c.name, err)
+			return nil, fmt.Errorf("reading a row: %w", err)
 		}
 		out = append(out, row)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
-		return c.failure(ctx, err)
+		return nil, err
+	}
+	if rows.CommandTag().String() == "SET" {
+		// A session-level SET (statement_timeout, search_path, TIME ZONE,
+		// ROLE ...) would stay on the pooled connection and change the
+		// calls of other messages that get it later. Close the connection
+		// instead of handing it back: the next call opens one with the
+		// settings of the URL. (RESET ALL would keep ROLE and SESSION
+		// AUTHORIZATION; DISCARD ALL drops pgx's prepared statements.)
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		conn.Conn().Close(closeCtx)
 	}
 	if len(fields) > 0 {
 		return &connectors.Response{Status: 200, Body: out}, nil
 	}
 	return &connectors.Response{Status: 200, Body: map[string]any{"rows_affected": int(rows.CommandTag().RowsAffected())}}, nil
+}
+
+// stalePlan reports whether err is PostgreSQL refusing a statement that
+// pgx prepared before the table it reads changed shape.
+func stalePlan(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "0A000" && strings.Contains(pe.Message, "cached plan must not change result type")
 }
 
 // failure turns an error of a statement into an answer (permanent) or an
@@ -214,7 +260,8 @@ func (c *Client) failure(ctx context.Context, err error) (*connectors.Response, 
 }
 
 // Status is the answer to SQLSTATE code: 409 for a unique violation, 422
-// for data and constraint errors, 400 for statements that cannot run, 403
+// for data and constraint errors and values past a program limit (class
+// 54, such as an index row too large), 400 for statements that cannot run, 403
 // for a missing privilege, 0 for errors worth retrying (connection
 // trouble, deadlocks, serialization failures, shutdowns, resources, and
 // classes not listed here).
@@ -229,7 +276,7 @@ func Status(code string) int {
 		return 403
 	}
 	switch code[:2] {
-	case "21", "22", "23", "27", "44", "P0":
+	case "21", "22", "23", "27", "44", "54", "P0":
 		return 422
 	case "42", "0A", "26", "34", "3F":
 		return 400

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"reflect"
 	"strings"
@@ -145,7 +147,7 @@ func TestErrorsMapToStatuses(t *testing.T) {
 			}
 		})
 	}
-	for code, want := range map[string]int{"40001": 0, "40P01": 0, "08006": 0, "57P01": 0, "53300": 0, "23503": 422, "42501": 403, "P0001": 422} {
+	for code, want := range map[string]int{"40001": 0, "40P01": 0, "08006": 0, "57P01": 0, "53300": 0, "54000": 422, "54001": 422, "23503": 422, "42501": 403, "P0001": 422} {
 		if got := pgconn.Status(code); got != want {
 			t.Errorf("Status(%s) = %d, want %d", code, got, want)
 		}
@@ -240,6 +242,102 @@ func TestParam(t *testing.T) {
 		got, err := pgconn.Param(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("Param(%#v) = %#v, %v; want %#v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// ALTER TABLE changes what SELECT * returns, so each pooled connection's
+// cached statement fails once with "cached plan must not change result
+// type"; the call must still answer, not fail the step.
+func TestSelectStarAfterAlterTable(t *testing.T) {
+	c := client(t)
+	run(t, c, "INSERT INTO items (code, qty) VALUES ('A1', 1)")
+	const sel = "SELECT * FROM items WHERE code = $1"
+	if r := run(t, c, sel, "A1"); r.Status != 200 {
+		t.Fatalf("before: %d %v", r.Status, r.Body)
+	}
+	run(t, c, "ALTER TABLE items ADD COLUMN note text")
+	for i := 0; i < 3; i++ {
+		r := run(t, c, sel, "A1")
+		rows, _ := r.Body.([]any)
+		if r.Status != 200 || len(rows) != 1 {
+			t.Fatalf("after ALTER TABLE, call %d: %d %v", i+1, r.Status, r.Body)
+		}
+		if row := rows[0].(map[string]any); !reflect.DeepEqual(row["code"], "A1") || row["note"] != nil {
+			t.Errorf("after ALTER TABLE: %v", row)
+		} else if _, ok := row["note"]; !ok {
+			t.Errorf("the new column is missing: %v", row)
+		}
+	}
+}
+
+// A value too large for an index can never be stored: the step fails for
+// good instead of retrying.
+func TestProgramLimitIsPermanent(t *testing.T) {
+	c := client(t)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 8000)
+	for i := range b {
+		b[i] = letters[rnd.IntN(len(letters))]
+	}
+	resp, err := c.Call(context.Background(), connectors.Request{Method: connectors.MethodSQL,
+		SQL: "INSERT INTO items (code, qty) VALUES ($1, 1)", Params: []any{string(b)}})
+	if err != nil {
+		t.Fatalf("an index row too large is an error (retried): %v", err)
+	}
+	body, _ := resp.Body.(map[string]any)
+	if resp.Status != 422 || !strings.HasPrefix(fmt.Sprint(body["code"]), "54") {
+		t.Errorf("%d %v, want 422 with a class 54 code", resp.Status, resp.Body)
+	}
+}
+
+// json[] and jsonb[] elements keep every digit, as json and jsonb columns do.
+func TestJSONArraysKeepEveryDigit(t *testing.T) {
+	c := client(t)
+	r := run(t, c, `SELECT ARRAY['{"a": 12345678901234567890, "p": 1.10}'::jsonb, NULL, '"x,\"y}"'] AS docs,
+		ARRAY['[1, 2.50]'::json, '{"s": "a\\b"}'] AS plain, ARRAY[['1', '2'], ['3', '4']]::jsonb[] AS grid,
+		'{}'::jsonb[] AS none, '[0:1]={1,2}'::jsonb[] AS bounded`)
+	if r.Status != 200 {
+		t.Fatalf("%d %v", r.Status, r.Body)
+	}
+	want := map[string]any{
+		"docs":    []any{map[string]any{"a": json.Number("12345678901234567890"), "p": 1.1}, nil, `x,"y}`},
+		"plain":   []any{[]any{1, 2.5}, map[string]any{"s": `a\b`}},
+		"grid":    []any{[]any{1, 2}, []any{3, 4}},
+		"none":    []any{},
+		"bounded": []any{1, 2},
+	}
+	got := r.Body.([]any)[0].(map[string]any)
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
+	}
+}
+
+// A session-level SET in one call must not change later calls that get
+// the same pooled connection.
+func TestSessionSettingsDoNotLeak(t *testing.T) {
+	c := client(t)
+	setting := func() any {
+		t.Helper()
+		r := run(t, c, "SELECT current_setting('statement_timeout') AS v, current_setting('TimeZone') AS tz, count(*) AS n FROM items")
+		if r.Status != 200 {
+			t.Fatalf("%d %v", r.Status, r.Body)
+		}
+		row := r.Body.([]any)[0].(map[string]any)
+		return [2]any{row["v"], row["tz"]}
+	}
+	before := setting()
+	for _, sql := range []string{"SET statement_timeout = '1ms'", "SET TIME ZONE 'Pacific/Chatham'", "SET search_path = pg_catalog"} {
+		if r := run(t, c, sql); r.Status != 200 {
+			t.Fatalf("%s: %d %v", sql, r.Status, r.Body)
+		}
+		for i := 0; i < 4; i++ {
+			if got := setting(); got != before {
+				t.Fatalf("after %s, call %d saw %v, want %v", sql, i+1, got, before)
+			}
 		}
 	}
 }

@@ -245,7 +245,7 @@ type Aggregate struct {
 // since"), so that a restart neither misses nor repeats.
 type Watermark struct {
 	Initial Expr `yaml:"initial" required:"true" desc:"Expression giving the first value"`
-	Next    Expr `yaml:"next" required:"true" desc:"Expression evaluated after a run completed, giving the value the next run sees"`
+	Next    Expr `yaml:"next" required:"true" desc:"Expression evaluated after a run completed, giving the value the next run sees; a retried or replayed run whose window later runs have passed keeps the newer value"`
 	At      Pos  `yaml:"-"`
 }
 

@@ -767,6 +767,8 @@ func (e *Engine) remapMemo(ctx context.Context, m *store.Message, rev int) (int,
 		path, suffix := splitMemoKey(strings.TrimPrefix(key, prefix))
 		eff, ok := oldE[path]
 		switch {
+		case key == watermarkPin(m):
+			out[key] = v // the window the memoized pulls were made for
 		case !ok || !strings.HasPrefix(key, prefix):
 		case newE[path] == eff:
 			out[key] = v

@@ -16,6 +16,7 @@ import (
 
 	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
 // feed is a fake API serving items "updated since": GET /items?updated_since=T
@@ -182,5 +183,70 @@ steps:
 	}
 	if reqs[0] != "2026-01-01T00:00:00Z" {
 		t.Errorf("first poll asked updated_since=%s, want the initial 2026-01-01T00:00:00Z", reqs[0])
+	}
+}
+
+// Replaying a dead-lettered watermark run finishes that run's old window
+// (its memoized pull); it must not put the stored watermark back to where
+// that window ended once later runs have moved it on.
+func TestWatermarkReplayDoesNotMoveBack(t *testing.T) {
+	src, sink := newFeed(t), newTarget(t)
+	var failed atomic.Bool
+	sink.status = func(b map[string]any) int {
+		if id, _ := b["id"].(float64); id == 3 && failed.CompareAndSwap(false, true) {
+			return 400
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": `
+trigger: {schedule: {cron: "@every 1s"}}
+concurrency: 1
+watermark:
+  initial: '"2026-01-01T00:00:00Z"'
+  next: 'last(sort(map(vars.pulled.body.items, .updated_at))) ?? vars.watermark'
+steps:
+  - call: {connection: source, method: GET, path: /items, query: {updated_since: vars.watermark}, as: pulled}
+  - split:
+      items: vars.pulled.body.items
+      steps:
+        - call: {connection: sink, path: /items, body: item}
+`})
+	cfg, err := os.OpenFile(filepath.Join(dir, "conveyor.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	must(t, err)
+	fmt.Fprintf(cfg, "  source: {http: {base_url: %q, timeout: 2s}}\n", src.srv.URL)
+	must(t, cfg.Close())
+	asked := func(since string) func() bool {
+		return func() bool {
+			for _, s := range src.requests() {
+				if s == since {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	src.add(1, 2, 3)
+	e := start(t, dir, runtime.Options{})
+	var dead []*store.Message
+	eventually(t, 10*time.Second, "the first run dead-lettered", func() bool {
+		dead, _ = e.Messages(context.Background(), store.Filter{Flow: "poll", Status: store.Dead})
+		return len(dead) == 1
+	})
+	eventually(t, 10*time.Second, "a run past item 3", asked("2026-01-01T00:00:03Z"))
+	src.add(4, 5)
+	eventually(t, 10*time.Second, "a run past item 5", asked("2026-01-01T00:00:05Z"))
+	if _, err := e.Replay(context.Background(), dead[0].ID, runtime.ReplayOptions{}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the replay completed", func() bool {
+		m, err := e.Message(context.Background(), dead[0].ID)
+		return err == nil && m.Status == store.Completed
+	})
+	seen := len(src.requests())
+	eventually(t, 10*time.Second, "two more polls", func() bool { return len(src.requests()) >= seen+2 })
+	for _, s := range src.requests()[seen:] {
+		if s != "2026-01-01T00:00:05Z" {
+			t.Errorf("a poll after the replay asked updated_since=%s, want 2026-01-01T00:00:05Z (the watermark went back)", s)
+		}
 	}
 }

@@ -402,8 +402,9 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 	}
 	msg := &flows.Message{ID: m.ID, ReceivedAt: m.ReceivedAt, Attempt: m.Attempt, Revision: f.Revision, Body: body, Raw: m.Body,
 		BodyDeferred: deferred, Headers: m.Headers, Query: m.Query, Params: m.Params}
+	var wmFrom []byte // the stored watermark this run's window starts at (nil: none yet)
 	if f.Watermark != nil {
-		if msg.Watermark, err = e.watermark(ctx, f.ID); err != nil {
+		if wmFrom, msg.Watermark, err = e.runWatermark(ctx, f.ID, m); err != nil {
 			stopBeat()
 			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "error", err)
 			m.Attempt--
@@ -420,9 +421,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		return
 	}
 	if res.HasWatermark {
-		if err := e.setWatermark(context.WithoutCancel(ctx), f.ID, res.Watermark); err != nil {
-			e.log.Error("cannot store the watermark; the next run repeats this window", "flow", f.ID, "error", err)
-		}
+		e.advanceWatermark(context.WithoutCancel(ctx), f.ID, m.ID, wmFrom, res.Watermark)
 	}
 	m.Trace = appendTrace(nil, res.Trace)
 	// A run that did not finish keeps the state of its last checkpoint
@@ -621,20 +620,63 @@ func (e *Engine) deadLetter(m *store.Message, step, class, msg string) {
 	e.saveUntilStored(m, "dead-letter a message")
 }
 
-// watermark returns the value the last completed run of a watermark flow
-// left (nil before the first).
-func (e *Engine) watermark(ctx context.Context, flow string) (any, error) {
-	raw, err := e.store.GetMeta(ctx, "watermark/"+flow)
-	if err != nil || raw == nil {
-		return nil, err
+// watermarkPin is the memo key under which a message of a watermark flow
+// keeps the stored watermark its first run started from.
+func watermarkPin(m *store.Message) string { return m.Flow + ":" + m.ID + ":watermark" }
+
+// runWatermark returns the watermark a run of m starts from: stored as
+// raw (nil: none yet, the flow's initial value) and decoded as v. The
+// first run of m reads the stored watermark and pins it in m's memo;
+// its retries and replays read the pin, so they work through the same
+// window as the memoized calls they repeat (the pull that fed the first
+// run), and advanceWatermark can tell whether a later run has moved the
+// watermark on meanwhile.
+func (e *Engine) runWatermark(ctx context.Context, flow string, m *store.Message) (raw []byte, v any, err error) {
+	var pin struct {
+		Stored json.RawMessage `json:"stored,omitempty"`
 	}
-	return jsonv.Decode(raw)
+	if p, ok := m.Memo[watermarkPin(m)]; ok && json.Unmarshal(p, &pin) == nil {
+		raw = pin.Stored
+	} else {
+		if raw, err = e.store.GetMeta(ctx, "watermark/"+flow); err != nil {
+			return nil, nil, err
+		}
+		pin.Stored = raw
+		p, err := json.Marshal(pin)
+		if err != nil {
+			return nil, nil, err
+		}
+		if m.Memo == nil {
+			m.Memo = map[string]json.RawMessage{}
+		}
+		m.Memo[watermarkPin(m)] = p
+	}
+	if raw == nil {
+		return nil, nil, nil
+	}
+	if v, err = jsonv.Decode(raw); err != nil {
+		return nil, nil, fmt.Errorf("stored watermark: %w", err)
+	}
+	return raw, v, nil
 }
 
-func (e *Engine) setWatermark(ctx context.Context, flow string, v any) error {
-	raw, err := jsonv.Marshal(v)
-	if err != nil {
-		return err
+// advanceWatermark stores next, the watermark a finished run of message id
+// computed, if the stored watermark is still from, the one the run started
+// from. Otherwise a later run has moved it on (this run is a retry or
+// replay of an older window): next would take the watermark back and make
+// the next polls pull again what those runs pulled, so the newer one stays.
+// The store compares and writes in one step, so replicas sharing a Redis
+// store cannot interleave between the two.
+func (e *Engine) advanceWatermark(ctx context.Context, flow, id string, from []byte, next any) {
+	raw, err := jsonv.Marshal(next)
+	if err == nil {
+		var ok bool
+		if ok, err = e.store.SwapMeta(ctx, "watermark/"+flow, from, raw); err == nil && !ok {
+			e.log.Info("the watermark moved on since this run started; keeping the newer one", "flow", flow, "message", id,
+				"run_started_at", string(from), "run_ended_at", string(raw))
+		}
 	}
-	return e.store.PutMeta(ctx, "watermark/"+flow, raw)
+	if err != nil {
+		e.log.Error("cannot store the watermark; the next run repeats this window", "flow", flow, "message", id, "error", err)
+	}
 }

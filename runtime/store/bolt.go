@@ -781,6 +781,28 @@ func (s *Bolt) PutMeta(ctx context.Context, key string, value []byte) error {
 	})
 }
 
+// SwapMeta implements Store.
+func (s *Bolt) SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error) {
+	ok := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bMeta)
+		if !sameMeta(b.Get([]byte(key)), old) {
+			return nil
+		}
+		ok = true
+		if value == nil {
+			return b.Delete([]byte(key))
+		}
+		return b.Put([]byte(key), value)
+	})
+	return ok && err == nil, err
+}
+
+// sameMeta reports whether a stored meta value (nil: absent) is want.
+func sameMeta(stored, want []byte) bool {
+	return (stored == nil) == (want == nil) && bytes.Equal(stored, want)
+}
+
 // GetMeta implements Store.
 func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
 	var out []byte

@@ -1082,6 +1082,31 @@ func (s *Redis) PutMeta(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
+// swapMetaScript writes field ARGV[1] of the meta hash (ARGV[4], or
+// deletes it when ARGV[3] is 1) only while it holds ARGV[2] (is absent
+// when ARGV[2] is empty: stored values are never empty).
+var swapMetaScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if (cur or '') ~= ARGV[2] then return 0 end
+if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) end
+return 1
+`)
+
+// SwapMeta implements Store.
+func (s *Redis) SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	del := "0"
+	if value == nil {
+		del = "1"
+	}
+	n, err := swapMetaScript.Run(ctx, s.c, []string{s.prefix + "meta"}, key, old, del, value).Int()
+	if err != nil {
+		return false, fmt.Errorf("store: meta %s: %w", key, err)
+	}
+	return n == 1, nil
+}
+
 // GetMeta implements Store.
 func (s *Redis) GetMeta(ctx context.Context, key string) ([]byte, error) {
 	ctx, cancel := s.deadline(ctx)

@@ -168,6 +168,10 @@ type Store interface {
 	// which flows are disabled). GetMeta returns nil for an absent key.
 	PutMeta(ctx context.Context, key string, value []byte) error
 	GetMeta(ctx context.Context, key string) ([]byte, error)
+	// SwapMeta writes value (nil: deletes the key) only while the key
+	// still holds old (nil: is absent), in one atomic step across every
+	// process sharing the store; ok reports whether it wrote.
+	SwapMeta(ctx context.Context, key string, old, value []byte) (ok bool, err error)
 
 	Close() error
 }

@@ -845,4 +845,25 @@ func testMeta(t *testing.T, open func(t *testing.T) store.Store) {
 	if v, _ := s.GetMeta(ctx, "disabled"); v != nil {
 		t.Errorf("after delete: %q", v)
 	}
+
+	// SwapMeta writes only over the value expected, absence included.
+	for _, tc := range []struct {
+		old, value []byte
+		ok         bool
+		after      string
+	}{
+		{[]byte(`"a"`), []byte(`"b"`), false, ""}, // absent, not "a"
+		{nil, []byte(`"a"`), true, `"a"`},
+		{nil, []byte(`"b"`), false, `"a"`},
+		{[]byte(`"b"`), []byte(`"c"`), false, `"a"`},
+		{[]byte(`"a"`), []byte(`"b"`), true, `"b"`},
+		{[]byte(`"b"`), nil, true, ""},
+	} {
+		ok, err := s.SwapMeta(ctx, "watermark/x", tc.old, tc.value)
+		must(t, err)
+		v, _ := s.GetMeta(ctx, "watermark/x")
+		if ok != tc.ok || string(v) != tc.after {
+			t.Errorf("SwapMeta(%s, %s) = %v, now %q; want %v, %q", tc.old, tc.value, ok, v, tc.ok, tc.after)
+		}
+	}
 }

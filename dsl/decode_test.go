@@ -248,6 +248,22 @@ func TestDeepNestingIsRefusedBeforeParsing(t *testing.T) {
 	}
 }
 
+// A file connection's CSV may escape formulas; a trigger's CSV, which is
+// read, has nothing to escape and refuses the setting.
+func TestParseConfigFileCSVEscapeFormulas(t *testing.T) {
+	cfg, ds := dsl.ParseConfig("c.yaml", []byte("connections: {out: {file: {dir: out, format: csv, csv: {escape_formulas: true}}}}\n"))
+	if len(ds) > 0 {
+		t.Fatalf("%v", ds)
+	}
+	if c := cfg.Connections["out"].File.CSV; c == nil || !c.EscapeFormulas {
+		t.Errorf("csv settings %+v, want escape_formulas", c)
+	}
+	_, ds = dsl.ParseFlow("f.yaml", []byte("trigger: {file: {dir: in, format: csv, csv: {escape_formulas: true}}}\nsteps: [{log: {message: x}}]\n"))
+	if !strings.Contains(ds.Error(), `unknown field "escape_formulas"`) {
+		t.Errorf("a trigger's csv: %v", ds)
+	}
+}
+
 // A listen port may be a service name, as net.Listen takes it. "https"
 // is in Go's own table of services, so no /etc/services is needed.
 func TestListenServiceName(t *testing.T) {

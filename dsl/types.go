@@ -435,10 +435,19 @@ type StreamConnection struct {
 
 // FileConnection writes files into an outbox directory.
 type FileConnection struct {
-	Dir    string     `yaml:"dir" required:"true" desc:"Outbox directory, relative to the workspace"`
-	Format string     `yaml:"format" enum:"json,jsonl,csv,x12" default:"json" desc:"How the call's body is written"`
-	CSV    *CSVFormat `yaml:"csv" desc:"CSV settings"`
-	At     Pos        `yaml:"-"`
+	Dir    string        `yaml:"dir" required:"true" desc:"Outbox directory, relative to the workspace"`
+	Format string        `yaml:"format" enum:"json,jsonl,csv,x12" default:"json" desc:"How the call's body is written"`
+	CSV    *CSVOutFormat `yaml:"csv" desc:"CSV settings"`
+	At     Pos           `yaml:"-"`
+}
+
+// CSVOutFormat describes a CSV file an outbox writes: a trigger's
+// CSVFormat and what only makes sense when writing.
+type CSVOutFormat struct {
+	Delimiter      string `yaml:"delimiter" default:"," desc:"Field separator, one character"`
+	Header         *bool  `yaml:"header" default:"true" desc:"Write a first row naming the columns"`
+	EscapeFormulas bool   `yaml:"escape_formulas" desc:"Off by default. Put a ' before a text starting with =, +, -, @, a tab or a CR, so a spreadsheet opening the file shows it instead of running it as a formula (CSV injection); every other reader sees the ' too"`
+	At             Pos    `yaml:"-"`
 }
 
 func (Connection) union() string { return "connection" }

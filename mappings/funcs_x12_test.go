@@ -74,3 +74,16 @@ func TestX12Errors(t *testing.T) {
 		t.Errorf("x12_ack = %v, %v", out, err)
 	}
 }
+
+// segment_terminator "\r\n" ends every segment with CR LF, not a bare CR.
+func TestX12BuildCRLFTerminator(t *testing.T) {
+	doc := map[string]any{"purchase_order": map[string]any{"beg": map[string]any{"po_number": "PO-1"}}}
+	out, err := x12Build(doc, map[string]any{"sender": "A", "receiver": "B", "segment_terminator": "\r\n", "time": "2024-01-17T14:20:00Z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out.(string)
+	if n := strings.Count(s, "\r"); n == 0 || n != strings.Count(s, "\r\n") {
+		t.Errorf("every CR should be followed by LF: %q", s)
+	}
+}

@@ -309,9 +309,9 @@ func (e *Engine) connectionValues(c dsl.Connection) (kind string, values map[str
 	return "", nil, 0, nil
 }
 
-func csvValues(c *dsl.CSVFormat) map[string]any {
+func csvValues(c *dsl.CSVOutFormat) map[string]any {
 	header := c.Header == nil || *c.Header
-	return map[string]any{"delimiter": cmp.Or(c.Delimiter, ","), "header": header}
+	return map[string]any{"delimiter": cmp.Or(c.Delimiter, ","), "header": header, "escape_formulas": c.EscapeFormulas}
 }
 
 // workspacePath makes a path of the configuration absolute against the

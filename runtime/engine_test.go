@@ -595,3 +595,28 @@ func TestRedisURLErrorHidesPassword(t *testing.T) {
 		t.Errorf("the error shows the Redis password: %v", err)
 	}
 }
+
+// escape_formulas in a file connection's csv settings reaches the outbox:
+// a text a spreadsheet would run as a formula is written after a '.
+func TestFileConnectionEscapesFormulas(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"export": `trigger: {http: {path: /export}}
+steps:
+  - call: {connection: sheet, path: 'rows.csv'}
+`})
+	outbox := filepath.Join(dir, "outbox")
+	addConnections(t, dir, "sheet: {file: {dir: "+outbox+", format: csv, csv: {escape_formulas: true}}}")
+	e := start(t, dir, runtime.Options{})
+	if status, out := post(t, "http://"+e.TriggerAddr()+"/export", `[{"a": "=1+1"}]`); status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	path := filepath.Join(outbox, "rows.csv")
+	eventually(t, 5*time.Second, "the outbox file", func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
+	b, err := os.ReadFile(path)
+	must(t, err)
+	if string(b) != "a\n'=1+1\n" {
+		t.Errorf("the outbox holds %q, want %q", b, "a\n'=1+1\n")
+	}
+}

@@ -22,15 +22,21 @@
 // outbox's reader has already taken the file away. A call with another key
 // replaces the file. Sidecars stay, one small dotfile per name written;
 // readers of the outbox skip dotfiles (temporary files are dotfiles too).
+// The key is on disk before the file appears (see Call), so a crash in
+// between does not make the retry write it a second time. A name too long
+// for ".<name>.key" gets sidecar and temporary names made from its hash.
 // The answer is 201 {"file": path, "bytes": n} (200 when already
-// written). A body the format cannot write, or a bad path, answers 422 or
-// 400 (not retried); a file-system failure is an error (retried).
+// written). A body the format cannot write answers 422, a bad path 400,
+// a path a directory or file is in the way of 409 (none retried); any
+// other file-system failure is an error (retried).
 //
 // The outbox owns the control numbers of the X12 it builds: an object body
 // (a friendly document such as {"isa": {...}, "ship_notice": {...}}, or a
 // parsed interchange such as x12_parse(x12_ack(...)) gives) is numbered
-// from a counter kept in <dir>/.x12-control, so no two interchanges it
-// writes share an ISA13. Text is written as the flow built it.
+// from a counter kept in <dir>/.x12-control, so no two interchanges
+// written into the directory share an ISA13, also from several
+// connections or processes (they take turns by a lock on
+// <dir>/.x12-control.lock). Text is written as the flow built it.
 package fileconn
 
 import (
@@ -49,6 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/conveyor-run/conveyor/connectors"
 )
@@ -171,6 +178,22 @@ var extensions = map[string]string{JSON: ".json", JSONL: ".jsonl", CSV: ".csv", 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // Call writes req.Body into the outbox (see the package comment).
+//
+// With an idempotency key the steps are: the body into a temporary file
+// named after the key (.<name>.tmp-<hash of key>), synced; the key into
+// the sidecar, synced (WriteAtomic); the temporary file renamed to the
+// name and the directory synced. A crash
+//
+//   - before the sidecar holds the key leaves at most the temporary file:
+//     the retry does not find its key and writes it over from the start;
+//   - after the sidecar, before the rename is on disk, leaves the key and
+//     the temporary file: the retry finds both and finishes the rename;
+//   - after the rename leaves the key and no temporary file: the retry
+//     answers 200 and writes nothing, whether or not the partner has
+//     taken the file since.
+//
+// So the partner sees the file at most once per key, and at least once
+// once a call has answered 200 or 201.
 func (o *Outbox) Call(ctx context.Context, req connectors.Request) (*connectors.Response, error) {
 	if req.Method != http.MethodPost && req.Method != http.MethodPut {
 		return answer(http.StatusMethodNotAllowed, fmt.Sprintf("a file connection writes with POST or PUT, not %s", req.Method)), nil
@@ -181,30 +204,63 @@ func (o *Outbox) Call(ctx context.Context, req connectors.Request) (*connectors.
 	}
 	path := filepath.Join(o.dir, filepath.FromSlash(rel))
 	dir, base := filepath.Split(path)
-	key := filepath.Join(dir, "."+base+".key")
+	key := filepath.Join(dir, sideName(base, ".key", 0))
 	h := fnv.New32a()
 	h.Write([]byte(path))
 	mu := &o.locks[h.Sum32()%uint32(len(o.locks))]
 	mu.Lock()
 	defer mu.Unlock()
+	var tmp string // the temporary file of a write with a key
 	if req.IdempotencyKey != "" {
+		sum := sha256.Sum256([]byte(req.IdempotencyKey))
+		tmp = filepath.Join(dir, sideName(base, ".tmp-"+hex.EncodeToString(sum[:8]), 0))
 		if prev, err := os.ReadFile(key); err == nil && string(prev) == req.IdempotencyKey {
+			status := http.StatusOK
+			if _, err := os.Lstat(tmp); err == nil { // cut short before the rename: finish it
+				if err := rename(tmp, path); err != nil {
+					return refused(rel, fmt.Errorf("write %s: %w", rel, err))
+				}
+				status = http.StatusCreated
+			}
 			n := int64(0)
 			if fi, err := os.Stat(path); err == nil {
 				n = fi.Size()
 			}
-			return &connectors.Response{Status: http.StatusOK, Body: map[string]any{"file": rel, "bytes": n, "existing": true}}, nil
+			body := map[string]any{"file": rel, "bytes": n}
+			if status == http.StatusOK {
+				body["existing"] = true
+			}
+			return &connectors.Response{Status: status, Body: body}, nil
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, err
+	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+		return answer(http.StatusConflict, fmt.Sprintf("path %q is a directory in the outbox", rel)), nil
 	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return refused(rel, err)
+	}
+	var f *os.File
+	if tmp != "" {
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	} else {
+		f, err = os.CreateTemp(dir, sideName(base, ".tmp-*", 10))
+	}
+	if err != nil {
+		return refused(rel, fmt.Errorf("write %s: %w", rel, err))
+	}
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
 	var n int64
 	var encErr error
-	err = WriteAtomic(path, func(w io.Writer) error {
+	err = writeTemp(f, func(w io.Writer) error {
 		cw := &countWriter{w: w}
 		if encErr = Encode(cw, o.format, req.Body, o.csv, o.nextControl); encErr != nil {
 			return encErr
@@ -226,7 +282,50 @@ func (o *Outbox) Call(ctx context.Context, req connectors.Request) (*connectors.
 			return nil, fmt.Errorf("write %s: %w", rel, err)
 		}
 	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		if req.IdempotencyKey != "" {
+			// The key must not stand for a file that never appeared.
+			os.Remove(key)
+		}
+		return refused(rel, fmt.Errorf("write %s: %w", rel, err))
+	}
+	done = true
+	if err := syncDir(dir); err != nil { // retried; the retry finds the key and no temporary file
+		return nil, fmt.Errorf("write %s: %w", rel, err)
+	}
 	return &connectors.Response{Status: http.StatusCreated, Body: map[string]any{"file": rel, "bytes": n}}, nil
+}
+
+// refused answers a file-system error no retry can get past: a name
+// longer than the file system takes (400), a directory where the file
+// goes or a file where a directory of its path goes (409). Other errors
+// are returned, to be retried.
+func refused(rel string, err error) (*connectors.Response, error) {
+	switch {
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return answer(http.StatusBadRequest, fmt.Sprintf("path %q: a name in it is longer than the file system takes", rel)), nil
+	case errors.Is(err, syscall.EISDIR):
+		return answer(http.StatusConflict, fmt.Sprintf("path %q is a directory in the outbox", rel)), nil
+	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EEXIST): // EEXIST: MkdirAll met a file
+		return answer(http.StatusConflict, fmt.Sprintf("path %q: a file in the outbox is in the way of one of its directories", rel)), nil
+	}
+	return nil, err
+}
+
+// maxName is the longest file name common file systems take (NAME_MAX).
+const maxName = 255
+
+// sideName is the name of a file kept beside base: "."+base+suffix, or,
+// when that and reserve more bytes (the digits os.CreateTemp puts for a
+// "*") would be longer than a file system takes, the same made from a
+// hash of base. Every name that can be written so has its sidecar and
+// temporary files.
+func sideName(base, suffix string, reserve int) string {
+	if 1+len(base)+len(suffix)+reserve <= maxName {
+		return "." + base + suffix
+	}
+	sum := sha256.Sum256([]byte(base))
+	return "." + hex.EncodeToString(sum[:16]) + suffix
 }
 
 // target is the slash-separated path below the outbox a request writes.
@@ -263,9 +362,22 @@ func (o *Outbox) target(req connectors.Request) (string, error) {
 }
 
 // nextControl hands out X12 control numbers from <dir>/.x12-control.
+// Lock order: ctlMu, then the flock on .x12-control.lock, which every
+// connection and process writing into the directory takes for the whole
+// read-increment-write. The lock is a file of its own because the counter
+// is replaced by a rename, and a lock on the replaced file would keep
+// nobody out.
 func (o *Outbox) nextControl(string) (int64, error) {
 	o.ctlMu.Lock()
 	defer o.ctlMu.Unlock()
+	if err := os.MkdirAll(o.dir, 0o750); err != nil {
+		return 0, ioError{err}
+	}
+	unlock, err := lockFile(filepath.Join(o.dir, ".x12-control.lock"))
+	if err != nil {
+		return 0, ioError{err}
+	}
+	defer unlock()
 	path := filepath.Join(o.dir, ".x12-control")
 	n := int64(0)
 	if b, err := os.ReadFile(path); err == nil {

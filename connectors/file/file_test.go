@@ -2,9 +2,11 @@ package fileconn_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,6 +147,117 @@ func TestOutboxIdempotent(t *testing.T) {
 	}
 	if r := call(t, c, "/order.json", "flow:m2:3", map[string]any{"v": 3}); r.Status != 201 || read(t, path) != "{\"v\":3}\n" {
 		t.Errorf("another key: %d %q", r.Status, read(t, path))
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temporary file left: %s", e.Name())
+		}
+	}
+}
+
+// Two connections on one outbox directory (two flows, or two replicas)
+// share its X12 counter: no two interchanges get the same ISA13.
+func TestOutboxX12ControlNumbersAcrossConnections(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	doc := map[string]any{"isa": map[string]any{"sender": "ACME", "receiver": "NORTHWIND"},
+		"invoice": map[string]any{"big": map[string]any{"invoice_number": "INV-1"},
+			"lines": []any{map[string]any{"line": "1", "qty": 2, "uom": "EA", "price": "4.50", "vendor_part": "W-1"}}}}
+	var wg sync.WaitGroup
+	for c := 0; c < 2; c++ {
+		conn, err := connectors.Default.Build("file", connectors.Config{Name: "outbox", Values: map[string]any{"dir": dir, "format": "x12"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				name := fmt.Sprintf("/%d-%d.edi", c, i)
+				resp, err := conn.Call(context.Background(), connectors.Request{Method: "POST", Path: name, Body: doc, IdempotencyKey: name})
+				if err != nil || resp.Status != 201 {
+					t.Errorf("%s: %v %v", name, resp, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.edi"))
+	seen := map[string]string{}
+	for _, f := range files {
+		ic, err := x12.ParseBytes([]byte(read(t, f)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := ic.Header.Element(13)
+		if other, dup := seen[n]; dup {
+			t.Errorf("%s and %s share ISA13 %s", filepath.Base(other), filepath.Base(f), n)
+		}
+		seen[n] = f
+	}
+	if len(files) != 100 {
+		t.Errorf("%d files, want 100", len(files))
+	}
+}
+
+// The idempotency key is on disk before the file appears: when recording
+// it fails, no file is there for the partner to take and a retry to write
+// a second time.
+func TestOutboxRecordsTheKeyBeforeTheFileAppears(t *testing.T) {
+	c, dir := outbox(t, "json", nil)
+	path := filepath.Join(dir, "order.json")
+	sidecar := filepath.Join(dir, ".order.json.key")
+	if err := os.MkdirAll(sidecar, 0o755); err != nil { // in the way of the sidecar
+		t.Fatal(err)
+	}
+	_, err := c.Call(context.Background(), connectors.Request{Method: "POST", Path: "/order.json", Body: map[string]any{"v": 1}, IdempotencyKey: "flow:m1:3"})
+	if err == nil {
+		t.Error("a key that could not be recorded: no error")
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("the file appeared before its key was recorded")
+	}
+	os.Remove(sidecar)
+	if r := call(t, c, "/order.json", "flow:m1:3", map[string]any{"v": 1}); r.Status != 201 || read(t, path) != "{\"v\":1}\n" {
+		t.Errorf("the retry: %d", r.Status)
+	}
+	if r := call(t, c, "/order.json", "flow:m1:3", map[string]any{"v": 1}); r.Status != 200 {
+		t.Errorf("a second retry: %d", r.Status)
+	}
+}
+
+// A name that no retry can write answers 400 or 409 rather than an error
+// retried until it is dead-lettered; a long name that is legal is written.
+func TestOutboxNamesThatCannotBeWritten(t *testing.T) {
+	c, dir := outbox(t, "json", nil)
+	long := strings.Repeat("x", 250) + ".json" // 255 bytes, the most a name may have
+	if r := call(t, c, "/"+long, "k1", map[string]any{"v": 1}); r.Status != 201 {
+		t.Errorf("a 255-byte name: %d %v", r.Status, r.Body)
+	} else if read(t, filepath.Join(dir, long)) != "{\"v\":1}\n" {
+		t.Error("a 255-byte name: not written")
+	}
+	if r := call(t, c, "/"+long, "k1", map[string]any{"v": 2}); r.Status != 200 {
+		t.Errorf("a 255-byte name, retried: %d %v", r.Status, r.Body)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	call(t, c, "/file.json", "k2", 1)
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/" + strings.Repeat("y", 256), 400},
+		{"/" + strings.Repeat("y", 256) + "/a.json", 400},
+		{"/sub", 409},
+		{"/file.json/a.json", 409},
+	} {
+		for _, key := range []string{"k3", ""} {
+			resp, err := c.Call(context.Background(), connectors.Request{Method: "POST", Path: tc.path, Body: 1, IdempotencyKey: key})
+			if err != nil || resp.Status != tc.status {
+				t.Errorf("%.20s (key %q): %v %v, want status %d", tc.path, key, resp, err, tc.status)
+			}
+		}
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {

@@ -129,7 +129,7 @@ func WriteAtomic(path string, write func(io.Writer) error) error {
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	tmp, err := os.CreateTemp(dir, sideName(base, ".tmp-*", 10))
 	if err != nil {
 		return err
 	}
@@ -140,22 +140,38 @@ func WriteAtomic(path string, write func(io.Writer) error) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err := write(tmp); err != nil {
+	if err := writeTemp(tmp, write); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := rename(tmp.Name(), path); err != nil {
 		return err
 	}
 	done = true
+	return nil
+}
+
+// writeTemp writes a temporary file through write, syncs and closes it,
+// and makes it readable as the file it will be renamed to.
+func writeTemp(f *os.File, write func(io.Writer) error) error {
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(f.Name(), 0o644)
+}
+
+// rename renames a synced temporary file to path and syncs the directory,
+// so that the rename survives a crash.
+func rename(tmp, path string) error {
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
 	return syncDir(dir)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
@@ -79,8 +80,9 @@ type Records interface {
 // NewRecords returns a reader of the records of r in format:
 //
 //   - csv: a row becomes an object of header name -> text (header), or a
-//     list of texts; a byte order mark is skipped, blank lines too; every
-//     row must have as many fields as the first;
+//     list of texts; a byte order mark is skipped, blank lines too; lines
+//     may end in LF, CRLF or a bare CR; every row must have as many
+//     fields as the first, be UTF-8 and be at most MaxLine bytes long;
 //   - jsonl: every non-blank line is one value;
 //   - json: the whole input is one value, read into memory; an array gives
 //     its elements, any other value is the one record;
@@ -89,6 +91,13 @@ type Records interface {
 //     follow each other.
 //
 // Only json holds the whole input; the others hold one record at a time.
+//
+// JSON and JSON Lines text that is not UTF-8 is taken as jsonv decodes it,
+// each bad byte becoming U+FFFD, as encoding/json does. Unlike CSV it is
+// not refused: JSON is UTF-8 by definition (RFC 8259), so the programs
+// that write it do not export legacy encodings the way spreadsheets do,
+// and refusing would turn away files that are read today for one stray
+// byte in a free-text field.
 func NewRecords(r io.Reader, format string, opts CSVOptions) (Records, error) {
 	switch format {
 	case CSV:
@@ -135,7 +144,7 @@ func ReadAll(r io.Reader, format string, opts CSVOptions) (any, error) {
 }
 
 // skipBOM drops a UTF-8 byte order mark at the start of r.
-func skipBOM(r io.Reader) io.Reader {
+func skipBOM(r io.Reader) *bufio.Reader {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
 		br.Discard(3)
@@ -147,29 +156,45 @@ func skipBOM(r io.Reader) io.Reader {
 
 type csvRecords struct {
 	r      *csv.Reader
+	in     *csvInput
 	header []string
 	opts   CSVOptions
 	read   bool // header read
 }
 
 func newCSVRecords(r io.Reader, opts CSVOptions) *csvRecords {
-	cr := csv.NewReader(skipBOM(r))
+	in := &csvInput{br: skipBOM(r), line: 1, rowLine: 1}
+	cr := csv.NewReader(in)
 	if opts.Delimiter != 0 {
 		cr.Comma = opts.Delimiter
 	}
 	cr.ReuseRecord = true
-	return &csvRecords{r: cr, opts: opts}
+	return &csvRecords{r: cr, in: in, opts: opts}
+}
+
+// row reads the next row and notes where the one after it starts.
+func (c *csvRecords) row() ([]string, error) {
+	row, err := c.r.Read()
+	c.in.start = c.r.InputOffset()
+	if n := len(row); n > 0 && (err == nil || errors.Is(err, csv.ErrFieldCount)) {
+		line, _ := c.r.FieldPos(n - 1)
+		c.in.rowLine = line + strings.Count(row[n-1], "\n") + 1
+	}
+	return row, err
 }
 
 func (c *csvRecords) Next() (any, error) {
 	if c.opts.Header && !c.read {
 		c.read = true
-		row, err := c.r.Read()
+		row, err := c.row()
 		if err == io.EOF {
 			return nil, io.EOF
 		}
 		if err != nil {
 			return nil, c.error(err, nil, true)
+		}
+		if err := c.checkUTF8(row, true); err != nil {
+			return nil, err
 		}
 		c.header = make([]string, len(row))
 		seen := map[string]int{}
@@ -181,12 +206,15 @@ func (c *csvRecords) Next() (any, error) {
 			c.header[i] = name
 		}
 	}
-	row, err := c.r.Read()
+	row, err := c.row()
 	if err != nil {
 		if err == io.EOF {
 			return nil, io.EOF
 		}
 		return nil, c.error(err, row, false)
+	}
+	if err := c.checkUTF8(row, false); err != nil {
+		return nil, err
 	}
 	if c.header == nil {
 		out := make([]any, len(row))
@@ -202,10 +230,54 @@ func (c *csvRecords) Next() (any, error) {
 	return out, nil
 }
 
+// checkUTF8 refuses a row with a field that is not UTF-8, which is how a
+// file exported in a legacy encoding (Windows-1252, Latin-1) looks: taken
+// as it is, the bytes would turn into U+FFFD further on and the text would
+// be lost without anyone noticing. A bad data row is skipped like a row
+// with the wrong number of fields; a bad header stops reading.
+func (c *csvRecords) checkUTF8(row []string, header bool) error {
+	for i, f := range row {
+		if utf8.ValidString(f) {
+			continue
+		}
+		bad := f[0]
+		for j, r := range f {
+			if r == utf8.RuneError {
+				if _, size := utf8.DecodeRuneInString(f[j:]); size == 1 {
+					bad = f[j]
+					break
+				}
+			}
+		}
+		what := fmt.Sprintf("field %d", i+1)
+		if !header && i < len(c.header) {
+			what = fmt.Sprintf("field %d (%q)", i+1, c.header[i])
+		}
+		line, col := c.r.FieldPos(i)
+		e := &Error{Line: line, Column: col, Fatal: header,
+			Msg: fmt.Sprintf("%s is not UTF-8 text (byte 0x%02X); the file looks like another encoding, such as Windows-1252: export it as UTF-8", what, bad)}
+		if header {
+			e.Msg = "header: " + e.Msg
+		}
+		return e
+	}
+	return nil
+}
+
 // error locates a csv.Reader error. A row with the wrong number of
-// fields does not stop reading; a broken quote does.
+// fields does not stop reading; a broken quote does, and so does a row
+// longer than MaxLine.
 func (c *csvRecords) error(err error, row []string, header bool) error {
 	var pe *csv.ParseError
+	var fe *Error
+	if errors.As(err, &fe) { // from csvInput
+		if header {
+			e := *fe
+			e.Msg = "header: " + e.Msg
+			return &e
+		}
+		return fe
+	}
 	if !errors.As(err, &pe) {
 		return &Error{Msg: err.Error(), Fatal: true}
 	}
@@ -221,8 +293,11 @@ func (c *csvRecords) error(err error, row []string, header bool) error {
 		e.Msg += fmt.Sprintf(" (in the row starting on line %d)", pe.StartLine)
 	}
 	if errors.Is(pe.Err, csv.ErrQuote) {
-		// Reading stops here anyway: look whether the quote ran to the end.
-		if _, err := c.r.Read(); err == io.EOF {
+		// csv says the same for a quote that is never closed and for a
+		// closing quote followed by more text ("x"y). Reading stops here
+		// anyway: when the rest of the input holds no further row and
+		// an odd number of quotes, a quoted field runs to the end.
+		if _, err := c.r.Read(); err == io.EOF && c.in.eof && c.in.quoted {
 			e.Msg = fmt.Sprintf("a quoted field of the row starting on line %d is not closed before the end of the file", pe.StartLine)
 		}
 	}
@@ -230,6 +305,67 @@ func (c *csvRecords) error(err error, row []string, header bool) error {
 		e.Msg = "header: " + e.Msg
 	}
 	return e
+}
+
+// csvInput is what the csv.Reader reads. It does two things csv does not:
+//
+//   - A line break that is a bare CR (classic Mac OS, some exporters)
+//     becomes LF outside quoted fields: csv ends rows only at LF, and such
+//     a file would read as one long header row and no records. CRLF and
+//     a CR inside quotes are left as they are.
+//   - It stops with a fatal *Error once the row being read is longer than
+//     MaxLine, as JSON Lines does: a stray quote would otherwise read the
+//     rest of a file of any size into one field.
+//
+// It follows the quotes to know which CRs are inside a field: in valid
+// CSV every quote opens or closes a quoted field or is one of a doubled
+// pair, so the count is odd exactly inside quoted fields. After a quote
+// csv refuses the count no longer matters; reading stops there.
+type csvInput struct {
+	br      *bufio.Reader
+	n       int64 // bytes handed to csv
+	start   int64 // csv's offset of the end of the last row read
+	rowLine int   // the line the next row starts on (or a blank line before it)
+	line    int   // lines handed to csv, plus one
+	quoted  bool  // an odd number of quotes handed to csv
+	eof     bool  // br has no more
+}
+
+func (c *csvInput) Read(p []byte) (int, error) {
+	if c.n-c.start > MaxLine {
+		return 0, &Error{Line: c.line, Fatal: true,
+			Msg: fmt.Sprintf("the row starting on line %d is longer than %d bytes; is a quote not closed?", c.rowLine, MaxLine)}
+	}
+	n, err := c.br.Read(p)
+	c.line += bytes.Count(p[:n], []byte{'\n'})
+	// From CR to CR; bytes.Count and IndexByte are much faster than a
+	// loop over every byte.
+	for rest := p[:n]; ; {
+		i := bytes.IndexByte(rest, '\r')
+		if i < 0 {
+			c.quoted = c.quoted != (bytes.Count(rest, []byte{'"'})%2 == 1)
+			break
+		}
+		c.quoted = c.quoted != (bytes.Count(rest[:i], []byte{'"'})%2 == 1)
+		if !c.quoted {
+			var next byte
+			if i+1 < len(rest) {
+				next = rest[i+1]
+			} else if b, err := c.br.Peek(1); err == nil {
+				next = b[0]
+			}
+			if next != '\n' {
+				rest[i] = '\n'
+				c.line++
+			}
+		}
+		rest = rest[i+1:]
+	}
+	c.n += int64(n)
+	if err == io.EOF {
+		c.eof = true
+	}
+	return n, err
 }
 
 // ---- JSON Lines -----------------------------------------------------------

@@ -516,7 +516,10 @@ func separators(opts BuildOptions, d *obj, version string) (Separators, error) {
 			}
 		}
 	}
-	if s.Segment == '\n' || s.Segment == '\r' {
+	// A line feed after a line-feed terminator would be a blank line; a
+	// line feed after a CR makes the CR LF a Windows partner expects, and
+	// a suffix the caller chose is theirs.
+	if s.Segment == '\n' && s.Suffix == "\n" {
 		s.Suffix = ""
 	}
 	if err := checkSeparators(s); err != nil {

@@ -16,8 +16,8 @@ type Separators struct {
 	Component  byte // default ':'
 	Segment    byte // default '~'
 	// Suffix is written after every segment terminator by Build and Ack997,
-	// "\n" by default (none when Segment is itself a line break). Line
-	// breaks after terminators are skipped when reading.
+	// "\n" by default (none when Segment is itself "\n"; after a "\r" it
+	// makes CR LF). Line breaks after terminators are skipped when reading.
 	Suffix string
 }
 

@@ -351,6 +351,11 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Source: "http", DedupKey: dedupKey, ReceivedAt: msg.ReceivedAt,
 		Attempt: 1, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
 	if resumed != nil {
+		if resumed.Revision != f.Revision && len(resumed.Memo) > 0 {
+			// Saved since: the memo's steps are where the failed run's
+			// revision had them (as for a replay on the current revision).
+			e.remapMemo(ctx, resumed, f.Revision)
+		}
 		for k, raw := range resumed.Memo {
 			if v, err := jsonv.Decode(raw); err == nil {
 				r := responseOf(v)

@@ -368,7 +368,8 @@ func TestEventFanOut(t *testing.T) {
 // An event-triggered flow with dedup stores one copy per business key:
 // the second publication of order 1 is a duplicate for it (and counted
 // as one), while a subscriber without dedup gets both. A subscriber whose
-// key cannot be computed for a publication gets that copy as a dead
+// key cannot be computed for a publication (or is null or empty) gets
+// that copy as a dead
 // letter saying why, as a stream trigger does, and the others are not
 // held up.
 func TestEventFlowDedup(t *testing.T) {
@@ -386,7 +387,7 @@ func TestEventFlowDedup(t *testing.T) {
 		}
 	}
 	post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 1}`)
-	post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 1}`)
+	post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 1, "ref": ""}`) // an empty key is no key, as null is
 	eventually(t, 5*time.Second, "the first delivery", func() bool { return erp.count() >= 1 })
 	eventually(t, 5*time.Second, "both events at the subscriber without dedup", func() bool { return wms.count() == 2 })
 	time.Sleep(500 * time.Millisecond)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -90,14 +88,7 @@ func (e *Engine) Publish(ctx context.Context, topic string, body any, key string
 // eventDedupKey computes the dedup key of m, subscriber f's copy of a
 // publication whose body is body, as the other triggers do.
 func eventDedupKey(f *flows.Flow, m *store.Message, body any) (string, error) {
-	v, err := f.Dedup.Key.Eval(mappings.NewEnv(body, nil, mappings.Meta{ID: m.ID, Flow: f.ID, Revision: f.Revision, ReceivedAt: m.ReceivedAt}))
-	if err == nil && v == nil {
-		err = errors.New("it is empty")
-	}
-	if err != nil {
-		return "", fmt.Errorf("the dedup key cannot be computed: %w", err)
-	}
-	return f.ID + ":" + flows.Text(v), nil
+	return dedupKeyOf(f, mappings.NewEnv(body, nil, mappings.Meta{ID: m.ID, Flow: f.ID, Revision: f.Revision, ReceivedAt: m.ReceivedAt}))
 }
 
 func eventID(key, flow string) string {

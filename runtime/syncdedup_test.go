@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -169,6 +171,49 @@ steps:
 			})
 			if s, out := post(t, url, `{"ref": "r1"}`); s != 201 || out["so"] != "SO-1" {
 				t.Errorf("a duplicate after the retry: %d %v; want the cached answer", s, out)
+			}
+		})
+	}
+}
+
+// A retry that resumes a failed run after its flow was saved carries the
+// memo to the steps of the revision it runs (as a replay does): a call
+// put before the ERP's runs, and the ERP order made by the failed run is
+// not made again. The memo used to be applied by position, so the new
+// first call was answered with the ERP's response and the ERP called again.
+func TestSyncRetryResumesAcrossARevision(t *testing.T) {
+	for _, backend := range []string{"bolt", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			erp, wms, credit := newTarget(t), newTarget(t), newTarget(t)
+			failFirst(wms, 1)
+			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms, "credit": credit}, map[string]string{"quote": `
+trigger: {http: {path: /quote, mode: sync}}
+dedup: {key: body.ref}
+steps:
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - call: {connection: wms, path: /allocations}
+  - respond: {status: 201, body: '{so: vars.erp.body.sales_order}'}
+`})
+			e := start(t, dir, backendOptions(t, backend))
+			u := "http://" + e.TriggerAddr() + "/quote"
+			if code, _ := post(t, u, `{"ref": "r1"}`); code != 503 {
+				t.Fatalf("the WMS down: %d; want 503", code)
+			}
+			must(t, os.WriteFile(filepath.Join(dir, "flows", "quote.yaml"), []byte(`
+trigger: {http: {path: /quote, mode: sync}}
+dedup: {key: body.ref}
+steps:
+  - call: {connection: credit, path: /checks, as: credit}
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - call: {connection: wms, path: /allocations}
+  - respond: {status: 201, body: '{so: vars.erp.body.sales_order, credit: vars.credit.status}'}
+`), 0o644))
+			eventually(t, 5*time.Second, "revision 2 live", func() bool { fi, _ := e.Flow("quote"); return fi.Revision == 2 })
+			if code, out := post(t, u, `{"ref": "r1"}`); code != 201 || out["so"] != "SO-1" {
+				t.Errorf("the retry on revision 2: %d %v; want 201 with SO-1", code, out)
+			}
+			if n, c := erp.calls.Load(), credit.calls.Load(); n != 1 || c != 1 {
+				t.Errorf("ERP called %d times, credit check %d; want 1 and 1", n, c)
 			}
 		})
 	}

@@ -75,6 +75,11 @@ func (s *scheduler) sync() {
 		if w, ok := want[id]; !ok || w.Cron != j.spec || w.Timezone != j.tz || catchUpOf(w) != j.catchUp {
 			close(j.stop)
 			delete(s.jobs, id)
+			if !ok {
+				// Gone (deleted, or no longer on a schedule): a flow of
+				// that name made later starts with its next run.
+				s.forget(id)
+			}
 		}
 	}
 	for id, t := range want {
@@ -246,6 +251,11 @@ func markKey(flow string) string { return "schedule:" + flow }
 // cannot be written is logged: at worst the next start fires a run that
 // was stored already, and its derived id stores it once.
 func (s *scheduler) mark(id string, j *job, at time.Time) {
+	select {
+	case <-j.stop: // the flow was removed meanwhile, and its mark with it
+		return
+	default:
+	}
 	if !at.After(j.marked) {
 		return
 	}
@@ -259,11 +269,20 @@ func (s *scheduler) mark(id string, j *job, at time.Time) {
 	j.marked = at
 }
 
+// forget deletes the mark of flow id, which no longer runs on a schedule.
+func (s *scheduler) forget(id string) {
+	ctx, cancel := context.WithTimeout(s.e.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.e.store.PutMeta(ctx, markKey(id), nil); err != nil {
+		s.e.log.Warn("cannot forget when a removed schedule last ran", "flow", id, "error", err)
+	}
+}
+
 // missed returns the latest run of the job that fell due after the last
 // run the store marks as handled (see mark) and no longer ago than its
-// catch_up, or zero when there is none. Nothing is missed before the
-// job's first run under its spec: a new flow, or a changed cron or time
-// zone, starts with the next run, not with one that went before it.
+// catch_up, or zero when there is none. Nothing is missed before the job
+// first ran under its spec: a new flow, or a changed cron or time zone,
+// is marked as starting now, and starts with its next run.
 func (s *scheduler) missed(id string, j *job, sched cron.Schedule, loc *time.Location, now time.Time) time.Time {
 	if j.catchUp <= 0 {
 		return time.Time{}
@@ -277,6 +296,10 @@ func (s *scheduler) missed(id string, j *job, sched cron.Schedule, loc *time.Loc
 	}
 	var mk scheduleMark
 	if raw == nil || json.Unmarshal(raw, &mk) != nil || mk.Cron != j.spec || mk.Timezone != j.tz {
+		// A new flow, or a new cron or time zone: it starts now, and a run
+		// that falls due while it does not run is its to catch up. The
+		// mark of a spec it had before must not count if it comes back.
+		s.mark(id, j, now)
 		return time.Time{}
 	}
 	j.marked = mk.Last

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -241,6 +242,62 @@ steps:
 			eventually(t, 2*every, "the missed run", func() bool { return slices.Contains(runs(), want) })
 			if got := runs()[1]; got != want {
 				t.Errorf("runs %v: the first after the restart was due at %s; want the missed %s, fired at start", runs(), got, want)
+			}
+		})
+	}
+}
+
+// scheduleRuns makes erp record the scheduled_at of each call and returns
+// what it recorded so far.
+func scheduleRuns(erp *target) func() []string {
+	var mu sync.Mutex
+	var at []string
+	erp.status = func(body map[string]any) int {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, fmt.Sprint(body["at"]))
+		return 201
+	}
+	return func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(at) }
+}
+
+const everyTwoSeconds = `
+trigger: {schedule: {cron: "%s"}}
+steps:
+  - call: {connection: erp, path: /stock-sync, body: '{at: body.scheduled_at}'}
+`
+
+// A flow deleted and made again, or whose cron changed and changed back,
+// starts with its next run: a run that fell due while it was gone (or
+// ran on the other cron) is not its to catch up. The mark of its first
+// life was trusted, and the recreated flow fired at once.
+func TestScheduleCatchUpStartsAfreshForANewSpec(t *testing.T) {
+	testenv.SkipShort(t, "waits for firings across edits")
+	const every = 2 * time.Second
+	for _, tc := range []struct{ name, between string }{{"deleted", ""}, {"changed back", "@every 1h"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			erp := newTarget(t)
+			runs := scheduleRuns(erp)
+			src := fmt.Sprintf(everyTwoSeconds, "@every 2s")
+			dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"nightly": src})
+			file := filepath.Join(dir, "flows", "nightly.yaml")
+			e := start(t, dir, runtime.Options{})
+			eventually(t, every+2*time.Second, "the first run", func() bool { return len(runs()) == 1 })
+			if tc.between == "" {
+				must(t, os.Remove(file))
+			} else {
+				must(t, os.WriteFile(file, []byte(fmt.Sprintf(everyTwoSeconds, tc.between)), 0o644))
+			}
+			e.Reload()
+			passed := time.Now().Truncate(every).Add(every) // due while the 2 s schedule does not run
+			time.Sleep(time.Until(passed) + 150*time.Millisecond)
+			back := time.Now()
+			must(t, os.WriteFile(file, []byte(src), 0o644))
+			e.Reload()
+			eventually(t, 2*every, "the next run", func() bool { return len(runs()) >= 2 })
+			if slices.Contains(runs(), passed.UTC().Format(time.RFC3339)) {
+				t.Errorf("runs %v: the run due at %s, while the schedule was away, fired when it came back at %s",
+					runs(), passed.UTC().Format(time.RFC3339), back.Format(time.RFC3339Nano))
 			}
 		})
 	}

@@ -420,22 +420,31 @@ func (c *routeClaims) claim(id string, f *flows.Flow) (dsl.Diagnostic, bool) {
 	switch t := f.Trigger; {
 	case t.HTTP != nil:
 		pattern := muxPattern(f)
-		err := handle(c.mux, pattern)
-		if err == nil {
+		if handle(c.mux, pattern) == nil {
 			c.http = append(c.http, routeClaim{id, f})
 			return dsl.Diagnostic{}, true
 		}
 		for _, h := range c.http {
-			if overlap(muxPattern(h.f), pattern) {
-				if h.id == id {
-					return dsl.Diagnostic{}, true
-				}
+			if h.id != id && overlap(muxPattern(h.f), pattern) {
 				return routeTaken(f, h), false
 			}
 		}
-		at := f.Source.Trigger.At
-		return dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
-			Message: fmt.Sprintf("trigger: %s cannot be served: %v", pattern, err), Hint: "see https://pkg.go.dev/net/http#hdr-Patterns"}, false
+		// It overlaps only a route of its own flow (the serving revision
+		// claims first): this revision's route takes that one's place.
+		var others []routeClaim
+		mux := http.NewServeMux()
+		for _, h := range c.http {
+			if h.id != id {
+				others = append(others, h)
+				_ = handle(mux, muxPattern(h.f)) // served side by side before
+			}
+		}
+		if err := handle(mux, pattern); err != nil {
+			at := f.Source.Trigger.At
+			return dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
+				Message: fmt.Sprintf("trigger: %s cannot be served: %v", pattern, err), Hint: "see https://pkg.go.dev/net/http#hdr-Patterns"}, false
+		}
+		c.mux, c.http = mux, append(others, routeClaim{id, f})
 	case t.File != nil:
 		key := routeKey(f)
 		if other, taken := c.dirs[key]; taken && other != id {

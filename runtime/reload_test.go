@@ -431,3 +431,31 @@ func TestRevisionGaugeClearedWhenFlowDeleted(t *testing.T) {
 		t.Errorf("the deleted flow still reports revision 1 as live")
 	}
 }
+
+// A new revision whose path overlaps both its own serving revision's and
+// another flow's is refused for the other flow, and both keep serving.
+// The check stopped at the flow's own route, so such a revision went live
+// and one of the two routes answered 404, drawn anew at every reload.
+func TestNewRevisionOverlappingItsOwnAndAnothersRouteIsRefused(t *testing.T) {
+	flow := func(path string, v int) string {
+		return fmt.Sprintf("trigger: {http: {path: %q, mode: sync}}\nsteps: [{respond: {body: '{v: %d}'}}]\n", path, v)
+	}
+	dir := workspace(t, nil, map[string]string{"b": flow("/x/{q}", 1), "z": flow("/a/{x}", 2)})
+	e := start(t, dir, runtime.Options{})
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "b.yaml"), []byte(flow("/{y}/b", 3)), 0o644))
+	e.Reload()
+	eventually(t, 3*time.Second, "b's new revision refused for overlapping z", func() bool {
+		fi, _ := e.Flow("b")
+		return fi.Status == runtime.StatusError && strings.Contains(fi.Diagnostics.Error(), `of flow "z"`)
+	})
+	for i := range 10 {
+		if s, out := post(t, "http://"+e.TriggerAddr()+"/a/zzz", `{}`); s != 200 || out["v"] != 2.0 {
+			t.Fatalf("reload %d: POST /a/zzz: %d %v; want z's answer", i, s, out)
+		}
+		if s, out := post(t, "http://"+e.TriggerAddr()+"/x/y", `{}`); s != 200 || out["v"] != 1.0 {
+			t.Fatalf("reload %d: POST /x/y: %d %v; want b's serving revision", i, s, out)
+		}
+		must(t, os.WriteFile(filepath.Join(dir, "flows", "z.yaml"), []byte(flow("/a/{x}", 2)+fmt.Sprintf("# edit %d\n", i)), 0o644))
+		e.Reload()
+	}
+}

@@ -429,12 +429,21 @@ func TestAPIFlowReadsNoFilesOutsideTheWorkspace(t *testing.T) {
 	flow := func(extra string) string {
 		return "trigger: {file: {" + extra + ", pattern: '*.json'}}\nsteps: [{log: '\"x\"'}]\n"
 	}
-	for _, bad := range []string{"dir: ../outside", "dir: /etc", "dir: inbox, done_dir: ../taken", "dir: inbox/../../x", "dir: inbox, error_dir: /tmp"} {
+	for bad, why := range map[string]string{
+		"dir: ../outside": "is outside the workspace", "dir: /etc": "is outside the workspace",
+		"dir: inbox, done_dir: ../taken": "is outside the workspace", "dir: inbox/../../x": "is outside the workspace",
+		"dir: inbox, error_dir: /tmp": "is outside the workspace",
+		// The runtime's own files: the store (moved aside, every queued
+		// message is gone at the next start), the flows, the config.
+		"dir: data": "holds the runtime's own files", "dir: data/sub": "holds the runtime's own files",
+		"dir: flows": "holds the runtime's own files", "dir: inbox, error_dir: mappings": "holds the runtime's own files",
+		"dir: '.'": "is the workspace itself",
+	} {
 		r := f.req(Editor, "POST", "/flows", map[string]any{"id": "grab", "source": flow(bad)})
-		if r.status != 422 || !strings.Contains(string(r.body), "is outside the workspace") {
-			t.Errorf("%s: %s; want 422, outside the workspace", bad, r)
+		if r.status != 422 || !strings.Contains(string(r.body), why) {
+			t.Errorf("%s: %s; want 422, %s", bad, r, why)
 		}
-		if v := f.req(Editor, "POST", "/validate", flow(bad), "Content-Type", yamlCT); !strings.Contains(string(v.body), "is outside the workspace") {
+		if v := f.req(Editor, "POST", "/validate", flow(bad), "Content-Type", yamlCT); !strings.Contains(string(v.body), why) {
 			t.Errorf("validate %s: %s", bad, v)
 		}
 	}

@@ -205,29 +205,57 @@ func (e *Engine) ValidateSource(id string, src []byte) dsl.Diagnostics {
 }
 
 // outsideWorkspace reports the directories of f's file trigger that lie
-// outside the workspace. A flow written through the API may not take,
-// move or expose files there: an editor token would otherwise read any
+// outside the workspace, or that are the workspace itself or hold the
+// runtime's own files (the data directory with the embedded store, flows/,
+// mappings/, lookups/). A flow written through the API may not take,
+// move or expose such files: an editor token would otherwise read any
 // file the server can (a viewer then sees its content in the message),
-// and move it away. Such a flow is written on disk, by whoever may reach
-// those directories anyway; a directory inside the workspace may still be
-// a link an operator made to a mount elsewhere.
+// move it away, or move the store's file aside and lose every queued
+// message at the next start. A flow that needs an inbox elsewhere is
+// written on disk, by whoever may reach that directory anyway; a
+// directory inside the workspace may still be a link an operator made to
+// a mount.
 func (e *Engine) outsideWorkspace(f *flows.Flow) dsl.Diagnostics {
 	t := f.Source.Trigger.File
 	if t == nil {
 		return nil
 	}
+	root := e.workspacePath(".")
+	own := []string{filepath.Clean(e.workspacePath(e.dataDir))}
+	for _, sub := range sourceDirs {
+		own = append(own, filepath.Join(root, sub))
+	}
+	inside := func(dir, parent string) bool {
+		rel, err := filepath.Rel(parent, dir)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
 	var ds dsl.Diagnostics
-	for _, d := range []struct{ field, dir string }{{"dir", t.Dir}, {"done_dir", t.DoneDir}, {"error_dir", t.ErrorDir}} {
-		if d.dir == "" {
-			continue
+	for _, d := range []struct{ field, dir string }{
+		{"dir", t.Dir},
+		{"done_dir", cmp.Or(t.DoneDir, filepath.Join(t.Dir, "done"))},
+		{"error_dir", cmp.Or(t.ErrorDir, filepath.Join(t.Dir, "error"))},
+	} {
+		abs := e.workspacePath(d.dir)
+		why := ""
+		switch {
+		case !inside(abs, root):
+			why = "is outside the workspace"
+		case abs == root:
+			why = "is the workspace itself"
+		default:
+			for _, o := range own {
+				if inside(abs, o) || inside(o, abs) {
+					why = "holds the runtime's own files (" + filepath.Base(o) + ")"
+					break
+				}
+			}
 		}
-		rel, err := filepath.Rel(e.workspacePath("."), e.workspacePath(d.dir))
-		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		if why == "" {
 			continue
 		}
 		ds = append(ds, dsl.Diagnostic{File: f.File, Line: t.At.Line, Col: t.At.Col,
-			Message: fmt.Sprintf("trigger.file.%s: %q is outside the workspace; a flow written through the API reads and moves files inside it only", d.field, d.dir),
-			Hint:    "use a directory under the workspace (it may be a link to a mount), or have an operator write this flow on disk"})
+			Message: fmt.Sprintf("trigger.file.%s: %q %s; a flow written through the API reads and moves files in an inbox of its own inside the workspace only", d.field, d.dir, why),
+			Hint:    "use a directory of its own under the workspace (it may be a link to a mount), or have an operator write this flow on disk"})
 	}
 	return ds
 }

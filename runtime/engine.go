@@ -71,6 +71,7 @@ type Engine struct {
 	store   store.Store
 	metrics *metrics
 	limiter RateLimiter
+	dataDir string // the embedded store's directory (also with another store: not for a file trigger)
 	// dedupFailOpen: a sync run whose dedup key cannot be claimed (Redis
 	// out of reach) runs unchecked instead of answering 503.
 	dedupFailOpen bool
@@ -193,15 +194,15 @@ func New(opts Options) (*Engine, error) {
 			opts.Limiter = l
 		}
 	}
-	if opts.Store == nil {
-		dir := opts.DataDir
-		if dir == "" {
-			dir = cmp.Or(ws.Config.Store.Path, "data")
-			if !filepath.IsAbs(dir) {
-				dir = filepath.Join(opts.Workspace, dir)
-			}
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		dataDir = cmp.Or(ws.Config.Store.Path, "data")
+		if !filepath.IsAbs(dataDir) {
+			dataDir = filepath.Join(opts.Workspace, dataDir)
 		}
-		s, err := store.OpenBolt(dir)
+	}
+	if opts.Store == nil {
+		s, err := store.OpenBolt(dataDir)
 		if err != nil {
 			return nil, err
 		}
@@ -210,7 +211,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.Limiter == nil {
 		opts.Limiter = NewLimiter()
 	}
-	e.opts, e.store, e.limiter = opts, opts.Store, opts.Limiter
+	e.opts, e.store, e.limiter, e.dataDir = opts, opts.Store, opts.Limiter, dataDir
 	e.dedupFailOpen = dedupFailOpen(ws.Config.Store.FailOpen)
 	e.aggregator = newAggregator(e)
 	e.metrics = newMetrics(e)

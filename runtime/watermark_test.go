@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -248,5 +249,72 @@ steps:
 		if s != "2026-01-01T00:00:05Z" {
 			t.Errorf("a poll after the replay asked updated_since=%s, want 2026-01-01T00:00:05Z (the watermark went back)", s)
 		}
+	}
+}
+
+// A watermark holding & < or > (a cursor such as page=2&n=1) advances
+// after a retried run. The run's pin of its starting watermark was
+// written with json.Marshal, which escapes &, so it never matched the
+// stored bytes: the watermark stayed, and the window was pulled and
+// delivered again.
+func TestWatermarkWithAmpersandAdvancesAfterARetry(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := r.URL.Query().Get("cursor")
+		mu.Lock()
+		asked = append(asked, c)
+		mu.Unlock()
+		out := map[string]any{"items": []any{}, "next": c}
+		switch c {
+		case "start":
+			out = map[string]any{"items": []any{map[string]any{"id": 1}}, "next": "page=2&n=1"}
+		case "page=2&n=1":
+			out = map[string]any{"items": []any{map[string]any{"id": 2}}, "next": "page=3&n=2"}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(src.Close)
+	sink := newTarget(t)
+	var failed atomic.Bool
+	sink.status = func(b map[string]any) int {
+		if id, _ := b["id"].(float64); id == 2 && failed.CompareAndSwap(false, true) {
+			return 503
+		}
+		return 201
+	}
+	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": `
+trigger: {schedule: {cron: "@every 1s"}}
+concurrency: 1
+watermark:
+  initial: '"start"'
+  next: vars.pulled.body.next
+steps:
+  - call: {connection: source, method: GET, path: /items, query: {cursor: vars.watermark}, as: pulled}
+  - split:
+      items: vars.pulled.body.items
+      steps:
+        - call: {connection: sink, path: /items, body: item, retry: {attempts: 5, initial: 10ms, max: 10ms}}
+`})
+	addConnections(t, dir, fmt.Sprintf("source: {http: {base_url: %q, timeout: 2s}}", src.URL))
+	e := start(t, dir, runtime.Options{})
+	eventually(t, 10*time.Second, "item 2 delivered after its retry", func() bool { return len(pulled(sink)) == 2 })
+	eventually(t, 10*time.Second, "a poll past page 2", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(asked, "page=3&n=2")
+	})
+	must(t, e.Shutdown(context.Background()))
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, c := range asked {
+		if c == "page=2&n=1" {
+			n++
+		}
+	}
+	if n != 1 || pulled(sink)[2] != 1 {
+		t.Errorf("cursor page=2&n=1 asked %d times (%q), item 2 delivered %d times; want once each", n, asked, pulled(sink)[2])
 	}
 }

@@ -641,10 +641,12 @@ func (e *Engine) runWatermark(ctx context.Context, flow string, m *store.Message
 		if raw, err = e.store.GetMeta(ctx, "watermark/"+flow); err != nil {
 			return nil, nil, err
 		}
-		pin.Stored = raw
-		p, err := json.Marshal(pin)
-		if err != nil {
-			return nil, nil, err
+		// Built by hand: json.Marshal would escape & < > in the stored
+		// bytes, and the pin must hold them as stored to compare with
+		// them (advanceWatermark).
+		p := json.RawMessage(`{}`)
+		if raw != nil {
+			p = append(append([]byte(`{"stored":`), raw...), '}')
 		}
 		if m.Memo == nil {
 			m.Memo = map[string]json.RawMessage{}

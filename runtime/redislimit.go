@@ -80,7 +80,7 @@ var gcraScript = redis.NewScript(gcraLua + `return {allowed, wait}`)
 // returned when the key is taken.
 var allowClaimScript = redis.NewScript(gcraLua + `
 if allowed == 0 then return {0, wait} end
-local ck, cid, cttl = KEYS[2], ARGV[3], ARGV[4]
+local ck, cby, cid, cttl = KEYS[2], KEYS[3], ARGV[3], ARGV[4]
 ` + store.ClaimLua + `
 return {1, 0, claimed, holder}
 `)
@@ -159,7 +159,7 @@ func (l *RedisLimiter) AllowClaim(ctx context.Context, key string, rl flows.Rate
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
 	interval, burst := gcraArgs(rl)
-	r, err := l.s.Eval(ctx, allowClaimScript, []string{l.prefix + "rl:" + key, l.s.DedupKeyName(dedupKey)}, interval, burst, id,
+	r, err := l.s.Eval(ctx, allowClaimScript, []string{l.prefix + "rl:" + key, l.s.DedupKeyName(dedupKey), l.s.DedupTakerName(dedupKey)}, interval, burst, id,
 		strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)).Slice()
 	if err != nil {
 		ok, wait, err = l.failed(err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
@@ -214,6 +216,59 @@ steps:
 			}
 			if n, c := erp.calls.Load(), credit.calls.Load(); n != 1 || c != 1 {
 				t.Errorf("ERP called %d times, credit check %d; want 1 and 1", n, c)
+			}
+		})
+	}
+}
+
+// On Redis, a resumed retry whose claim answer is lost still resumes: the
+// claim go-redis sends again finds the key taken by the same claimant. It
+// was answered as a duplicate (409), and when Redis went away right
+// after the claim, the key stayed taken until the claim lapsed, after
+// which the retry ran as a new message and repeated the ERP order.
+func TestSyncRetryResumesAfterALostClaimAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		outage bool
+	}{{"answer lost", false}, {"answer lost, then Redis", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			erp, wms := newTarget(t), newTarget(t)
+			failFirst(wms, 1)
+			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"quote": `
+trigger: {http: {path: /quote, mode: sync}}
+dedup: {key: body.ref}
+steps:
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - call: {connection: wms, path: /allocations}
+  - respond: {status: 201, body: '{so: vars.erp.body.sales_order}'}
+`})
+			url := storetest.RedisURL(t)
+			opt, err := redis.ParseURL(url)
+			must(t, err)
+			p := storetest.NewProxy(t, opt.Addr)
+			s := redisStore(t, strings.Replace(url, opt.Addr, p.Addr, 1), storetest.RedisPrefix(t, url), store.RedisOptions{Consumer: "t"})
+			e := start(t, dir, runtime.Options{Store: s, Limiter: runtime.NewRedisLimiter(s)})
+			u := "http://" + e.TriggerAddr() + "/quote"
+			if code, _ := post(t, u, `{"ref": "r1"}`); code != 503 {
+				t.Fatalf("the WMS down: %d; want 503", code)
+			}
+			var after func()
+			if tc.outage {
+				after = p.Down
+			}
+			p.LoseAnswer("dd:quote:r1", after)
+			if tc.outage {
+				if code, _ := post(t, u, `{"ref": "r1"}`); code != 503 {
+					t.Fatalf("the retry while Redis is away: %d; want 503", code)
+				}
+				p.Up()
+				time.Sleep(200 * time.Millisecond) // the release of the claim lands
+			}
+			if code, out := post(t, u, `{"ref": "r1"}`); code != 201 || out["so"] != "SO-1" {
+				t.Errorf("the retry: %d %v; want 201 with SO-1, the failed run resumed", code, out)
+			}
+			if n := erp.calls.Load(); n != 1 {
+				t.Errorf("the ERP got %d calls; want 1", n)
 			}
 		})
 	}

@@ -47,6 +47,7 @@ import (
 //	P kx:<dedup key>       zset: message id -> received (µs); List by key
 //	P dd:<dedup key>       string: id of the message holding the key, PX = dedup TTL;
 //	                       ~id: released by the failed sync run id to the sender's retry
+//	P ddby:<dedup key>     string: the claimant that took a released key for its run, PX = claim TTL
 //	P flows                set of flow ids that have messages
 //	P rev:<flow>           hash: revision number -> Revision JSON
 //	P revlast:<flow>       string: the highest revision number
@@ -218,6 +219,10 @@ func (s *Redis) LeaseTimeout() time.Duration { return s.opts.LeaseTimeout }
 
 // DedupKeyName is the Redis key holding dedup key k.
 func (s *Redis) DedupKeyName(k string) string { return s.prefix + "dd:" + k }
+
+// DedupTakerName is the Redis key naming who took dedup key k when it was
+// released to a failed run (see ClaimLua).
+func (s *Redis) DedupTakerName(k string) string { return s.prefix + "ddby:" + k }
 
 // Ping checks that Redis answers (readiness).
 func (s *Redis) Ping(ctx context.Context) error {
@@ -880,23 +885,28 @@ func (s *Redis) Depth(ctx context.Context, flow string) (int, time.Time, error) 
 // ClaimLua claims the key named ck for the message cid for cttl ms, SET
 // NX PX, or for the run the key was released to (its value ~id, see
 // saveScript): it sets claimed to 1, and holder to who holds the key now.
-// The scripts that run it set ck, cid and cttl first.
+// Who took a released key is kept in the key named cby, so that the same
+// claim sent again after a lost answer is still this claimant's. The
+// scripts that run it set ck, cby, cid and cttl first.
 const ClaimLua = `
 local claimed, holder = 0, redis.call('GET', ck)
 if not holder or string.sub(holder, 1, 1) == '~' then
   claimed, holder = 1, holder and string.sub(holder, 2) or cid
   redis.call('SET', ck, holder, 'PX', cttl)
+  if holder ~= cid then redis.call('SET', cby, cid, 'PX', cttl) end
+elseif holder ~= cid and redis.call('GET', cby) == cid then
+  claimed = 1
 end
 `
 
-var claimScript = redis.NewScript(`local ck, cid, cttl = KEYS[1], ARGV[1], ARGV[2]` + ClaimLua + `return {claimed, holder}`)
+var claimScript = redis.NewScript(`local ck, cby, cid, cttl = KEYS[1], KEYS[2], ARGV[1], ARGV[2]` + ClaimLua + `return {claimed, holder}`)
 
 // ClaimKey implements Store: SET NX PX holding the message id, one script
 // that also answers the holder.
 func (s *Redis) ClaimKey(ctx context.Context, key, id string, ttl time.Duration) (string, bool, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	r, err := claimScript.Run(ctx, s.c, []string{s.DedupKeyName(key)}, id, ms(ttl)).Slice()
+	r, err := claimScript.Run(ctx, s.c, []string{s.DedupKeyName(key), s.DedupTakerName(key)}, id, ms(ttl)).Slice()
 	if err != nil {
 		return "", false, fmt.Errorf("store: claim %q: %w", key, err)
 	}
@@ -932,7 +942,13 @@ func (s *Redis) ConfirmKey(ctx context.Context, key, id string, ttl time.Duratio
 }
 
 var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local h = redis.call('GET', KEYS[1])
+if h == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if h and redis.call('GET', KEYS[2]) == ARGV[1] then
+  -- taken by this claimant for the failed run h: released to h again
+  redis.call('SET', KEYS[1], '~'..h, 'KEEPTTL')
+  return redis.call('DEL', KEYS[2])
+end
 return 0
 `)
 
@@ -941,7 +957,7 @@ return 0
 func (s *Redis) ReleaseKey(ctx context.Context, key, id string) error {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	if err := releaseScript.Run(ctx, s.c, []string{s.DedupKeyName(key)}, id).Err(); err != nil {
+	if err := releaseScript.Run(ctx, s.c, []string{s.DedupKeyName(key), s.DedupTakerName(key)}, id).Err(); err != nil {
 		return fmt.Errorf("store: release dedup key %q: %w", key, err)
 	}
 	return nil

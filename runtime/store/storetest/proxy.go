@@ -1,10 +1,12 @@
 package storetest
 
 import (
-	"io"
+	"bytes"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy in front of a server, for outage tests that must
@@ -17,6 +19,8 @@ type Proxy struct {
 	mu     sync.Mutex
 	mode   string // up, down, stall
 	conns  map[net.Conn]bool
+	lose   []byte // see LoseAnswer
+	after  func()
 }
 
 // NewProxy listens on 127.0.0.1:0 and forwards to target until t ends.
@@ -39,6 +43,30 @@ func (p *Proxy) Down() { p.set("down") }
 
 // Stall closes every connection; new ones are accepted and never answered.
 func (p *Proxy) Stall() { p.set("stall") }
+
+// LoseAnswer makes the proxy pass on the next command that contains
+// marker and cut its connection before the answer comes back: the command
+// runs, and the client sees a broken connection, as with a reply lost in
+// the network (go-redis then sends the command again). after, when not
+// nil, runs once the connection is cut.
+func (p *Proxy) LoseAnswer(marker string, after func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lose, p.after = []byte(marker), after
+}
+
+// cuts reports whether chunk holds the command LoseAnswer waits for (and
+// disarms it), with what to run after the cut.
+func (p *Proxy) cuts(chunk []byte) (bool, func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lose == nil || !bytes.Contains(chunk, p.lose) {
+		return false, nil
+	}
+	after := p.after
+	p.lose, p.after = nil, nil
+	return true, after
+}
 
 func (p *Proxy) set(mode string) {
 	p.mu.Lock()
@@ -97,7 +125,43 @@ func (p *Proxy) forward(c net.Conn) {
 		s.Close()
 		return
 	}
-	go func() { _, _ = io.Copy(s, c); s.Close() }()
-	_, _ = io.Copy(c, s)
+	var drop atomic.Bool // the answers from here on are lost
+	go func() {
+		defer s.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				cut, after := p.cuts(buf[:n])
+				drop.Store(drop.Load() || cut)
+				if _, err := s.Write(buf[:n]); err != nil {
+					return
+				}
+				if cut {
+					time.Sleep(50 * time.Millisecond) // the server runs it
+					c.Close()
+					if after != nil {
+						after()
+					}
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := s.Read(buf)
+		if n > 0 && !drop.Load() {
+			if _, err := c.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	c.Close()
 }

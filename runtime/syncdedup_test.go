@@ -178,6 +178,17 @@ steps:
 	}
 }
 
+// quoteFlow makes an ERP order, then a WMS allocation, and answers the
+// order's number.
+const quoteFlow = `
+trigger: {http: {path: /quote, mode: sync}}
+dedup: {key: body.ref}
+steps:
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - call: {connection: wms, path: /allocations}
+  - respond: {status: 201, body: '{so: vars.erp.body.sales_order}'}
+`
+
 // A retry that resumes a failed run after its flow was saved carries the
 // memo to the steps of the revision it runs (as a replay does): a call
 // put before the ERP's runs, and the ERP order made by the failed run is
@@ -188,14 +199,7 @@ func TestSyncRetryResumesAcrossARevision(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			erp, wms, credit := newTarget(t), newTarget(t), newTarget(t)
 			failFirst(wms, 1)
-			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms, "credit": credit}, map[string]string{"quote": `
-trigger: {http: {path: /quote, mode: sync}}
-dedup: {key: body.ref}
-steps:
-  - call: {connection: erp, path: /sales-orders, as: erp}
-  - call: {connection: wms, path: /allocations}
-  - respond: {status: 201, body: '{so: vars.erp.body.sales_order}'}
-`})
+			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms, "credit": credit}, map[string]string{"quote": quoteFlow})
 			e := start(t, dir, backendOptions(t, backend))
 			u := "http://" + e.TriggerAddr() + "/quote"
 			if code, _ := post(t, u, `{"ref": "r1"}`); code != 503 {
@@ -234,14 +238,7 @@ func TestSyncRetryResumesAfterALostClaimAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			erp, wms := newTarget(t), newTarget(t)
 			failFirst(wms, 1)
-			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"quote": `
-trigger: {http: {path: /quote, mode: sync}}
-dedup: {key: body.ref}
-steps:
-  - call: {connection: erp, path: /sales-orders, as: erp}
-  - call: {connection: wms, path: /allocations}
-  - respond: {status: 201, body: '{so: vars.erp.body.sales_order}'}
-`})
+			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"quote": quoteFlow})
 			url := storetest.RedisURL(t)
 			opt, err := redis.ParseURL(url)
 			must(t, err)

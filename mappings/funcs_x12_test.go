@@ -86,4 +86,18 @@ func TestX12BuildCRLFTerminator(t *testing.T) {
 	if n := strings.Count(s, "\r"); n == 0 || n != strings.Count(s, "\r\n") {
 		t.Errorf("every CR should be followed by LF: %q", s)
 	}
+	// Asked for by no option, a line break stays as the partner (or the
+	// document) writes it: the 997 to a partner ending segments with a bare
+	// CR ends its own so, not with CR LF.
+	bare, err := x12Build(doc, map[string]any{"sender": "A", "receiver": "B", "segment_terminator": "\r", "time": "2024-01-17T14:20:00Z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := x12Ack(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := ack.(string); !strings.Contains(a, "\r") || strings.Contains(a, "\n") {
+		t.Errorf("the 997 to a partner using bare CR: %q; want bare CRs", a)
+	}
 }

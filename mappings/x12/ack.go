@@ -57,6 +57,9 @@ func Ack997(ic *Interchange, accepted bool, errs []error, opts BuildOptions) ([]
 	if opts.Separators.Element == 0 {
 		opts.Separators = ic.Separators
 		opts.Separators.Suffix = DefaultSeparators.Suffix
+		if ic.Separators.Segment == '\r' || ic.Separators.Segment == '\n' {
+			opts.Separators.Suffix = "" // as the partner writes it: the terminator is the line break
+		}
 	}
 	seg := func(id string, els ...string) any {
 		l := make([]any, len(els))

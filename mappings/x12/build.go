@@ -515,6 +515,9 @@ func separators(opts BuildOptions, d *obj, version string) (Separators, error) {
 				return s, err
 			}
 		}
+		if s.Segment == '\r' || s.Segment == '\n' {
+			s.Suffix = "" // a line-break terminator is the line break: no default one after it
+		}
 	}
 	// A line feed after a line-feed terminator would be a blank line; a
 	// line feed after a CR makes the CR LF a Windows partner expects, and

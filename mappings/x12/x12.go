@@ -15,9 +15,11 @@ type Separators struct {
 	Repetition byte // default '^'; 0 when ISA11 is a standards identifier such as "U"
 	Component  byte // default ':'
 	Segment    byte // default '~'
-	// Suffix is written after every segment terminator by Build and Ack997,
-	// "\n" by default (none when Segment is itself "\n"; after a "\r" it
-	// makes CR LF). Line breaks after terminators are skipped when reading.
+	// Suffix is written after every segment terminator by Build and Ack997:
+	// "\n" by default, none when the terminator is itself a line break
+	// (a partner's, or a document's), unless options ask for one
+	// (segment_terminator "\r\n" is CR LF). Line breaks after
+	// terminators are skipped when reading.
 	Suffix string
 }
 

@@ -302,8 +302,8 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		if err != nil {
 			// The claim may have landed all the same (a timeout after
 			// Redis took it): let it go, or the retry would find it taken.
-			key := dedupKey
-			e.background(func() { _ = e.store.ReleaseKey(context.WithoutCancel(ctx), key, msg.ID) })
+			bg, key, mid := context.WithoutCancel(ctx), dedupKey, msg.ID // the run goes on with these (fail-open)
+			e.background(func() { _ = e.store.ReleaseKey(bg, key, mid) })
 			if !e.dedupFailOpen {
 				e.log.Warn("dedup unavailable; refusing the request", "flow", id, "error", err)
 				m.rejected.WithLabelValues(id, "dedup_unavailable").Inc()

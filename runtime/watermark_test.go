@@ -187,18 +187,23 @@ steps:
 	}
 }
 
+// failItemOnce makes tg answer status to the first item with this id.
+func failItemOnce(tg *target, id float64, status int) {
+	var failed atomic.Bool
+	tg.status = func(b map[string]any) int {
+		if v, _ := b["id"].(float64); v == id && failed.CompareAndSwap(false, true) {
+			return status
+		}
+		return 201
+	}
+}
+
 // Replaying a dead-lettered watermark run finishes that run's old window
 // (its memoized pull); it must not put the stored watermark back to where
 // that window ended once later runs have moved it on.
 func TestWatermarkReplayDoesNotMoveBack(t *testing.T) {
 	src, sink := newFeed(t), newTarget(t)
-	var failed atomic.Bool
-	sink.status = func(b map[string]any) int {
-		if id, _ := b["id"].(float64); id == 3 && failed.CompareAndSwap(false, true) {
-			return 400
-		}
-		return 201
-	}
+	failItemOnce(sink, 3, 400)
 	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": `
 trigger: {schedule: {cron: "@every 1s"}}
 concurrency: 1
@@ -277,13 +282,7 @@ func TestWatermarkWithAmpersandAdvancesAfterARetry(t *testing.T) {
 	}))
 	t.Cleanup(src.Close)
 	sink := newTarget(t)
-	var failed atomic.Bool
-	sink.status = func(b map[string]any) int {
-		if id, _ := b["id"].(float64); id == 2 && failed.CompareAndSwap(false, true) {
-			return 503
-		}
-		return 201
-	}
+	failItemOnce(sink, 2, 503)
 	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": `
 trigger: {schedule: {cron: "@every 1s"}}
 concurrency: 1

@@ -333,10 +333,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 				apiError(w, http.StatusConflict, "in_progress", "the same request is being processed", map[string]any{"id": holder})
 				return
 			}
-			var resp flows.Response
-			if body, err := jsonv.Decode(prev.Response); err == nil {
-				resp = responseOf(body)
-			}
+			resp, _ := decodeResponse(prev.Response)
 			w.Header().Set("X-Conveyor-Duplicate", "true")
 			writeResponse(w, &resp, prev.ID)
 			return
@@ -357,8 +354,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			e.remapMemo(ctx, resumed, f.Revision)
 		}
 		for k, raw := range resumed.Memo {
-			if v, err := jsonv.Decode(raw); err == nil {
-				r := responseOf(v)
+			if r, err := decodeResponse(raw); err == nil {
 				_ = memo.Put(k, &r)
 			}
 		}
@@ -380,7 +376,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			if sm.Memo == nil {
 				sm.Memo = map[string]json.RawMessage{}
 			}
-			sm.Memo[k], _ = jsonv.Marshal(map[string]any{"status": r.Status, "headers": r.Headers, "body": r.Body})
+			sm.Memo[k], _ = jsonv.Marshal(storedResponse(r))
 		}
 		// Journaled, and the key released to this run, before the answer:
 		// the sender's retry must find both to resume it (the same id, so
@@ -407,7 +403,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	if res.Outcome == flows.Filtered {
 		sm.Status = store.Filtered
 	}
-	sm.Response, _ = jsonv.Marshal(map[string]any{"status": resp.Status, "headers": resp.Headers, "body": resp.Body})
+	sm.Response, _ = jsonv.Marshal(storedResponse(resp))
 	e.finishSync(sm, ttl)
 	m.completed.WithLabelValues(id).Inc()
 	writeResponse(w, resp, msg.ID)
@@ -470,6 +466,20 @@ func (e *Engine) background(write func()) {
 		defer func() { <-e.writeSlots }()
 		write()
 	}()
+}
+
+// storedResponse is r as the store keeps it: a memo entry, a checkpoint's
+// answer, a sync run's answer. decodeResponse reads it back.
+func storedResponse(r *flows.Response) map[string]any {
+	return map[string]any{"status": r.Status, "headers": r.Headers, "body": r.Body}
+}
+
+func decodeResponse(raw json.RawMessage) (flows.Response, error) {
+	v, err := jsonv.Decode(raw)
+	if err != nil {
+		return flows.Response{}, err
+	}
+	return responseOf(v), nil
 }
 
 func responseOf(v any) flows.Response {

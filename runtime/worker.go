@@ -182,7 +182,7 @@ func encodeState(s *flows.State) json.RawMessage {
 	}
 	b = appendJSONField(b, "vars", s.Vars)
 	if s.Response != nil {
-		b = appendJSONField(b, "response", map[string]any{"status": s.Response.Status, "headers": s.Response.Headers, "body": s.Response.Body})
+		b = appendJSONField(b, "response", storedResponse(s.Response))
 	}
 	return append(b, '}')
 }
@@ -251,11 +251,10 @@ func decodeState(raw json.RawMessage) (st *flows.State, messageBody bool, err er
 		}
 	}
 	if len(sj.Response) > 0 {
-		v, err := jsonv.Decode(sj.Response)
+		r, err := decodeResponse(sj.Response)
 		if err != nil {
 			return nil, false, err
 		}
-		r := responseOf(v)
 		st.Response = &r
 	}
 	return st, messageBody, nil
@@ -281,18 +280,17 @@ func (s *storeMemo) Get(key string) (*flows.Response, bool) {
 	if !ok {
 		return nil, false
 	}
-	v, err := jsonv.Decode(raw)
+	r, err := decodeResponse(raw)
 	if err != nil {
 		return nil, false
 	}
-	r := responseOf(v)
 	return &r, true
 }
 
 func (s *storeMemo) Put(key string, r *flows.Response) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	raw, err := jsonv.Marshal(map[string]any{"status": r.Status, "headers": r.Headers, "body": r.Body})
+	raw, err := jsonv.Marshal(storedResponse(r))
 	if err != nil {
 		return err
 	}

@@ -346,7 +346,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	memo := &flows.MemMemo{}
 	deps.Memo = memo
 	sm := &store.Message{ID: msg.ID, Flow: id, Revision: f.Revision, Source: "http", DedupKey: dedupKey, ReceivedAt: msg.ReceivedAt,
-		Attempt: 1, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
+		Attempt: msg.Attempt, Body: raw, Headers: msg.Headers, Query: msg.Query, Params: msg.Params}
 	if resumed != nil {
 		if resumed.Revision != f.Revision && len(resumed.Memo) > 0 {
 			// Saved since: the memo's steps are where the failed run's
@@ -358,7 +358,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 				_ = memo.Put(k, &r)
 			}
 		}
-		sm.Attempt, sm.Attempts = resumed.Attempt+1, resumed.Attempts
+		sm.Attempts = resumed.Attempts
 	}
 	res := f.Run(ctx, msg, state, 0, deps)
 	var ttl time.Duration

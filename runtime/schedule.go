@@ -142,16 +142,8 @@ func (s *scheduler) run(id string, j *job, sched cron.Schedule, loc *time.Locati
 			// The firing took past the next run (a store that hung, a
 			// paused process): fire the latest run due by now, once, and
 			// skip the older ones rather than fire them in a burst.
-			skipped := 0
-			for {
-				n, w := nextRun(sched, loc, next, wall)
-				if n.IsZero() || n.After(now) {
-					break
-				}
-				skipped++
-				next, wall = n, w
-			}
-			if skipped > 0 {
+			if latest, w, skipped := lastDue(sched, loc, next, wall, now); skipped > 0 {
+				next, wall = latest, w
 				s.e.metrics.skipped.WithLabelValues(id).Add(float64(skipped))
 				s.e.log.Warn("schedule skipped runs: the firing before took past them", "flow", id, "skipped", skipped, "next", next)
 			}
@@ -307,13 +299,21 @@ func (s *scheduler) missed(id string, j *job, sched cron.Schedule, loc *time.Loc
 	if oldest := now.Add(-j.catchUp); from.Before(oldest) {
 		from = oldest.Add(-time.Nanosecond) // a run due exactly catch_up ago still fires
 	}
-	var due, after time.Time
+	due, _, _ := lastDue(sched, loc, from, time.Time{}, now)
+	return due
+}
+
+// lastDue returns the latest run of sched after from (whose wall clock is
+// after, see nextRun) that is due by now, and how many runs there are
+// after from up to it; zero and 0 when none is due.
+func lastDue(sched cron.Schedule, loc *time.Location, from, after, now time.Time) (at, wall time.Time, n int) {
 	for {
-		at, wall := nextRun(sched, loc, from, after)
-		if at.IsZero() || at.After(now) {
-			return due
+		next, w := nextRun(sched, loc, from, after)
+		if next.IsZero() || next.After(now) {
+			return at, wall, n
 		}
-		due, from, after = at, at, wall
+		at, wall, n = next, w, n+1
+		from, after = next, w
 	}
 }
 

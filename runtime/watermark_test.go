@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -97,24 +95,8 @@ func TestWatermarkSurvivesRestart(t *testing.T) {
 		}
 		return 201
 	}
-	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": `
-trigger: {schedule: {cron: "@every 1s"}}
-concurrency: 1
-watermark:
-  initial: '"2026-01-01T00:00:00Z"'
-  # the feed answers in updated_at order, all in UTC: the last is the latest
-  next: 'last(sort(map(vars.pulled.body.items, .updated_at))) ?? vars.watermark'
-steps:
-  - call: {connection: source, method: GET, path: /items, query: {updated_since: vars.watermark}, as: pulled}
-  - split:
-      items: vars.pulled.body.items
-      steps:
-        - call: {connection: sink, path: /items, body: item}
-`})
-	cfg, err := os.OpenFile(filepath.Join(dir, "conveyor.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-	must(t, err)
-	fmt.Fprintf(cfg, "  source: {http: {base_url: %q, timeout: 2s}}\n", src.srv.URL)
-	must(t, cfg.Close())
+	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": pollFlow})
+	addConnections(t, dir, fmt.Sprintf("source: {http: {base_url: %q, timeout: 2s}}", src.srv.URL))
 
 	waitFor := func(n int) {
 		t.Helper()
@@ -198,13 +180,10 @@ func failItemOnce(tg *target, id float64, status int) {
 	}
 }
 
-// Replaying a dead-lettered watermark run finishes that run's old window
-// (its memoized pull); it must not put the stored watermark back to where
-// that window ended once later runs have moved it on.
-func TestWatermarkReplayDoesNotMoveBack(t *testing.T) {
-	src, sink := newFeed(t), newTarget(t)
-	failItemOnce(sink, 3, 400)
-	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": `
+// pollFlow pulls the feed's items updated since its watermark every
+// second and posts each to the sink. The feed answers in updated_at
+// order, all in UTC: the last is the latest.
+const pollFlow = `
 trigger: {schedule: {cron: "@every 1s"}}
 concurrency: 1
 watermark:
@@ -216,11 +195,16 @@ steps:
       items: vars.pulled.body.items
       steps:
         - call: {connection: sink, path: /items, body: item}
-`})
-	cfg, err := os.OpenFile(filepath.Join(dir, "conveyor.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-	must(t, err)
-	fmt.Fprintf(cfg, "  source: {http: {base_url: %q, timeout: 2s}}\n", src.srv.URL)
-	must(t, cfg.Close())
+`
+
+// Replaying a dead-lettered watermark run finishes that run's old window
+// (its memoized pull); it must not put the stored watermark back to where
+// that window ended once later runs have moved it on.
+func TestWatermarkReplayDoesNotMoveBack(t *testing.T) {
+	src, sink := newFeed(t), newTarget(t)
+	failItemOnce(sink, 3, 400)
+	dir := workspace(t, map[string]*target{"sink": sink}, map[string]string{"poll": pollFlow})
+	addConnections(t, dir, fmt.Sprintf("source: {http: {base_url: %q, timeout: 2s}}", src.srv.URL))
 	asked := func(since string) func() bool {
 		return func() bool {
 			for _, s := range src.requests() {

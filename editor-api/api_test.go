@@ -3,6 +3,7 @@ package editorapi
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -472,5 +473,42 @@ func TestSlowWriteAnswersAccepted(t *testing.T) {
 	}
 	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "fresh", "source": "trigger: {http: {path: /fresh, mode: sync}}\nsteps: [{respond: {}}]\n"}); r.status != 202 && r.status != 201 {
 		t.Errorf("a create not live in time: %s; want 202 (or 201 when it was quick)", r)
+	}
+}
+
+// TestMessagePages pages through the journal with the next cursor: each
+// message once, newest first, and a bad cursor is refused.
+func TestMessagePages(t *testing.T) {
+	f := newFixture(t)
+	for i := range 5 {
+		if s, out := f.trigger("/orders", fmt.Sprintf(`{"id": %d}`, i), "X-Shop-Hmac-Sha256", "c2lnbmF0dXJl"); s != 202 {
+			t.Fatalf("order: %d %v", s, out)
+		}
+	}
+	all := f.req(Viewer, "GET", "/messages?flow=orders", nil).obj(t)["messages"].([]any)
+	if len(all) != 5 {
+		t.Fatalf("one page of everything: %d messages, want 5", len(all))
+	}
+	var got []any
+	q := "/messages?flow=orders&limit=2"
+	for range 5 {
+		page := f.req(Viewer, "GET", q, nil).obj(t)
+		got = append(got, page["messages"].([]any)...)
+		next, ok := page["next"].(string)
+		if !ok {
+			break
+		}
+		q = "/messages?flow=orders&limit=2&cursor=" + url.QueryEscape(next)
+	}
+	if len(got) != len(all) {
+		t.Fatalf("pages hold %d messages, want %d", len(got), len(all))
+	}
+	for i := range all {
+		if got[i].(map[string]any)["id"] != all[i].(map[string]any)["id"] {
+			t.Errorf("page item %d = %v, want %v", i, got[i], all[i])
+		}
+	}
+	if r := f.req(Viewer, "GET", "/messages?cursor=nope", nil); r.status != 400 || !strings.Contains(string(r.body), "cursor") {
+		t.Errorf("bad cursor: %s", r)
 	}
 }

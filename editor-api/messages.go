@@ -81,8 +81,9 @@ func redact(h map[string]string) map[string]string {
 
 var statuses = []store.Status{store.Queued, store.Running, store.Retrying, store.Completed, store.Filtered, store.Dead, store.Discarded, store.Failed}
 
-// filter reads ?flow=&status=&key=&since=&limit=. since is an RFC 3339
-// time or a duration back from now (90m, 24h).
+// filter reads ?flow=&status=&key=&since=&limit=&cursor=. since is an
+// RFC 3339 time or a duration back from now (90m, 24h); cursor is the
+// next of the page before.
 func filter(c echo.Context) (store.Filter, error) {
 	f := store.Filter{Flow: c.QueryParam("flow"), Key: c.QueryParam("key"), Limit: 100}
 	if v := c.QueryParam("status"); v != "" {
@@ -108,6 +109,12 @@ func filter(c echo.Context) (store.Filter, error) {
 		}
 		f.Limit = n
 	}
+	if v := c.QueryParam("cursor"); v != "" {
+		var err error
+		if f.After, err = store.ParseCursor(v); err != nil {
+			return f, apiErr(http.StatusBadRequest, "bad_request", "cursor: %v: pass the next of the page before, as it is", err)
+		}
+	}
 	return f, nil
 }
 
@@ -130,7 +137,11 @@ func (s *server) messages(c echo.Context, f store.Filter) error {
 	for i, m := range ms {
 		out[i] = summary(m)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"messages": out})
+	page := map[string]any{"messages": out}
+	if len(ms) == f.Limit { // there may be more: a full page names where the next starts
+		page["next"] = store.CursorOf(ms[len(ms)-1]).String()
+	}
+	return c.JSON(http.StatusOK, page)
 }
 
 func (s *server) listMessages(c echo.Context) error {

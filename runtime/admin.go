@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -659,7 +658,7 @@ func (e *Engine) Messages(ctx context.Context, f store.Filter) ([]*store.Message
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ReceivedAt.After(out[j].ReceivedAt) })
+	slices.SortFunc(out, store.ListOrder)
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100 // as the store

@@ -471,7 +471,15 @@ func (s *Bolt) List(ctx context.Context, f Filter) ([]*Message, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bJournal).Cursor()
 		since := be(f.Since)
-		for k, _ := c.Last(); k != nil && len(out) < f.Limit; k, _ = c.Prev() {
+		k, _ := c.Last()
+		if f.After != nil { // the journal key below the cursor's
+			if k, _ = c.Seek(append(be(f.After.At), f.After.ID...)); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		}
+		for ; k != nil && len(out) < f.Limit; k, _ = c.Prev() {
 			if !f.Since.IsZero() && bytes.Compare(k[:8], since) < 0 {
 				break
 			}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -740,28 +741,38 @@ func (s *Redis) List(ctx context.Context, f Filter) ([]*Message, error) {
 		out = append(out, ms...)
 	}
 	if len(indexes) > 1 {
-		slices.SortStableFunc(out, func(a, b *Message) int { return b.ReceivedAt.Compare(a.ReceivedAt) })
+		slices.SortStableFunc(out, ListOrder)
 	}
 	return out[:min(len(out), f.Limit)], nil
 }
 
 // scan pages through one index newest first, keeping what matches f.
+// The index orders by microsecond, then by id; a listing orders by the
+// receive time's nanoseconds. So the scan reads on past the last match
+// it needs while the microsecond stays the same, and sorts: what it
+// returns is in listing order, and a page never ends inside a
+// microsecond whose rest comes in another order.
 func (s *Redis) scan(ctx context.Context, index string, f Filter) ([]*Message, error) {
-	lo := "-inf"
+	lo, hi := "-inf", "+inf"
 	if !f.Since.IsZero() {
 		lo = us(f.Since)
+	}
+	if f.After != nil {
+		hi = us(f.After.At)
 	}
 	page := int64(max(f.Limit, 50))
 	var out []*Message
 	var stale []any
-	for off := int64(0); len(out) < f.Limit; off += page {
-		ids, err := s.c.ZRevRangeByScore(ctx, index, &redis.ZRangeBy{Min: lo, Max: "+inf", Offset: off, Count: page}).Result()
+	full := math.NaN() // the score at which out was full
+scan:
+	for off := int64(0); ; off += page {
+		zs, err := s.c.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Min: lo, Max: hi, Offset: off, Count: page}).Result()
 		if err != nil {
 			return nil, fmt.Errorf("store: list: %w", err)
 		}
 		cmds, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, id := range ids {
-				p.HMGet(ctx, s.prefix+"m:"+id, "j", "st", "why")
+			for _, z := range zs {
+				p.HMGet(ctx, s.prefix+"m:"+z.Member.(string), "j", "st", "why")
 			}
 			return nil
 		})
@@ -769,10 +780,13 @@ func (s *Redis) scan(ctx context.Context, index string, f Filter) ([]*Message, e
 			return nil, fmt.Errorf("store: list: %w", err)
 		}
 		for i, c := range cmds {
+			if zs[i].Score != full && !math.IsNaN(full) {
+				break scan
+			}
 			r := c.(*redis.SliceCmd).Val()
 			j, _ := r[0].(string)
 			if j == "" {
-				stale = append(stale, ids[i])
+				stale = append(stale, zs[i].Member)
 				continue
 			}
 			st, _ := r[1].(string)
@@ -781,21 +795,22 @@ func (s *Redis) scan(ctx context.Context, index string, f Filter) ([]*Message, e
 			if err != nil {
 				continue
 			}
-			if (f.Flow != "" && m.Flow != f.Flow) || (f.Status != "" && m.Status != f.Status) || (f.Key != "" && m.DedupKey != f.Key) {
+			if (f.Flow != "" && m.Flow != f.Flow) || (f.Status != "" && m.Status != f.Status) || (f.Key != "" && m.DedupKey != f.Key) || !f.After.Precedes(m) {
 				continue
 			}
 			if out = append(out, m); len(out) == f.Limit {
-				break
+				full = zs[i].Score
 			}
 		}
-		if int64(len(ids)) < page {
+		if int64(len(zs)) < page {
 			break
 		}
 	}
 	if len(stale) > 0 {
 		s.c.ZRem(ctx, index, stale...) // expired records; best effort
 	}
-	return out, nil
+	slices.SortStableFunc(out, ListOrder)
+	return out[:min(len(out), f.Limit)], nil
 }
 
 // recoverScript: 2 flow, 3 consumer, 4 idle ms after which a consumer

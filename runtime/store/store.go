@@ -7,8 +7,12 @@ package store
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -80,7 +84,51 @@ type Filter struct {
 	Status Status
 	Key    string // dedup key
 	Since  time.Time
-	Limit  int // default 100
+	Limit  int     // default 100
+	After  *Cursor // the next page: only what is listed after this place
+}
+
+// A listing is newest first: by receive time, then by id, both
+// descending. Cursor is a place in it, taken from the last message of a
+// page (CursorOf) so that the next page starts right after it, however
+// many messages arrive meanwhile.
+type Cursor struct {
+	At time.Time
+	ID string
+}
+
+// CursorOf is the place of m in a listing.
+func CursorOf(m *Message) *Cursor { return &Cursor{At: m.ReceivedAt, ID: m.ID} }
+
+// ListOrder compares a and b as a listing orders them (for
+// slices.SortFunc).
+func ListOrder(a, b *Message) int {
+	if c := b.ReceivedAt.Compare(a.ReceivedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(b.ID, a.ID)
+}
+
+// Precedes reports whether c comes before m in a listing, so that m
+// belongs to the page after c. A nil cursor precedes everything.
+func (c *Cursor) Precedes(m *Message) bool {
+	return c == nil || ListOrder(&Message{ReceivedAt: c.At, ID: c.ID}, m) < 0
+}
+
+// String encodes c for a client to hand back as is (see ParseCursor).
+func (c *Cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%s", c.At.UnixNano(), c.ID))
+}
+
+// ParseCursor decodes what Cursor.String gave.
+func ParseCursor(s string) (*Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	ns, id, ok := strings.Cut(string(b), ".")
+	n, nerr := strconv.ParseInt(ns, 10, 64)
+	if err != nil || !ok || nerr != nil || id == "" {
+		return nil, fmt.Errorf("%q is not a cursor of this listing", s)
+	}
+	return &Cursor{At: time.Unix(0, n).UTC(), ID: id}, nil
 }
 
 // Revision is one version of a flow file that went live.

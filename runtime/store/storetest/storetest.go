@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FailedRunResumedByRetry", testFailedRunResumed},
 		{"ZeroDueIsNow", testZeroDue},
 		{"ListFilters", testList},
+		{"ListPages", testListPages},
 		{"Depth", testDepth},
 		{"Revisions", testRevisions},
 		{"Audit", testAudit},
@@ -741,6 +742,61 @@ func testList(t *testing.T, open func(t *testing.T) store.Store) {
 		if g := ids(got); !slices.Equal(g, c.want) && !(len(g) == 0 && len(c.want) == 0) {
 			t.Errorf("List(%+v) = %v, want %v", c.f, g, c.want)
 		}
+	}
+}
+
+// testListPages pages through a listing with cursors: every message once,
+// in order, including messages received within one microsecond, whose
+// order by id (as Redis indexes them) is not their order by time, and a
+// message that arrives between two pages.
+func testListPages(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openT(t, open)
+	var all []*store.Message
+	for range 5 {
+		all = append(all, msg("p", time.Now()))
+	}
+	base := all[4].ReceivedAt.Add(time.Millisecond)
+	for i, id := range []string{"m-p-z", "m-p-y", "m-p-x"} { // later ns, smaller id
+		m := msg("p", time.Now())
+		m.ID, m.ReceivedAt = id, base.Add(time.Duration(i+1))
+		all = append(all, m)
+	}
+	for _, m := range all {
+		accept(t, s, m)
+	}
+	want := ids(all)
+	slices.Reverse(want)
+	for _, f := range []store.Filter{{Limit: 1}, {Limit: 2}, {Limit: 3, Flow: "p"}, {Limit: 2, Status: store.Queued}} {
+		var got []string
+		for page := 0; ; page++ {
+			ms, err := s.List(ctx, f)
+			must(t, err)
+			if len(ms) == 0 || page > len(all) {
+				break
+			}
+			got = append(got, ids(ms)...)
+			f.After = store.CursorOf(ms[len(ms)-1])
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("pages of %d (flow %q, status %q) = %v, want %v", f.Limit, f.Flow, f.Status, got, want)
+		}
+	}
+	// A message that arrives after the first page is on no later page:
+	// the cursor is a place, not an offset.
+	first, err := s.List(ctx, store.Filter{Limit: 3})
+	must(t, err)
+	accept(t, s, msg("p", time.Now()))
+	next, err := s.List(ctx, store.Filter{Limit: 3, After: store.CursorOf(first[2])})
+	must(t, err)
+	if g := ids(next); !slices.Equal(g, want[3:6]) {
+		t.Errorf("page after a new arrival = %v, want %v", g, want[3:6])
+	}
+	c, err := store.ParseCursor(store.CursorOf(all[6]).String())
+	if err != nil || !c.At.Equal(all[6].ReceivedAt) || c.ID != all[6].ID {
+		t.Errorf("cursor round trip = %+v, %v; want %v %s", c, err, all[6].ReceivedAt, all[6].ID)
+	}
+	if _, err := store.ParseCursor("bm90IGEgY3Vyc29y"); err == nil {
+		t.Error("ParseCursor took a string that is no cursor")
 	}
 }
 

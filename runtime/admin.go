@@ -862,37 +862,36 @@ func (e *Engine) ReplayMany(ctx context.Context, f store.Filter, opts ReplayOpti
 		return 0, nil, err
 	}
 	most := f.Limit
-	f.Status = store.Dead
-	seen := map[string]bool{}
+	f.Status, f.After = store.Dead, nil
 	for {
-		// Replayed messages leave the dead-letter queue; ones that fail
-		// stay, so each page asks for as many more as were seen.
-		f.Limit = len(seen) + 200
+		// Page by cursor: a replayed message leaves the dead-letter queue
+		// and one that fails again stays where it was, behind the cursor,
+		// so each dead letter is read once.
+		f.Limit = 200
+		if most > 0 {
+			f.Limit = min(f.Limit, most-n-len(errs))
+		}
 		page, err := e.Messages(ctx, f)
-		if err != nil && len(seen) == 0 {
+		if err != nil && n == 0 && len(errs) == 0 {
 			return 0, nil, err
 		}
 		if err != nil {
 			return n, append(errs, err), nil
 		}
-		fresh := 0
 		for _, m := range page {
-			if seen[m.ID] || (most > 0 && len(seen) >= most) {
-				continue
-			}
 			if ctx.Err() != nil {
 				return n, append(errs, ctx.Err()), nil
 			}
-			seen[m.ID], fresh = true, fresh+1
 			if _, err := e.Replay(ctx, m.ID, opts, author); err != nil {
 				errs = append(errs, fmt.Errorf("message %s: %w", m.ID, err))
 				continue
 			}
 			n++
 		}
-		if fresh == 0 {
+		if len(page) < f.Limit || (most > 0 && n+len(errs) >= most) {
 			return n, errs, nil
 		}
+		f.After = store.CursorOf(page[len(page)-1])
 	}
 }
 

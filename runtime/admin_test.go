@@ -456,3 +456,38 @@ func TestAdminReplayRacingAnotherReplica(t *testing.T) {
 		t.Errorf("erp orders %d; want 1", erp.count())
 	}
 }
+
+// TestAdminBulkReplayPages replays more dead letters than one page holds,
+// up to a limit: each once, and the rest at the next bulk replay.
+func TestAdminBulkReplayPages(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	erp.status = func(map[string]any) int { return 422 }
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"ship": adminShip})
+	e := start(t, dir, runtime.Options{})
+	ctx := context.Background()
+	const dead = 205
+	for i := range dead {
+		if s, out := post(t, "http://"+e.TriggerAddr()+"/ship", fmt.Sprintf(`{"id": %d}`, i)); s != 202 {
+			t.Fatalf("accept: %d %v", s, out)
+		}
+	}
+	eventually(t, 20*time.Second, "every order dead", func() bool {
+		ms, err := e.Messages(ctx, store.Filter{Flow: "ship", Status: store.Dead, Limit: 1000})
+		return err == nil && len(ms) == dead
+	})
+	erp.mu.Lock()
+	erp.status = nil
+	erp.mu.Unlock()
+	n, errs, err := e.ReplayMany(ctx, store.Filter{Flow: "ship", Limit: 203}, runtime.ReplayOptions{}, "op")
+	must(t, err)
+	if n != 203 || len(errs) != 0 {
+		t.Fatalf("bulk replay of 203: %d %v", n, errs)
+	}
+	if n, errs, err := e.ReplayMany(ctx, store.Filter{Flow: "ship"}, runtime.ReplayOptions{}, "op"); err != nil || n != dead-203 || len(errs) != 0 {
+		t.Fatalf("bulk replay of the rest: %d %v %v, want %d", n, errs, err, dead-203)
+	}
+	eventually(t, 20*time.Second, "every order delivered", func() bool { return erp.count() == dead })
+	if n, _, _ := e.ReplayMany(ctx, store.Filter{Flow: "ship"}, runtime.ReplayOptions{}, "op"); n != 0 {
+		t.Errorf("a third bulk replay replayed %d", n)
+	}
+}

@@ -559,16 +559,22 @@ func (r *run) key(s *step) string {
 func (r *run) call(s *step) (*Response, error) {
 	c, env := s.call, r.env
 	var path strings.Builder
+	inQuery := false // past the path's ?, a value is a query value: + & = escaped too
 	for _, p := range c.path {
 		if p.prog == nil {
 			path.WriteString(p.lit)
+			inQuery = inQuery || strings.Contains(p.lit, "?")
 			continue
 		}
 		v, err := p.prog.Eval(env)
 		if err != nil {
 			return nil, &StepError{Class: Permanent, Step: s.path + r.split, Kind: s.kind, Err: err}
 		}
-		path.WriteString(url.PathEscape(Text(v)))
+		if inQuery {
+			path.WriteString(url.QueryEscape(Text(v)))
+		} else {
+			path.WriteString(url.PathEscape(Text(v)))
+		}
 	}
 	if len(c.query) > 0 {
 		q := url.Values{}
@@ -684,9 +690,14 @@ func (r *run) recall(key string) (*Response, bool, error) {
 // classify turns an HTTP status into a failure class: 408, 425, 429 and
 // 5xx are worth retrying (honouring Retry-After), other 4xx are not, and
 // neither is a redirect the connector did not follow (it follows GET and
-// HEAD to the same host only): the target never got the request.
+// HEAD to the same host only): the target never got the request. A 303
+// See Other answering any other method is no such redirect but the
+// target's answer: it handled the request and points at the result.
 func classify(resp *Response, path, kind, conn string, req Request) *StepError {
 	if resp.Status < 300 || resp.Status == http.StatusNotModified {
+		return nil
+	}
+	if m := strings.ToUpper(req.Method); resp.Status == http.StatusSeeOther && m != http.MethodGet && m != http.MethodHead {
 		return nil
 	}
 	var err error

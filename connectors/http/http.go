@@ -508,6 +508,9 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	for k, vs := range c.headers {
 		h[k] = slices.Clone(vs)
 	}
+	if v := c.headers.Get("Host"); v != "" {
+		hr.Host = v // Go sends Request.Host and ignores a Host in the header map
+	}
 	for k, vs := range c.auth {
 		h[k] = slices.Clone(vs)
 	}

@@ -486,7 +486,7 @@ type OAuth2Auth struct {
 // TLSConfig configures TLS to a connection: a CA to trust and, for mTLS, a
 // client certificate.
 type TLSConfig struct {
-	CAFile   string `yaml:"ca_file" desc:"PEM file of the CA to trust"`
+	CAFile   string `yaml:"ca_file" desc:"PEM file of the CA to trust, in place of the system roots (its OAuth2 token endpoint trusts both)"`
 	CertFile string `yaml:"cert_file" desc:"PEM client certificate (mTLS)"`
 	KeyFile  string `yaml:"key_file" desc:"PEM client key (mTLS)"`
 	At       Pos    `yaml:"-"`

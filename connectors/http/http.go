@@ -115,10 +115,10 @@ func NewClient(cfg connectors.Config) (*Client, error) {
 			errs = append(errs, err)
 		}
 	}
-	var tlsCfg *tls.Config
+	var tlsCfg, tokenTLS *tls.Config
 	if v := cfg.Values["tls"]; v != nil {
 		var err error
-		if tlsCfg, err = tlsConfig(v); err != nil {
+		if tlsCfg, tokenTLS, err = tlsConfig(v); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -145,6 +145,11 @@ func NewClient(cfg connectors.Config) (*Client, error) {
 	c.http = &http.Client{Transport: t, CheckRedirect: c.checkRedirect}
 	if c.oauth != nil {
 		c.oauth.client, c.oauth.timeout = c.http, c.timeout
+		if tokenTLS != tlsCfg { // see tlsConfig: the token endpoint trusts the system roots too
+			tt := t.Clone()
+			tt.TLSClientConfig = tokenTLS
+			c.oauth.client = &http.Client{Transport: tt, CheckRedirect: c.checkRedirect}
+		}
 	}
 	return c, nil
 }
@@ -640,5 +645,8 @@ func decodeBody(contentType string, data []byte) any {
 // works and dials anew, so in-flight messages of a replaced flow finish.
 func (c *Client) Close() error {
 	c.transport.CloseIdleConnections()
+	if c.oauth != nil {
+		c.oauth.client.CloseIdleConnections() // its own transport, when its TLS differs
+	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -145,5 +146,62 @@ func TestTLSBadConfig(t *testing.T) {
 		} else if strings.Contains(err.Error(), "MATERIAL") {
 			t.Errorf("error shows the file's contents: %v", err)
 		}
+	}
+}
+
+// An API on a private CA (ca_file) taking its tokens from an identity
+// provider the system trusts: the token endpoint is trusted through the
+// system roots, while the API still trusts only the CA. ca_file replaced
+// the system roots for the token endpoint too, so no token could be had.
+func TestTokenEndpointTrustsSystemRoots(t *testing.T) {
+	dir := t.TempDir()
+	p := newPKI(t, dir)
+	api, apiCA := mtlsServer(t, p, dir)
+
+	// The identity provider's certificate: its own CA, which only the
+	// (stand-in) system trust store holds.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "idp"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpCert, _ := x509.ParseCertificate(der)
+	idp := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token": "idp-token", "expires_in": 60}`)
+	}))
+	idp.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	idp.StartTLS()
+	t.Cleanup(idp.Close)
+	saved := systemRoots
+	t.Cleanup(func() { systemRoots = saved })
+	systemRoots = func() (*x509.CertPool, error) {
+		pool := x509.NewCertPool()
+		pool.AddCert(idpCert)
+		return pool, nil
+	}
+
+	values := oauthValues(api.URL, idp.URL+"/token")
+	values["tls"] = map[string]string{"ca_file": apiCA, "cert_file": p.certFile, "key_file": p.keyFile}
+	c := client(t, values, 2*time.Second)
+	resp, err := c.Call(context.Background(), connectors.Request{Path: "/orders"})
+	if err != nil || resp.Body.(map[string]any)["auth"] != "Bearer idp-token" {
+		t.Fatalf("API on a private CA with a public identity provider: %v, %v", resp, err)
+	}
+	// The API itself is still pinned to ca_file: an API whose certificate
+	// only the system roots trust is refused.
+	values = map[string]any{"base_url": idp.URL, "tls": map[string]string{"ca_file": apiCA}}
+	if resp, err := client(t, values, 2*time.Second).Call(context.Background(), connectors.Request{Path: "/token"}); err == nil {
+		t.Errorf("an API outside ca_file answered %d, want a transport error", resp.Status)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -42,7 +42,15 @@ func (c *apiClient) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&c.server, "server", server, "admin address of the server (env CONVEYOR_SERVER)")
 	cmd.PersistentFlags().StringVar(&c.token, "token", "", "API token (default env CONVEYOR_TOKEN)")
 	c.http, c.long = &http.Client{Timeout: 60 * time.Second}, &http.Client{}
-	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+	// Alone, cmd prints its help; a word that names none of its
+	// subcommands is a usage error (cobra would print the help and exit 0,
+	// so "conveyor dlq replya ID" would pass for done).
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	cmd.PersistentPreRunE = func(run *cobra.Command, _ []string) error {
+		if run == cmd {
+			return nil // its help needs no token
+		}
 		if c.token == "" {
 			c.token = os.Getenv("CONVEYOR_TOKEN")
 		}
@@ -152,12 +160,16 @@ func flowsCmd() *cobra.Command {
 					} `json:"stats"`
 				} `json:"flows"`
 			}
-			if err := c.call(cmd.Context(), http.MethodGet, "/flows", nil, &out); err != nil {
+			var raw json.RawMessage
+			if err := c.call(cmd.Context(), http.MethodGet, "/flows", nil, &raw); err != nil {
 				return err
 			}
-			if asJSON {
-				writeJSON(cmd.OutOrStdout(), out)
+			if asJSON { // all of it, not the fields of the table
+				writeJSON(cmd.OutOrStdout(), raw)
 				return nil
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return findings("GET /flows: unexpected answer: %v", err)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATUS\tREV\tQUEUED\tTRIGGER\tDESCRIPTION")
@@ -217,6 +229,9 @@ func dlqListCmd(c *apiClient) *cobra.Command {
 		Short: "List dead letters, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 1 || limit > 1000 {
+				return &exitError{2, fmt.Errorf("--limit %d: a number from 1 to 1000", limit)}
+			}
 			dls, err := c.deadLetters(cmd.Context(), flow, limit)
 			if err != nil {
 				return err

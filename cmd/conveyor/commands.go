@@ -46,14 +46,38 @@ func resolveTarget(path string) (target, error) {
 		}
 		return target{}, &exitError{2, fmt.Errorf("%s is not a workspace (a folder with conveyor.yaml or flows/), nor a folder of one", path)}
 	}
+	// A file the workspace never reads must not pass either: a flow beside
+	// conveyor.yaml instead of in flows/, a misspelt folder, a backup copy.
+	notRead := &exitError{2, fmt.Errorf("%s is not a file the workspace reads: conveyor.yaml, .yaml (.yml) files in "+
+		"flows/, tests/ and mappings/, .csv files in lookups/", path)}
 	if dir := filepath.Dir(path); runtime.IsWorkspace(dir) {
-		return target{ws: runtime.LoadWorkspace(dir, nil)}, nil // conveyor.yaml
+		if filepath.Base(path) != "conveyor.yaml" {
+			return target{}, notRead
+		}
+		return target{ws: runtime.LoadWorkspace(dir, nil)}, nil // the whole workspace
 	}
 	dir := filepath.Dir(filepath.Dir(path))
 	if !runtime.IsWorkspace(dir) {
 		return target{}, &exitError{2, fmt.Errorf("%s is not inside a workspace (a folder with conveyor.yaml or flows/)", path)}
 	}
-	return target{ws: runtime.LoadWorkspace(dir, nil), file: path}, nil
+	t := target{ws: runtime.LoadWorkspace(dir, nil), file: path}
+	if !t.reads(path) {
+		return target{}, notRead
+	}
+	return t, nil
+}
+
+// reads reports whether the workspace reads file: a .yaml or .yml file
+// in flows/, tests/ or mappings/, or a .csv table in lookups/.
+func (t target) reads(file string) bool {
+	ext := filepath.Ext(file)
+	switch t.folder(file) {
+	case "flows", "tests", "mappings":
+		return ext == ".yaml" || ext == ".yml"
+	case "lookups":
+		return ext == ".csv"
+	}
+	return false
 }
 
 // sameFile reports whether paths a and b name one file, however written

@@ -303,3 +303,91 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 		}
 	}
 }
+
+// A file the workspace never reads (a flow beside conveyor.yaml instead of
+// in flows/, a folder misspelt, a backup copy) is not linted: naming it is
+// a usage error, not "ok".
+func TestLintRefusesFilesTheWorkspaceDoesNotRead(t *testing.T) {
+	dir := t.TempDir()
+	bad := "trigger: {event: {topic: t}}\nsteps: [{log: 'bdy.x'}]\n"
+	writeFiles(t, dir, map[string]string{
+		"conveyor.yaml":        "connections: {}\n",
+		"flows/good.yaml":      "trigger: {event: {topic: g}}\nsteps: [{log: '\"hi\"'}]\n",
+		"orders.yaml":          bad,
+		"flow/orders.yaml":     bad,
+		"flows/orders.yaml~":   bad,
+		"lookups/skus.csv":     "sku,erp\nA,1\n",
+		"mappings/address.yml": "map: {name: body.name}\n",
+	})
+	t.Chdir(dir)
+	for _, p := range []string{"orders.yaml", "flow/orders.yaml", "flows/orders.yaml~"} {
+		if code, out, errs := cli(t, "lint", p); code != 2 || !strings.Contains(errs, "not a file the workspace reads") {
+			t.Errorf("lint %s: exit %d; want 2, the workspace never reads it\n%s%s", p, code, out, errs)
+		}
+	}
+	for _, p := range []string{"flows/good.yaml", "conveyor.yaml", "lookups/skus.csv", "mappings/address.yml"} {
+		if code, out, errs := cli(t, "lint", p); code != 0 {
+			t.Errorf("lint %s: exit %d; want 0\n%s%s", p, code, out, errs)
+		}
+	}
+}
+
+// A word that names no subcommand of flows or dlq is a usage error, not
+// the help and exit 0: "conveyor dlq replya ID" must not pass for done.
+func TestUnknownSubcommandIsUsage(t *testing.T) {
+	for _, args := range [][]string{{"dlq", "replya", "01ab"}, {"dlq", "lst"}, {"flows", "lsit"}} {
+		if code, out, errs := cli(t, append(args, "--token", "x")...); code != 2 || !strings.Contains(errs, "unknown command") {
+			t.Errorf("%v: exit %d; want 2\n%s%s", args, code, out, errs)
+		}
+	}
+	for _, args := range [][]string{{"dlq"}, {"flows"}} {
+		if code, out, errs := cli(t, args...); code != 0 || !strings.Contains(out, "Available Commands") {
+			t.Errorf("%v: exit %d; want its help and 0\n%s%s", args, code, out, errs)
+		}
+	}
+}
+
+// flows list --json prints the API's JSON, as its help says: every field,
+// not the few the table shows.
+func TestFlowsListJSONIsTheAPIs(t *testing.T) {
+	ws := t.TempDir()
+	writeFiles(t, ws, map[string]string{
+		"conveyor.yaml": "api:\n  tokens:\n    - {name: ops, role: viewer, token: secret}\n",
+		"flows/in.yaml": "trigger: {http: {path: /in}}\nsteps: [{log: '\"hi\"'}]\n",
+	})
+	e, err := newEngine(serveFlags{workspace: ws, listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", dataDir: t.TempDir(), logLevel: "error"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	resp, err := http.Post("http://"+e.TriggerAddr()+"/in", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code, out, errs := cli(t, "flows", "list", "--json", "--server", e.AdminAddr(), "--token", "secret")
+	var got struct {
+		Flows []map[string]any `json:"flows"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got.Flows) != 1 {
+		t.Fatalf("flows list --json: exit %d\n%s%s", code, out, errs)
+	}
+	f := got.Flows[0]
+	stats, _ := f["stats"].(map[string]any)
+	if f["file"] == nil || stats["received"] != 1.0 || stats["completed"] == nil {
+		t.Errorf("flows list --json left out the API's fields: %v", f)
+	}
+}
+
+// A --limit out of 1-1000 is a usage error, as a bad --from is, whether
+// or not a server is there to refuse it.
+func TestDLQListLimitIsUsage(t *testing.T) {
+	for _, limit := range []string{"0", "1001"} {
+		if code, out, errs := cli(t, "dlq", "list", "--limit", limit, "--server", "127.0.0.1:1", "--token", "x"); code != 2 || !strings.Contains(errs, "--limit") {
+			t.Errorf("dlq list --limit %s: exit %d; want 2\n%s%s", limit, code, out, errs)
+		}
+	}
+}

@@ -200,16 +200,22 @@ type deadLetter struct {
 	Error      string    `json:"error"`
 }
 
-func (c *apiClient) deadLetters(ctx context.Context, flow string, limit int) ([]deadLetter, error) {
+// deadLetters reads a page of dead letters, from cursor (the next of
+// the page before) when it is set; next is set when the page is full.
+func (c *apiClient) deadLetters(ctx context.Context, flow string, limit int, cursor string) (dls []deadLetter, next string, err error) {
 	q := url.Values{"limit": {fmt.Sprint(limit)}}
 	if flow != "" {
 		q.Set("flow", flow)
 	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
 	var out struct {
 		Messages []deadLetter `json:"messages"`
+		Next     string       `json:"next"`
 	}
-	err := c.call(ctx, http.MethodGet, "/dead-letters?"+q.Encode(), nil, &out)
-	return out.Messages, err
+	err = c.call(ctx, http.MethodGet, "/dead-letters?"+q.Encode(), nil, &out)
+	return out.Messages, out.Next, err
 }
 
 func dlqCmd() *cobra.Command {
@@ -221,7 +227,7 @@ func dlqCmd() *cobra.Command {
 }
 
 func dlqListCmd(c *apiClient) *cobra.Command {
-	var flow string
+	var flow, cursor string
 	var limit int
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -232,9 +238,12 @@ func dlqListCmd(c *apiClient) *cobra.Command {
 			if limit < 1 || limit > 1000 {
 				return &exitError{2, fmt.Errorf("--limit %d: a number from 1 to 1000", limit)}
 			}
-			dls, err := c.deadLetters(cmd.Context(), flow, limit)
+			dls, next, err := c.deadLetters(cmd.Context(), flow, limit, cursor)
 			if err != nil {
 				return err
+			}
+			if next != "" {
+				defer fmt.Fprintf(cmd.ErrOrStderr(), "(%d shown; the next page: --cursor %s)\n", len(dls), next)
 			}
 			if asJSON {
 				writeJSON(cmd.OutOrStdout(), dls)
@@ -249,14 +258,12 @@ func dlqListCmd(c *apiClient) *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			if len(dls) == limit {
-				fmt.Fprintf(cmd.ErrOrStderr(), "(the newest %d; raise --limit to see more)\n", limit)
-			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&flow, "flow", "", "only this flow's dead letters")
 	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many (1-1000)")
+	cmd.Flags().StringVar(&cursor, "cursor", "", "start after the page that named this cursor")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

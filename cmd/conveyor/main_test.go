@@ -205,8 +205,18 @@ func TestDLQReplayAllReplaysEveryDeadLetter(t *testing.T) {
 		}
 	}
 	server := []string{"--server", e.AdminAddr(), "--token", "secret"}
+	// dlq list pages past its 1000: the second page holds the rest.
+	code, out, errs := cli(t, append([]string{"dlq", "list", "--limit", "1000", "--json"}, server...)...)
+	_, cursor, found := strings.Cut(strings.TrimSpace(errs), "the next page: --cursor ")
+	if code != 0 || strings.Count(out, `"id"`) != 1000 || !found {
+		t.Fatalf("dlq list, first page: exit %d, %d ids\n%s", code, strings.Count(out, `"id"`), errs)
+	}
+	code, out, errs = cli(t, append([]string{"dlq", "list", "--limit", "1000", "--json", "--cursor", strings.TrimSuffix(cursor, ")")}, server...)...)
+	if code != 0 || strings.Count(out, `"id"`) != n-1000 || errs != "" {
+		t.Fatalf("dlq list, second page: exit %d, %d ids, want %d\n%s", code, strings.Count(out, `"id"`), n-1000, errs)
+	}
 	// The ERP still refuses: every replay fails again.
-	code, out, errs := cli(t, append([]string{"dlq", "replay", "--all"}, server...)...)
+	code, out, errs = cli(t, append([]string{"dlq", "replay", "--all"}, server...)...)
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("replayed %d of %d", n, n)) {
 		t.Fatalf("replay --all (failing again): exit %d\n%s%s", code, out, errs)
 	}

@@ -283,6 +283,32 @@ func (r *run) nextWatermark() {
 // Steps is the number of top-level steps.
 func (f *Flow) Steps() int { return len(f.steps) }
 
+// Connections lists, sorted and once each, the connections the flow's
+// calls and publications may use, in any branch.
+func (f *Flow) Connections() []string {
+	var out []string
+	var walk func([]*step)
+	walk = func(steps []*step) {
+		for _, s := range steps {
+			switch {
+			case s.call != nil:
+				out = append(out, s.call.connection)
+			case s.publish != nil && s.publish.connection != "":
+				out = append(out, s.publish.connection)
+			}
+			for _, b := range s.branches {
+				walk(b.steps)
+			}
+			if s.split != nil {
+				walk(s.split.steps)
+			}
+		}
+	}
+	walk(f.steps)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 func (r *run) fail(err error, next int) {
 	var se *StepError
 	if !errors.As(err, &se) {

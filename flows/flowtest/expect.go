@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +34,21 @@ func RunCase(ctx context.Context, f *flows.Flow, tc dsl.TestCase, file string) C
 	rep := Run(ctx, f, in, Mocks(tc.Mocks))
 	res := CaseResult{Flow: f.ID, Name: tc.Name, File: file, At: tc.At, Report: rep}
 	fail := func(format string, args ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, args...)) }
+	// A mock for a connection the flow never uses (a typo: epr for erp)
+	// would leave the real call on the default 200 and the test passing.
+	used := f.Connections()
+	for _, name := range slices.Sorted(maps.Keys(tc.Mocks)) {
+		if !slices.Contains(used, name) {
+			hint := dsl.DidYouMean(name, used)
+			if hint == "" {
+				hint = "it uses: " + strings.Join(used, ", ")
+				if len(used) == 0 {
+					hint = "it calls none"
+				}
+			}
+			fail("mocks: the flow uses no connection %q (%s)", name, hint)
+		}
+	}
 	e := tc.Expect
 	want := e.Outcome
 	if want == "" {

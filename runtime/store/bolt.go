@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,6 +93,9 @@ func OpenBolt(dir string) (*Bolt, error) {
 	// and kept as a map: both are what etcd runs bbolt with for writes.
 	db, err := bolt.Open(filepath.Join(dir, "conveyor.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second,
 		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolt.ErrTimeout) { // the file lock: bbolt says only "timeout"
+		return nil, fmt.Errorf("store: open %s: %w: another process holds it (is a conveyor serve already running on this data directory?)", filepath.Join(dir, "conveyor.db"), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", filepath.Join(dir, "conveyor.db"), err)
 	}

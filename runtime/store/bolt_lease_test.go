@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +124,20 @@ func TestSweepKeepsUnreadableRecords(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A second process on one data directory is told why it cannot open the
+// store: bbolt's own error was a bare "timeout".
+func TestBoltInUseSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = OpenBolt(dir) // flock is per open file: the same process is refused too
+	if err == nil || !strings.Contains(err.Error(), "another process holds it") {
+		t.Fatalf("second open: %v; want it to say another process holds the file", err)
 	}
 }

@@ -392,6 +392,13 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			}
 		}
 		w.Header().Set("X-Conveyor-Message-Id", sm.ID) // the journal's record, and the run a retry resumes
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The flow's own timeout ended the run, not a target that
+			// refused it: 504, as the trigger's timeout field says.
+			apiError(w, http.StatusGatewayTimeout, "timeout", fmt.Sprintf("the flow did not finish within its timeout of %s: %s", timeout, sm.Error),
+				map[string]any{"step": sm.FailedStep})
+			return
+		}
 		e.answerFailure(w, id, res.Err)
 		return
 	}

@@ -33,9 +33,10 @@ var triggerSources []func(*Engine) triggerSource
 // firing while the previous run is still pending is skipped, so runs
 // never overlap.
 type scheduler struct {
-	e    *Engine
-	mu   sync.Mutex
-	jobs map[string]*job // flow id -> job
+	e       *Engine
+	mu      sync.Mutex
+	jobs    map[string]*job // flow id -> job
+	stopped bool            // by Shutdown: a reload during the drain starts no job
 }
 
 type job struct {
@@ -63,6 +64,9 @@ func newScheduler(e *Engine) *scheduler { return &scheduler{e: e, jobs: map[stri
 func (s *scheduler) sync() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
 	want := map[string]*dsl.ScheduleTrigger{}
 	s.e.mu.RLock()
 	for id, lf := range s.e.flows {
@@ -102,9 +106,11 @@ func (s *scheduler) sync() {
 	}
 }
 
+// stop stops every job; later syncs start none.
 func (s *scheduler) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopped = true
 	for id, j := range s.jobs {
 		close(j.stop)
 		delete(s.jobs, id)

@@ -79,9 +79,17 @@ func (p *pool) dispatch() {
 			if err != nil {
 				p.e.log.Error("cannot lease messages", "flow", p.lf.id, "error", err)
 			}
-			for _, m := range msgs {
+			for i, m := range msgs {
 				if !p.e.begin() {
-					break // shutting down: the rest stay queued (the lease ends with the process)
+					// Shutting down: the rest go back to the queue now. A
+					// Redis lease outlives the process: another replica
+					// could take them only after the lease timeout, and
+					// each time as a delivery without an outcome.
+					for _, rest := range msgs[i:] {
+						rest.Status = store.Queued
+						p.e.saveUntilStored(rest, "return a message to the queue")
+					}
+					break
 				}
 				inflight++
 				leased++

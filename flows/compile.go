@@ -20,6 +20,9 @@ type Env struct {
 	// HTTPConnections are the names of Connections of kind http, which
 	// publish and sql steps must not name.
 	HTTPConnections []string
+	// BrokenMappings are the diagnostics of the mapping files that do
+	// not decode (absent from Mappings), by id.
+	BrokenMappings map[string]dsl.Diagnostics
 	// Getenv resolves ${env:NAME}; nil means os.LookupEnv.
 	Getenv func(string) (string, bool)
 }
@@ -322,6 +325,9 @@ func (c *compiler) node(n dsl.MapNode, scope mappings.Scope) mapNode {
 func (c *compiler) use(n dsl.MapNode, scope mappings.Scope) *mapNode {
 	mf, ok := c.env.Mappings[n.Use]
 	switch {
+	case !ok && len(c.env.BrokenMappings[n.Use]) > 0:
+		c.add(n.UseAt, fmt.Sprintf("use: mapping %q has errors: %s", n.Use, c.env.BrokenMappings[n.Use][0]), "fix the mapping file")
+		return nil
 	case !ok:
 		names := make([]string, 0, len(c.env.Mappings))
 		for name := range c.env.Mappings {

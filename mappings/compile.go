@@ -315,6 +315,10 @@ func (s *scopeCheck) literalArgs(fn string, args []ast.Node) {
 		if !ok {
 			return
 		}
+		if err := s.c.lookups.Broken(table); err != nil {
+			s.fail(args[0], fmt.Sprintf("lookup table %q has errors: %v", table, err), "fix the CSV file")
+			return
+		}
 		if !s.c.lookups.Has(table) {
 			s.fail(args[0], fmt.Sprintf("unknown lookup table %q", table), cmp.Or(dsl.DidYouMean(table, s.c.lookups.Names()), "tables are the CSV files in lookups/"))
 			return

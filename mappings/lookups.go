@@ -21,6 +21,7 @@ import (
 // A nil *Lookups has no tables. It is read-only once built.
 type Lookups struct {
 	tables map[string]*lookupTable
+	broken map[string]error // tables whose file has errors (absent from tables): the first, by name
 }
 
 type lookupTable struct {
@@ -32,7 +33,7 @@ type lookupTable struct {
 // without its extension. It returns every problem found, each naming
 // file:line; tables with problems are left out. A missing dir is an empty set.
 func LoadLookups(dir string) (*Lookups, []error) {
-	l := &Lookups{tables: map[string]*lookupTable{}}
+	l := &Lookups{tables: map[string]*lookupTable{}, broken: map[string]error{}}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return l, nil
@@ -46,8 +47,11 @@ func LoadLookups(dir string) (*Lookups, []error) {
 			continue
 		}
 		t, tErrs := readLookupFile(filepath.Join(dir, e.Name()))
+		name := strings.TrimSuffix(e.Name(), ".csv")
 		if errs = append(errs, tErrs...); len(tErrs) == 0 {
-			l.tables[strings.TrimSuffix(e.Name(), ".csv")] = t
+			l.tables[name] = t
+		} else {
+			l.broken[name] = tErrs[0]
 		}
 	}
 	return l, errs
@@ -173,6 +177,15 @@ func NewLookups(tables map[string][][]string) *Lookups {
 		l.tables[name] = t
 	}
 	return l
+}
+
+// Broken returns the first error of the file of table name when that file
+// has errors (the table is then absent), or nil.
+func (l *Lookups) Broken(name string) error {
+	if l == nil {
+		return nil
+	}
+	return l.broken[name]
 }
 
 // Names returns the table names, sorted.

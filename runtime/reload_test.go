@@ -459,3 +459,178 @@ func TestNewRevisionOverlappingItsOwnAndAnothersRouteIsRefused(t *testing.T) {
 		e.Reload()
 	}
 }
+
+// A workspace that lives under a directory named flows (/srv/flows/acme)
+// reloads a saved mapping as a mapping: every path of the workspace holds
+// "/flows/", which made each changed file look like a flow file.
+func TestWorkspaceUnderAFlowsDirectoryReloadsMappings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "flows", "acme")
+	for _, sub := range []string{"flows", "mappings"} {
+		must(t, os.MkdirAll(filepath.Join(dir, sub), 0o755))
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte("connections: {}\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "quote.yaml"), []byte("trigger: {http: {path: /q, mode: sync}}\nsteps: [{map: {use: money}}, {respond: {}}]\n"), 0o644))
+	mapping := filepath.Join(dir, "mappings", "money.yaml")
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'decimal(body.a)'}\n"), 0o644))
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/q"
+	if s, out := post(t, url, `{"a": "1.50"}`); s != 200 || out["amount"] != "1.50" {
+		t.Fatalf("%d %v", s, out)
+	}
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'decimal(body.a)', currency: '\"EUR\"'}\n"), 0o644))
+	eventually(t, 3*time.Second, "the new mapping live", func() bool {
+		_, out := post(t, url, `{"a": "1.50"}`)
+		return out["currency"] == "EUR"
+	})
+	if fi, ok := e.Flow("money"); ok {
+		t.Errorf("the mapping file is listed as a flow: %+v", fi)
+	}
+}
+
+// While a change to conveyor.yaml is refused, the configuration in force
+// stays in force for the flows too: a mapping saved afterwards recompiles
+// its flows against the connections that serve, not against the refused
+// file (here: unparsable, so no connection at all).
+func TestMappingSavedWhileConfigRefusedUsesTheConfigInForce(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"quote": "trigger: {http: {path: /q, mode: sync}}\n" +
+		"steps:\n  - map: {use: money}\n  - choice: [{when: 'false', steps: [{call: {connection: erp, path: /x}}]}]\n  - respond: {}\n"})
+	cfg := filepath.Join(dir, "conveyor.yaml")
+	must(t, os.WriteFile(cfg, []byte("connections:\n  erp: {http: {base_url: \"http://127.0.0.1:1\"}}\n"), 0o644))
+	must(t, os.MkdirAll(filepath.Join(dir, "mappings"), 0o755))
+	mapping := filepath.Join(dir, "mappings", "money.yaml")
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'decimal(body.a)'}\n"), 0o644))
+	e := start(t, dir, runtime.Options{})
+	url := "http://" + e.TriggerAddr() + "/q"
+	if s, out := post(t, url, `{"a": "1.50"}`); s != 200 || out["amount"] != "1.50" {
+		t.Fatalf("%d %v", s, out)
+	}
+	must(t, os.WriteFile(cfg, []byte("connections:\n  erp: {http: {base_url: \"http://127.0.0.1:1\"\n"), 0o644))
+	eventually(t, 3*time.Second, "the broken conveyor.yaml refused", func() bool {
+		return strings.Contains(e.ConfigError(), "conveyor.yaml not reloaded")
+	})
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'decimal(body.a)', currency: '\"EUR\"'}\n"), 0o644))
+	eventually(t, 3*time.Second, "the new mapping live", func() bool {
+		_, out := post(t, url, `{"a": "1.50"}`)
+		if fi, _ := e.Flow("quote"); fi.Status != runtime.StatusActive {
+			t.Fatalf("flow %s after the mapping save: %v", fi.Status, fi.Diagnostics)
+		}
+		return out["currency"] == "EUR"
+	})
+}
+
+// settleBudget is well within the moment a reload waits for a file that
+// changed (or went) just now, before it takes the change.
+const settleBudget = 25 * time.Millisecond
+
+// vim's save (backupcopy=auto) renames the file to a backup and writes a
+// new one: a reload that runs in between (a rescan, another save, an API
+// write) must not stop the flow as if its file were deleted.
+func TestReloadDuringBackupRenameSaveKeepsTheFlow(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	e := start(t, dir, runtime.Options{RescanInterval: time.Hour})
+	url := "http://" + e.TriggerAddr() + "/echo"
+	file := filepath.Join(dir, "flows", "echo.yaml")
+	for attempt := 1; ; attempt++ {
+		began := time.Now()
+		must(t, os.Rename(file, file+"~"))
+		e.Reload() // the file is gone for a moment
+		fi, ok := e.Flow("echo")
+		if time.Since(began) < settleBudget {
+			if !ok || fi.Revision != 1 {
+				t.Errorf("flow %+v (listed %t) while the editor saves; want revision 1 still serving", fi, ok)
+			}
+			break
+		}
+		// This machine took longer than an editor's save: put the file
+		// back and try again.
+		if attempt == 20 {
+			t.Fatalf("a rename and a reload took %s every time", time.Since(began))
+		}
+		must(t, os.Rename(file+"~", file))
+		eventually(t, 3*time.Second, "the flow back", func() bool { fi, ok := e.Flow("echo"); return ok && fi.Revision == 1 })
+	}
+	must(t, os.WriteFile(file, []byte(echoV2), 0o644))
+	must(t, os.Remove(file+"~"))
+	eventually(t, 3*time.Second, "the saved revision live", func() bool {
+		fi, _ := e.Flow("echo")
+		return fi.Revision == 2 && fi.Status == runtime.StatusActive
+	})
+	must(t, os.Remove(file)) // a real deletion still stops the flow
+	eventually(t, 3*time.Second, "the deleted flow stopped", func() bool {
+		s, _ := post(t, url, `{}`)
+		_, listed := e.Flow("echo")
+		return s == 404 && !listed
+	})
+}
+
+// A file whose modification time lies ahead of this machine's clock (a
+// network share whose server clock runs ahead, an archive made on such a
+// machine) is reloaded: it used to look half written until that time, and
+// was read again every 50 ms meanwhile.
+func TestFileWithFutureModTimeIsReloaded(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	e := start(t, dir, runtime.Options{})
+	file := filepath.Join(dir, "flows", "echo.yaml")
+	must(t, os.WriteFile(file, []byte(echoV2), 0o644))
+	ahead := time.Now().Add(time.Hour)
+	must(t, os.Chtimes(file, ahead, ahead))
+	eventually(t, 3*time.Second, "the saved revision live", func() bool {
+		fi, _ := e.Flow("echo")
+		return fi.Revision == 2 && fi.Status == runtime.StatusActive
+	})
+}
+
+// A file in flows/ that is not a flow file (a sample CSV kept beside the
+// flows) is ignored at reload as at start; it used to be read as a broken
+// flow named "sample.csv".
+func TestNonYAMLFileInFlowsIsNotAFlow(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	e := start(t, dir, runtime.Options{})
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "sample.csv"), []byte("sku,qty\nA,1\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "echo.yaml"), []byte(echoV2), 0o644))
+	eventually(t, 3*time.Second, "the saved revision live", func() bool {
+		fi, _ := e.Flow("echo")
+		return fi.Revision == 2
+	})
+	e.Reload()
+	if fs := e.Flows(); len(fs) != 1 {
+		t.Errorf("flows %+v; want echo alone", fs)
+	}
+}
+
+// A mapping or lookup file that no longer loads keeps the flows using it
+// on their previous revision, and their status names the file and its
+// error: "unknown mapping" or "unknown lookup table" sent the analyst
+// looking for a file that is there.
+func TestBrokenSharedFileIsNamedInItsFlowsStatus(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{
+		"a": "trigger: {http: {path: /a, mode: sync}}\nsteps: [{map: {use: money}}, {respond: {}}]\n",
+		"b": "trigger: {http: {path: /b, mode: sync}}\nsteps: [{map: {use: money}}, {respond: {body: '{item: lookup(\"sku\", \"A\", \"?\")}'}}]\n",
+	})
+	must(t, os.MkdirAll(filepath.Join(dir, "mappings"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(dir, "lookups"), 0o755))
+	mapping, table := filepath.Join(dir, "mappings", "money.yaml"), filepath.Join(dir, "lookups", "sku.csv")
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'decimal(body.a)'}\n"), 0o644))
+	must(t, os.WriteFile(table, []byte("key,value\nA,item-a\n"), 0o644))
+	e := start(t, dir, runtime.Options{})
+	must(t, os.WriteFile(table, []byte("key,value\nA,item-a\nA,item-b\n"), 0o644))
+	eventually(t, 3*time.Second, "the broken lookup table named", func() bool {
+		fi, _ := e.Flow("b")
+		return fi.Status == runtime.StatusError && fi.Revision == 1 &&
+			strings.Contains(fi.Diagnostics.Error(), `lookups/sku.csv:3: duplicate key "A"`)
+	})
+	must(t, os.WriteFile(table, []byte("key,value\nA,item-a\n"), 0o644))
+	must(t, os.WriteFile(mapping, []byte("map: {amount: 'decimal(body.a)'\n"), 0o644))
+	eventually(t, 3*time.Second, "the broken mapping named", func() bool {
+		for _, id := range []string{"a", "b"} {
+			fi, _ := e.Flow(id)
+			if fi.Status != runtime.StatusError || fi.Revision != 1 || !strings.Contains(fi.Diagnostics.Error(), "mappings/money.yaml:") {
+				return false
+			}
+		}
+		return true
+	})
+	if s, out := post(t, "http://"+e.TriggerAddr()+"/a", `{"a": "1.5"}`); s != 200 || out["amount"] != "1.5" {
+		t.Errorf("the previous revision stopped serving: %d %v", s, out)
+	}
+}

@@ -189,7 +189,7 @@ func (e *Engine) scanFiles() map[string]string {
 		entries, _ := os.ReadDir(filepath.Join(dir, sub))
 		for _, en := range entries {
 			name := en.Name()
-			if en.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") || strings.HasSuffix(name, ".csv")) {
+			if en.IsDir() || strings.HasPrefix(name, ".") || !sourceFile(sub, name) {
 				continue
 			}
 			add(filepath.Join(dir, sub, name))
@@ -197,6 +197,16 @@ func (e *Engine) scanFiles() map[string]string {
 	}
 	e.stamps = stamps
 	return out
+}
+
+// sourceFile reports whether a file of the workspace's sub directory is
+// one a load reads: lookups/*.csv, and *.yaml or *.yml in flows/ and
+// mappings/ (a CSV kept beside the flows is no flow).
+func sourceFile(sub, name string) bool {
+	if sub == "lookups" {
+		return strings.HasSuffix(name, ".csv")
+	}
+	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
 // Reload applies what changed on disk since the last load: a changed flow
@@ -219,8 +229,22 @@ func (e *Engine) Reload() {
 		}
 		// A file written in the last moments may be half written (editors
 		// and os.WriteFile truncate first): look again once it settles.
-		if info, err := os.Stat(p); err == nil && time.Since(info.ModTime()) < settle {
+		if info, err := os.Stat(p); err == nil && recent(info.ModTime()) {
 			files[p], settling = e.hashes[p], true
+			continue
+		}
+		changed = append(changed, p)
+	}
+	for p, h := range e.hashes {
+		if _, ok := files[p]; ok {
+			continue
+		}
+		// A file gone from a directory changed in the last moments may be
+		// being replaced (vim renames it to a backup and writes a new one,
+		// git checkout unlinks and writes): look again once it settles
+		// rather than stop its flow in between.
+		if info, err := os.Stat(filepath.Dir(p)); err == nil && recent(info.ModTime()) {
+			files[p], settling = h, true
 			continue
 		}
 		changed = append(changed, p)
@@ -228,16 +252,11 @@ func (e *Engine) Reload() {
 	if settling {
 		time.AfterFunc(settle, e.Reload)
 	}
-	for p := range e.hashes {
-		if _, ok := files[p]; !ok {
-			changed = append(changed, p)
-		}
-	}
 	if len(changed) == 0 {
 		return
 	}
 	for _, p := range changed {
-		if !strings.Contains(filepath.ToSlash(p), "/flows/") {
+		if !isFlowFile(e.opts.Workspace, p) {
 			shared = true
 		}
 	}
@@ -251,10 +270,19 @@ func (e *Engine) Reload() {
 	}
 	var ws *Workspace
 	if shared {
-		ws = LoadWorkspace(e.opts.Workspace, e.opts.Getenv)
+		// While a change to conveyor.yaml is refused, the configuration in
+		// force stays in force for the flows too: they compile against
+		// the connections that serve, not against the refused file.
+		var inForce *dsl.Config
+		if !configChanged && e.configErr.Load() != nil {
+			inForce = prev.Config
+		}
+		ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, inForce)
 		if configChanged && !e.reloadConfig(prev, ws) {
-			// keep the previous configuration, connections and shared files
-			ws = prev.withFlows(e.opts.Workspace, changed, e.opts.Getenv)
+			// keep the previous configuration and connections; the
+			// mappings and lookups saved with it still apply (their
+			// hashes are recorded: no later scan would apply them)
+			ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, prev.Config)
 		}
 	} else {
 		ws = prev.withFlows(e.opts.Workspace, changed, e.opts.Getenv)
@@ -262,6 +290,22 @@ func (e *Engine) Reload() {
 	e.log.Info("workspace changed", "files", changed)
 	e.applyWorkspace(ws, "file")
 	e.forgetUnrecorded()
+}
+
+// recent reports whether a modification at t was in the last moments
+// (settle). A time further ahead of this machine's clock (a network
+// share's server clock, an archive made elsewhere) tells nothing of that:
+// such a file is taken as it is, and a write still under way sends
+// events of its own.
+func recent(t time.Time) bool {
+	age := time.Since(t)
+	return age > -settle && age < settle
+}
+
+// isFlowFile reports whether path is a file of the workspace dir's flows/
+// directory; the workspace itself may lie under a directory named flows.
+func isFlowFile(dir, path string) bool {
+	return filepath.Dir(filepath.Clean(path)) == filepath.Join(filepath.Clean(dir), "flows")
 }
 
 // reloadConfig checks a changed conveyor.yaml: static settings cannot
@@ -357,7 +401,7 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 	env := out.FlowEnv(getenv)
 	var fresh []string
 	for _, p := range changed {
-		if !strings.Contains(filepath.ToSlash(p), "/flows/") {
+		if !isFlowFile(dir, p) {
 			continue
 		}
 		src, err := os.ReadFile(p)

@@ -43,6 +43,9 @@ type Workspace struct {
 	refused   map[string]refusal // flows that lost their route, by id (settleRoutes)
 	read      map[string]bool    // flows whose file this load read: all of them, or the changed ones (withFlows)
 	getenv    func(string) (string, bool)
+	// broken are the diagnostics of the mapping files that do not
+	// decode, by id: a flow using one names them.
+	broken map[string]dsl.Diagnostics
 }
 
 // IsWorkspace reports whether dir looks like a workspace root.
@@ -58,10 +61,19 @@ func IsWorkspace(dir string) bool {
 // LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
 // every file are collected; the returned workspace holds what is valid.
 func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
-	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, read: map[string]bool{}, getenv: getenv}
+	return loadWorkspace(dir, getenv, nil)
+}
+
+// loadWorkspace is LoadWorkspace; inForce, when set, is the configuration
+// in force, taken instead of reading conveyor.yaml (a reload while a
+// change to it is refused).
+func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.Config) *Workspace {
+	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, broken: map[string]dsl.Diagnostics{}, read: map[string]bool{}, getenv: getenv}
 	ws.Config = &dsl.Config{}
 	cfgPath := filepath.Join(dir, "conveyor.yaml")
-	if src, err := os.ReadFile(cfgPath); err == nil {
+	if inForce != nil {
+		ws.Config = inForce
+	} else if src, err := os.ReadFile(cfgPath); err == nil {
 		cfg, ds := dsl.ParseConfig(cfgPath, src)
 		ws.Config = cfg
 		ws.Diagnostics = append(ws.Diagnostics, ds...)
@@ -88,6 +100,8 @@ func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
 		ws.Diagnostics = append(ws.Diagnostics, ds...)
 		if len(ds) == 0 {
 			ws.Mappings[m.ID] = m
+		} else {
+			ws.broken[m.ID] = ds
 		}
 	}
 	files := ws.yamlFiles("flows")
@@ -148,7 +162,7 @@ func (ws *Workspace) FlowEnv(getenv func(string) (string, bool)) flows.Env {
 			httpConns = append(httpConns, name)
 		}
 	}
-	return flows.Env{Compiler: ws.Compiler, Mappings: ws.Mappings, Connections: conns, HTTPConnections: httpConns, Getenv: getenv}
+	return flows.Env{Compiler: ws.Compiler, Mappings: ws.Mappings, BrokenMappings: ws.broken, Connections: conns, HTTPConnections: httpConns, Getenv: getenv}
 }
 
 // compileAll compiles the decoded flows on every core.

@@ -182,9 +182,9 @@ func TestUnreadableRevisionPostponesTheMessage(t *testing.T) {
 	if paths := erp.delivered(); paths[0] != "/v1" {
 		t.Errorf("delivered to %s; want its own revision's /v1", paths[0])
 	}
-	m, err := e.Message(context.Background(), out["id"].(string))
-	must(t, err)
-	if m.Status != store.Completed {
-		t.Errorf("message %s; want completed", m.Status)
-	}
+	// The outcome is saved after the call answered: wait for it.
+	eventually(t, 5*time.Second, "the message completed", func() bool {
+		m, err := e.Message(context.Background(), out["id"].(string))
+		return err == nil && m.Status == store.Completed
+	})
 }

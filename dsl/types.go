@@ -20,7 +20,7 @@ type Flow struct {
 	Trigger     *Trigger   `yaml:"trigger" required:"true" desc:"What starts the flow: exactly one of http, schedule, file, event, redis_stream, nats"`
 	Dedup       *Dedup     `yaml:"dedup" desc:"Drop duplicate deliveries by a business key"`
 	RateLimit   *RateLimit `yaml:"rate_limit" desc:"Inbound rate limit: excess requests get 429 with Retry-After"`
-	Retry       *Retry     `yaml:"retry" desc:"Default retry policy of call steps"`
+	Retry       *Retry     `yaml:"retry" desc:"Default retry policy of call steps. A sync run does not wait to retry: a transient failure answers 503 with Retry-After, and the sender's retry resumes the run (calls that succeeded are not made again)"`
 	Concurrency int        `yaml:"concurrency" desc:"Messages of this flow processed at once" default:"4"`
 	Watermark   *Watermark `yaml:"watermark" desc:"A value kept between runs (vars.watermark), such as the last updated_at polled"`
 	Steps       []Step     `yaml:"steps" required:"true" desc:"The steps every message runs through, in order"`

@@ -2,10 +2,13 @@ package httpconn
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/conveyor-run/conveyor/connectors"
 )
@@ -36,5 +39,32 @@ func TestConnectionHostHeaderIsSent(t *testing.T) {
 	defer mu.Unlock()
 	if len(hosts) != 2 || hosts[0] != "erp.internal" || hosts[1] != "wms.internal" {
 		t.Errorf("hosts %q; want erp.internal from the connection, then wms.internal from the request", hosts)
+	}
+}
+
+// A webhook URL carries its secret in the path (Slack's
+// /services/T…/B…/<token>): a transport error, which lands in logs and
+// the dead-letter history, shows the path with that segment hidden. The
+// other segments, and base paths of plain names, stay readable.
+func TestTransportErrorHidesTheWebhookToken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused from now on
+	for _, tc := range []struct{ base, path, want, secret string }{
+		{"http://" + addr + "/services/T0001ABCD/B0001ABCD/Xq9dK2mZ7pL4sV8nR3tY6wH1", "", "/services/T0001ABCD/B0001ABCD/…/", "Xq9dK2mZ7pL4sV8nR3tY6wH1"},
+		{"http://" + addr + "/webhookb2/" + strings.Repeat("f", 40) + "/IncomingWebhook", "/x", "/webhookb2/…/IncomingWebhook/x", strings.Repeat("f", 40)},
+		{"http://" + addr + "/sap/opu/odata/sap/API_SALES_ORDER_SRV", "/orders/SO100000000000000042", "/sap/opu/odata/sap/API_SALES_ORDER_SRV/orders/SO100000000000000042", ""},
+	} {
+		c := client(t, map[string]any{"base_url": tc.base}, time.Second)
+		_, err := c.Call(context.Background(), connectors.Request{Method: "POST", Path: tc.path, Body: map[string]any{}})
+		if err == nil {
+			t.Fatalf("%s: no error from a refused connection", tc.base)
+		}
+		if !strings.Contains(err.Error(), "http://"+addr+tc.want+":") || (tc.secret != "" && strings.Contains(err.Error(), tc.secret)) {
+			t.Errorf("error %q; want it to show http://%s%s and not the secret", err, addr, tc.want)
+		}
 	}
 }

@@ -8,7 +8,8 @@
 // A Client never follows redirects for methods other than GET and HEAD,
 // and follows those only to the same scheme and host, so credentials never
 // travel to another server. Errors name the method and the URL without its
-// query string or user info, and never carry a header value.
+// query string, user info or the base path's credential-like segments (a
+// webhook's token), and never carry a header value.
 package httpconn
 
 import (
@@ -26,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/conveyor-run/conveyor/connectors"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
@@ -63,6 +65,7 @@ type Client struct {
 	name      string
 	base      *url.URL // scheme, host, path without trailing slash, raw query
 	basePath  string   // escaped path of base without trailing slash
+	baseShown string   // basePath as errors show it (see shownPath)
 	headers   http.Header
 	auth      http.Header   // applied after headers, before the request's own
 	oauth     *oauth2Source // auth.oauth2: a bearer token fetched and cached
@@ -183,7 +186,40 @@ func (c *Client) setBase(v any) error {
 	}
 	c.base = &url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: u.RawQuery}
 	c.basePath = strings.TrimRight(u.EscapedPath(), "/")
+	c.baseShown = shownPath(c.basePath)
 	return nil
+}
+
+// shownPath is an escaped base path with the segments that look like
+// credentials replaced by "…": webhook URLs carry their secret in the
+// path (Slack's /services/T…/B…/<token>, Teams' and Discord's alike), and
+// errors, logs and dead-letter histories must not show it. A segment
+// looks like one when it is long and mixes letters and digits (16+), or
+// is very long (32+); names such as api, v2 or API_SALES_ORDER_SRV stay.
+func shownPath(p string) string {
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		letters := strings.IndexFunc(seg, unicode.IsLetter) >= 0
+		digits := strings.IndexFunc(seg, unicode.IsDigit) >= 0
+		if len(seg) >= 32 || (len(seg) >= 16 && letters && digits) {
+			segs[i] = "…"
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// shown is u as errors may show it: no user info, no query, and the base
+// path's credential-like segments hidden (see shownPath).
+func (c *Client) shown(u *url.URL) string {
+	s := redact(u)
+	if c.baseShown == c.basePath {
+		return s
+	}
+	prefix := u.Scheme + "://" + u.Host + c.basePath
+	if rest, ok := strings.CutPrefix(s, prefix); ok {
+		return u.Scheme + "://" + u.Host + c.baseShown + rest
+	}
+	return s
 }
 
 func (c *Client) setHeaders(v any) error {
@@ -458,7 +494,7 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		p, _, _ := strings.Cut(req.Path, "?") // the query may carry a token
 		return nil, connectors.Invalid(fmt.Errorf("%s %s: %w", method, p, err))
 	}
-	where := method + " " + redact(u)
+	where := method + " " + c.shown(u)
 
 	var body []byte
 	if req.Body != nil || len(req.RawJSON) > 0 {

@@ -135,7 +135,7 @@ func (c *compiler) trigger(t *dsl.Trigger) Trigger {
 			continue
 		}
 		url := c.resolve(st.URL, "trigger."+kind+".url")
-		schemes := map[string][]string{"redis_stream": {"redis://", "rediss://", "redis-sentinel://"}, "nats": {"nats://", "tls://", "ws://", "wss://"}}[kind]
+		schemes := map[string][]string{"redis_stream": {"redis://", "rediss://"}, "nats": {"nats://", "tls://", "ws://", "wss://"}}[kind]
 		ok := url == ""
 		for _, sc := range schemes {
 			ok = ok || strings.HasPrefix(url, sc)
@@ -143,8 +143,8 @@ func (c *compiler) trigger(t *dsl.Trigger) Trigger {
 		if !ok {
 			c.add(st.At, fmt.Sprintf("trigger.%s.url: expected a %s URL", kind, strings.Join(schemes, " or ")), "")
 		}
-		if kind == "nats" && strings.ContainsAny(st.Stream+st.Group, ".*> ") {
-			c.add(st.At, "trigger.nats: stream and group names cannot hold '.', '*', '>' or spaces", "")
+		if kind == "nats" && strings.ContainsAny(st.Stream+st.Group, ".*> /\\\t\r\n") { // as the jetstream client checks them
+			c.add(st.At, `trigger.nats: stream and group names cannot hold '.', '*', '>', '/', '\' or whitespace`, "")
 		}
 	}
 	return out

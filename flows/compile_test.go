@@ -479,3 +479,33 @@ steps:
 		t.Errorf("got\n%s\nwant\n%s", ds.Error(), strings.Join(want, "\n"))
 	}
 }
+
+// A stream trigger is linted against what it can consume from: a Sentinel
+// URL, or a NATS name the jetstream client refuses, is refused at load
+// rather than leaving a live flow that never reads its stream.
+func TestStreamTriggerURLSchemes(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"redis://127.0.0.1:6379/0":                  true,
+		"rediss://cache:6380?consumer=replica-1":    true,
+		"redis-sentinel://127.0.0.1:26379/mymaster": false,
+		"nats://127.0.0.1:4222":                     false,
+		"https://127.0.0.1:6379":                    false,
+	} {
+		_, ds := compileWith(t, compileEnv(t, nil), fmt.Sprintf("trigger: {redis_stream: {url: %q, stream: orders}}\nsteps: [{publish: {topic: t}}]\n", url))
+		if got := len(ds) == 0; got != ok {
+			t.Errorf("%s: diagnostics %v, want accepted %v", url, ds, ok)
+		}
+	}
+	// NATS names the jetstream client refuses are refused at load too.
+	for names, ok := range map[string]bool{
+		"stream: ORDERS, group: billing-1": true,
+		"stream: ORDERS, group: a.b":       false,
+		`stream: "ORDERS/EU"`:              false,
+		`stream: ORDERS, group: "a\\b"`:    false,
+	} {
+		_, ds := compileWith(t, compileEnv(t, nil), fmt.Sprintf("trigger: {nats: {url: nats://127.0.0.1:4222, %s}}\nsteps: [{publish: {topic: t}}]\n", names))
+		if got := len(ds) == 0; got != ok {
+			t.Errorf("%s: diagnostics %v, want accepted %v", names, ds, ok)
+		}
+	}
+}

@@ -11,8 +11,9 @@ package runtime
 //
 // An entry whose payload is not JSON never reaches the flow's steps, and
 // is not lost either: it is stored as a dead letter whose body is {"raw":
-// <the text>, "error": <why>}, shown in the dead-letter queue, and then
-// acknowledged. So is an entry whose dedup key cannot be computed.
+// <the text>, "error": <why>} ("raw_base64": <the bytes> when they are not
+// UTF-8 text), shown in the dead-letter queue, and then acknowledged. So
+// is an entry whose dedup key cannot be computed.
 //
 // Redis: the group is created with MKSTREAM from id 0 (the first time a
 // flow consumes a stream it takes the entries already there). Each process
@@ -21,7 +22,9 @@ package runtime
 // BLOCK 2s), and every claim_idle/2 takes over entries that another
 // consumer read and left unacknowledged for claim_idle (XAUTOCLAIM; 1m, or
 // ?claim_idle=30s in the URL). Consumers of gone processes that have
-// nothing pending and were idle for an hour are removed. The publish
+// nothing pending and were idle for an hour are removed, when the Redis
+// user may (XINFO, XGROUP DELCONSUMER); consuming itself takes XGROUP
+// CREATE, XREADGROUP, XACK and XAUTOCLAIM on the stream. The publish
 // settings of the redis_stream connection (dedup_window, maxlen) are
 // ignored, so one URL can serve both.
 //
@@ -40,6 +43,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -48,6 +52,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -195,12 +200,14 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 type streamEntry struct {
 	id, source string
 	body       any
-	bad        error // why the payload was not JSON; body is then {raw, error}
+	bad        error // why the payload was not JSON; body is then {raw or raw_base64, error}
 	headers    map[string]string
 }
 
 // decodePayload decodes an entry's JSON payload (empty: null); a payload
-// that is not JSON gives the body a dead letter keeps, and the error.
+// that is not JSON gives the body a dead letter keeps, and the error. A
+// payload that is not even UTF-8 text (gzip, protobuf) is kept in base64:
+// as a JSON string its bytes would be replaced, and lost.
 func decodePayload(raw []byte) (any, error) {
 	if len(strings.TrimSpace(string(raw))) == 0 {
 		return nil, nil
@@ -208,6 +215,9 @@ func decodePayload(raw []byte) (any, error) {
 	body, err := jsonv.Decode(raw)
 	if err != nil {
 		err = fmt.Errorf("the payload is not valid JSON: %w", err)
+		if !utf8.Valid(raw) {
+			return map[string]any{"raw_base64": base64.StdEncoding.EncodeToString(raw), "error": err.Error()}, err
+		}
 		return map[string]any{"raw": string(raw), "error": err.Error()}, err
 	}
 	return body, nil
@@ -433,9 +443,12 @@ func (r *redisReader) claim(ctx context.Context) error {
 			break
 		}
 	}
+	// Removing consumers is housekeeping: a failure (a user not allowed
+	// XINFO) must not stop the consuming.
 	consumers, err := r.rdb.XInfoConsumers(ctx, r.stream, r.group).Result()
 	if err != nil {
-		return r.fail("XINFO CONSUMERS", err)
+		r.s.e.log.Debug("stream trigger: gone consumers not removed", "flow", r.flow, "stream", r.stream, "error", err)
+		return nil
 	}
 	for _, c := range consumers {
 		if c.Name != r.consumer && c.Pending == 0 && c.Idle > staleConsumer {

@@ -1,9 +1,12 @@
 package runtime_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -194,6 +197,28 @@ func TestRedisStreamEntryAcknowledgedOnlyOnceStored(t *testing.T) {
 	eventually(t, 2*time.Second, "the entry acknowledged", func() bool { return pending(rdb, stream, "billing") == 0 })
 }
 
+// An entry whose dedup key is longer than the embedded store's keys may
+// be (a key on a whole body, a runaway id) is stored and deduplicated like
+// any other: it does not fail for good, redelivered for ever, and hold up
+// every entry behind it.
+func TestRedisStreamLongDedupKeyDoesNotStallTheStream(t *testing.T) {
+	url, rdb, stream := testStream(t)
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"in": fmt.Sprintf(
+		"trigger: {redis_stream: {url: %q, stream: %q}}\ndedup: {key: 'body.id', ttl: 1h}\nsteps: [{call: {connection: erp, path: /x}}]\n", url, stream)})
+	start(t, dir, runtime.Options{})
+	long := `{"id": "` + strings.Repeat("x", 40000) + `"}`
+	xadd(t, rdb, stream, "body", long)
+	xadd(t, rdb, stream, "body", long) // a duplicate of the first
+	xadd(t, rdb, stream, "body", `{"id": "after"}`)
+	eventually(t, 8*time.Second, "the entries after the long key delivered", func() bool { return erp.count() == 2 })
+	eventually(t, 2*time.Second, "every entry acknowledged", func() bool { return pending(rdb, stream, "in") == 0 })
+	time.Sleep(300 * time.Millisecond)
+	if n := erp.calls.Load(); n != 2 {
+		t.Errorf("erp got %d calls, want 2 (the duplicate dropped)", n)
+	}
+}
+
 func TestRedisStreamClaimsEntriesOfDeadConsumers(t *testing.T) {
 	url, rdb, stream := testStream(t)
 	ctx := context.Background()
@@ -208,6 +233,27 @@ func TestRedisStreamClaimsEntriesOfDeadConsumers(t *testing.T) {
 	start(t, dir, runtime.Options{})
 	eventually(t, 8*time.Second, "the claimed entry delivered", func() bool { return erp.count() == 1 })
 	eventually(t, 2*time.Second, "the claimed entry acknowledged", func() bool { return pending(rdb, stream, "in") == 0 })
+}
+
+// A Redis user allowed only what consuming takes (create the group, read,
+// acknowledge, take over) consumes: the removal of long-gone consumers,
+// housekeeping that needs XINFO and XGROUP DELCONSUMER, does not stop it.
+func TestRedisStreamConsumesWithoutHousekeepingPermissions(t *testing.T) {
+	url, rdb, stream := testStream(t)
+	ctx := context.Background()
+	user := "cvtest-" + strings.Split(stream, ":")[1] // the stream's random part
+	must(t, rdb.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">secret", "~"+stream, "+@connection",
+		"+xgroup|create", "+xreadgroup", "+xack", "+xautoclaim").Err())
+	t.Cleanup(func() { rdb.Do(context.Background(), "ACL", "DELUSER", user) })
+	opts, _ := redis.ParseURL(url)
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"in": fmt.Sprintf(
+		"trigger: {redis_stream: {url: %q, stream: %q}}\nsteps: [{call: {connection: erp, path: /x}}]\n",
+		fmt.Sprintf("redis://%s:secret@%s/%d", user, opts.Addr, opts.DB), stream)})
+	start(t, dir, runtime.Options{})
+	xadd(t, rdb, stream, "body", `{"id": 1}`)
+	eventually(t, 5*time.Second, "the entry delivered", func() bool { return erp.count() == 1 })
+	eventually(t, 2*time.Second, "the entry acknowledged", func() bool { return pending(rdb, stream, "in") == 0 })
 }
 
 func TestRedisStreamTriggerReconnects(t *testing.T) {
@@ -356,6 +402,33 @@ func TestNATSMessageAcknowledgedOnlyOnceStored(t *testing.T) {
 	st.refuse.Store(false)
 	eventually(t, 15*time.Second, "the order after the store recovered", func() bool { return erp.count() == 1 })
 	eventually(t, 3*time.Second, "the message acknowledged", func() bool { return unacked(js, name, "billing") == 0 })
+}
+
+// A payload that is not text (here gzip) is dead-lettered with its bytes
+// intact, so it can be recovered; as a JSON string they were replaced.
+func TestNATSBinaryPayloadDeadLetteredIntact(t *testing.T) {
+	url, js, name, prefix := natsStream(t)
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"in": fmt.Sprintf(
+		"trigger: {nats: {url: %q, stream: %q}}\nsteps: [{call: {connection: erp, path: /x}}]\n", url, name)})
+	e := start(t, dir, runtime.Options{})
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(`{"id": 1}`))
+	must(t, zw.Close())
+	_, err := js.Publish(context.Background(), prefix+".orders", gz.Bytes())
+	must(t, err)
+	eventually(t, 5*time.Second, "the dead letter", func() bool { return len(deadLetters(t, e, "in")) == 1 })
+	var body struct {
+		Raw    []byte `json:"raw_base64"`
+		Reason string `json:"error"`
+	}
+	dl := deadLetters(t, e, "in")[0]
+	must(t, json.Unmarshal(dl.Body, &body))
+	if !bytes.Equal(body.Raw, gz.Bytes()) || !strings.Contains(body.Reason, "not valid JSON") {
+		t.Errorf("dead letter body %s: the payload's bytes are not recoverable", dl.Body)
+	}
+	eventually(t, 3*time.Second, "the message acknowledged", func() bool { return unacked(js, name, "in") == 0 })
 }
 
 func TestNATSTriggerReconnects(t *testing.T) {

@@ -31,6 +31,11 @@ func TestPermanentReplies(t *testing.T) {
 		"WRONGPASS invalid username-password pair or user is disabled.":                    false,
 		"LOADING Redis is loading the dataset in memory":                                   false,
 		"READONLY You can't write against a read only replica.":                            false,
+		// Redis 6 wraps what a write in the publish script was refused.
+		"ERR Error running script (call to f_x): @user_script:5: @user_script: 5: -READONLY You can't write against a read only replica.":       false,
+		"ERR Error running script (call to f_x): @user_script:5: @user_script: 5: -OOM command not allowed when used memory > 'maxmemory'.":     false,
+		"ERR Error running script (call to f_x): @user_script:5: @user_script: 5: -MISCONF Redis is configured to save RDB snapshots, but it's": false,
+		"ERR Error running script (call to f_x): @user_script:5: WRONGTYPE Operation against a key holding the wrong kind of value":             true,
 	} {
 		if got := permanent(replyError(msg)); got != want {
 			t.Errorf("%q: permanent %v, want %v", msg, got, want)

@@ -255,13 +255,19 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 // allowed to write it (NOPERM), or a request the server cannot parse.
 // Every other reply may pass (MISCONF while Redis cannot persist, the
 // client limit, NOAUTH while credentials rotate, LOADING, READONLY ...):
-// the call is retried rather than dead-lettered.
+// the call is retried rather than dead-lettered. Redis 6 wraps the refusal
+// of a write in the publish script, "ERR Error running script (call to
+// f_…): @user_script:7: @user_script: 7: -READONLY You can't write …", and
+// such a reply is taken by the one it wraps.
 func permanent(err error) bool {
 	var re redis.Error
 	if !errors.As(err, &re) || errors.Is(err, redis.Nil) {
 		return false
 	}
 	msg := re.Error()
+	if i := strings.LastIndex(msg, ": -"); i >= 0 && strings.HasPrefix(msg, "ERR Error running script") {
+		msg = msg[i+len(": -"):]
+	}
 	code, _, _ := strings.Cut(msg, " ")
 	switch code {
 	case "WRONGTYPE", "NOPERM":

@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +28,7 @@ import (
 //	bodies    id -> body                                 written once, at the first write
 //	queue     flow 0x00 due(8, big endian ns) id -> received(8)   due order per flow
 //	running   id -> flow                                 leased messages
-//	dedup     key -> dedupEntry (binary, codec.go)
+//	dedup     key -> dedupEntry (binary, codec.go)       a key longer than bbolt takes: "#sha256:" digest
 //	journal   received(8) id -> ""                       newest-first listing
 //	revisions flow 0x00 number(8) -> Revision (JSON)
 //	audit     at(8) seq(8) -> AuditEntry (JSON)
@@ -319,7 +321,7 @@ func dedupHolder(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
 
 // dedupLive returns the entry of key unless it expired.
 func dedupLive(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
-	v := tx.Bucket(bDedup).Get([]byte(key))
+	v := tx.Bucket(bDedup).Get(dedupBucketKey(key))
 	if v == nil {
 		return nil, false
 	}
@@ -331,7 +333,18 @@ func dedupLive(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
 }
 
 func putDedup(tx *bolt.Tx, key string, e dedupEntry) error {
-	return tx.Bucket(bDedup).Put([]byte(key), encodeDedup(e))
+	return tx.Bucket(bDedup).Put(dedupBucketKey(key), encodeDedup(e))
+}
+
+// dedupBucketKey is key as a key of the dedup bucket: the key itself, or
+// the digest of a key longer than bbolt takes (a key expression on a
+// whole body may give one), so the write does not fail for good.
+func dedupBucketKey(key string) []byte {
+	if len(key) <= bolt.MaxKeySize {
+		return []byte(key)
+	}
+	h := sha256.Sum256([]byte(key))
+	return []byte("#sha256:" + hex.EncodeToString(h[:]))
 }
 
 // Accept implements Store.
@@ -635,7 +648,7 @@ func (s *Bolt) ReleaseKey(ctx context.Context, key, id string) error {
 	}
 	return s.batch(func(tx *bolt.Tx) error {
 		if e, ok := dedupHolder(tx, key, time.Now()); ok && e.ID == id {
-			return tx.Bucket(bDedup).Delete([]byte(key))
+			return tx.Bucket(bDedup).Delete(dedupBucketKey(key))
 		}
 		return nil
 	})

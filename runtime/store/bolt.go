@@ -479,11 +479,13 @@ func (s *Bolt) Get(ctx context.Context, id string) (*Message, error) {
 	return m, err
 }
 
-// List implements Store.
+// List implements Store. A leased message is listed as running, as Get
+// reports it.
 func (s *Bolt) List(ctx context.Context, f Filter) ([]*Message, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
+	leased := s.leasedIDs()
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bJournal).Cursor()
@@ -503,6 +505,9 @@ func (s *Bolt) List(ctx context.Context, f Filter) ([]*Message, error) {
 			m, err := getMsg(tx, string(k[8:]))
 			if err != nil {
 				continue
+			}
+			if m.Status.Pending() && leased[m.ID] {
+				m.Status = Running
 			}
 			if (f.Flow != "" && m.Flow != f.Flow) || (f.Status != "" && m.Status != f.Status) || (f.Key != "" && m.DedupKey != f.Key) {
 				continue
@@ -550,15 +555,7 @@ func (s *Bolt) Recover(ctx context.Context) (int, error) {
 func (s *Bolt) Depth(ctx context.Context, flow string) (int, time.Time, error) {
 	n := 0
 	var oldest time.Time
-	// The leases are copied first: taking s.mu inside a read transaction
-	// would invert the order Lease and ClaimKey take them in, and a commit
-	// waiting to remap the file between the two would block all three.
-	s.mu.Lock()
-	leased := make(map[string]bool, len(s.leased))
-	for id := range s.leased {
-		leased[id] = true
-	}
-	s.mu.Unlock()
+	leased := s.leasedIDs()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		prefix := append([]byte(flow), 0)
 		c := tx.Bucket(bQueue).Cursor()
@@ -576,6 +573,20 @@ func (s *Bolt) Depth(ctx context.Context, flow string) (int, time.Time, error) {
 		return nil
 	})
 	return n, oldest, err
+}
+
+// leasedIDs copies the set of leased message ids. It is taken before a
+// read transaction, not inside one: taking s.mu inside would invert the
+// order Lease and ClaimKey take them in, and a commit waiting to remap
+// the file between the two would block all three.
+func (s *Bolt) leasedIDs() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	leased := make(map[string]bool, len(s.leased))
+	for id := range s.leased {
+		leased[id] = true
+	}
+	return leased
 }
 
 // ClaimKey implements Store. A claim is pending in memory until the run

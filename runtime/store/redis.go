@@ -45,7 +45,11 @@ import (
 //	P st:<flow>:<status>   zset: message id -> received (µs); Depth and List by status
 //	                       (P st:<flow>:dead is the dead-letter queue)
 //	P jr, P jr:<flow>      zset: message id -> received (µs); the journal, newest first
-//	P kx:<dedup key>       zset: message id -> received (µs); List by key
+//	                       (received within JournalTTL; older messages that do not expire
+//	                       are listed from P st:<flow>:<status>)
+//	P kx:<dedup key>       zset: message id -> received (µs); List by key, PX = JournalTTL
+//	P kl:<dedup key>       zset: message id -> received (µs), of the key's messages that do
+//	                       not expire (pending or dead); List by key
 //	P dd:<dedup key>       string: id of the message holding the key, PX = dedup TTL;
 //	                       ~id: released by the failed sync run id to the sender's retry
 //	P ddby:<dedup key>     string: the claimant that took a released key for its run, PX = claim TTL
@@ -57,8 +61,8 @@ import (
 //	P rl:<key>             string: GCRA theoretical arrival time (µs), used by runtime.RedisLimiter
 //
 // Messages with a final status expire after JournalTTL (dead letters
-// never do); their index entries are trimmed by later saves and skipped
-// when missing.
+// never do); their journal entries are trimmed by receive time by later
+// saves, and index entries are skipped when missing.
 //
 // Durability is the Redis operator's choice: a 202 means the message is in
 // Redis memory and, with appendonly yes and appendfsync everysec (or
@@ -279,6 +283,13 @@ local function journal(id, flow, recv, dk, ttl)
     redis.call('PEXPIRE', P..'kx:'..dk, ttl)
   end
 end
+-- kl:<dedup key> lists the messages of the key that do not expire
+-- (pending or dead), which kx:<dedup key> outlives by no more than
+-- JournalTTL.
+local function keyLive(id, dk, st, recv)
+  if dk == '' then return end
+  if st == 'dead' or pending(st) then redis.call('ZADD', P..'kl:'..dk, recv, id) else redis.call('ZREM', P..'kl:'..dk, id) end
+end
 `
 
 // acceptScript: 2 id, 3 flow, 4 json, 5 status, 6 due, 7 now, 8 received,
@@ -303,6 +314,7 @@ if dk ~= '' then
 end
 redis.call('HSET', mk, 'j', ARGV[4], 'st', ARGV[5], 'f', flow, 'r', ARGV[8], 'tk', ARGV[11], 'dv', 0)
 journal(id, flow, ARGV[8], dk, ARGV[12])
+keyLive(id, dk, ARGV[5], ARGV[8])
 move(id, flow, false, ARGV[5], ARGV[8])
 enqueue(id, flow, ARGV[6], ARGV[7])
 return {'ok'}
@@ -498,6 +510,7 @@ redis.call('HSET', mk, 'j', ARGV[4], 'st', st, 'f', flow, 'r', ARGV[8])
 if st ~= 'running' then redis.call('HSET', mk, 'dv', 0) end -- a checkpoint is no outcome
 redis.call('HDEL', mk, 'why')
 if not r[1] then journal(id, flow, ARGV[8], dk, ARGV[10]) end
+if r[1] ~= st then keyLive(id, dk, st, ARGV[8]) end
 move(id, flow, false, st, ARGV[8])
 if st == 'queued' or st == 'retrying' then
   redis.call('PERSIST', mk)
@@ -726,23 +739,51 @@ func (s *Redis) List(ctx context.Context, f Filter) ([]*Message, error) {
 			indexes = append(indexes, s.prefix+"st:"+fl+":"+string(f.Status))
 		}
 	case f.Key != "":
-		indexes = []string{s.prefix + "kx:" + f.Key}
+		indexes = []string{s.prefix + "kx:" + f.Key, s.prefix + "kl:" + f.Key}
 	case f.Flow != "":
 		indexes = []string{s.prefix + "jr:" + f.Flow}
 	default:
 		indexes = []string{s.prefix + "jr"}
 	}
 	var out []*Message
+	seen := map[string]bool{} // a message may be in two of the indexes read
+	add := func(index string, before time.Time) error {
+		ms, err := s.scan(ctx, index, before, f)
+		for _, m := range ms {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				out = append(out, m)
+			}
+		}
+		return err
+	}
 	for _, idx := range indexes {
-		ms, err := s.scan(ctx, idx, f)
-		if err != nil {
+		if err := add(idx, time.Time{}); err != nil {
 			return nil, err
 		}
-		out = append(out, ms...)
 	}
-	if len(indexes) > 1 {
-		slices.SortStableFunc(out, ListOrder)
+	// Saves trim the journal of what was received before JournalTTL (a
+	// minute's leeway for replicas' clocks), dead letters and pending
+	// messages too: those, which do not expire, are listed from their
+	// status indexes, which are not trimmed.
+	cutoff := time.Now().Add(time.Minute - s.opts.JournalTTL)
+	if f.Status == "" && f.Key == "" && (len(out) < f.Limit || out[len(out)-1].ReceivedAt.Before(cutoff)) {
+		flows := []string{f.Flow}
+		if f.Flow == "" {
+			var err error
+			if flows, err = s.c.SMembers(ctx, s.prefix+"flows").Result(); err != nil {
+				return nil, fmt.Errorf("store: list: %w", err)
+			}
+		}
+		for _, fl := range flows {
+			for _, st := range []Status{Dead, Queued, Retrying, Running} {
+				if err := add(s.prefix+"st:"+fl+":"+string(st), cutoff); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
+	slices.SortStableFunc(out, ListOrder)
 	return out[:min(len(out), f.Limit)], nil
 }
 
@@ -751,14 +792,18 @@ func (s *Redis) List(ctx context.Context, f Filter) ([]*Message, error) {
 // receive time's nanoseconds. So the scan reads on past the last match
 // it needs while the microsecond stays the same, and sorts: what it
 // returns is in listing order, and a page never ends inside a
-// microsecond whose rest comes in another order.
-func (s *Redis) scan(ctx context.Context, index string, f Filter) ([]*Message, error) {
+// microsecond whose rest comes in another order. A non-zero before
+// bounds the scan to what was received before it.
+func (s *Redis) scan(ctx context.Context, index string, before time.Time, f Filter) ([]*Message, error) {
 	lo, hi := "-inf", "+inf"
 	if !f.Since.IsZero() {
 		lo = us(f.Since)
 	}
 	if f.After != nil {
 		hi = us(f.After.At)
+	}
+	if !before.IsZero() && (f.After == nil || before.Before(f.After.At)) {
+		hi = "(" + us(before)
 	}
 	page := int64(max(f.Limit, 50))
 	var out []*Message

@@ -489,3 +489,75 @@ func TestRedisTakeOverBehindLiveLeases(t *testing.T) {
 	}
 	t.Fatal("the dead replica's lease was not taken over in 10 scans")
 }
+
+// Only finished messages leave the journal: a dead letter, and a message
+// still waiting for its retry, stay in every listing however short the
+// journal's retention (as in the embedded store, whose sweep keeps them),
+// including the listing by dedup key.
+func TestRedisDeadLettersStayListedPastTheJournal(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	ctx := context.Background()
+	const journal = 300 * time.Millisecond
+	s, err := store.OpenRedis(ctx, url, store.RedisOptions{Prefix: prefix, JournalTTL: journal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	outcome := func(id, key string, st store.Status) {
+		t.Helper()
+		m := &store.Message{ID: id, Flow: "f", Status: store.Queued, DedupKey: key, ReceivedAt: time.Now().UTC(), Body: []byte(`{}`)}
+		if ex, err := s.Accept(ctx, m, time.Millisecond); err != nil || ex != nil {
+			t.Fatalf("accept %s: %v %v", id, ex, err)
+		}
+		got, err := s.Lease(ctx, "f", time.Now(), 1)
+		if err != nil || len(got) != 1 || got[0].ID != id {
+			t.Fatalf("lease %s: %v %v", id, got, err)
+		}
+		got[0].Status, got[0].DueAt = st, time.Now().Add(time.Hour)
+		if err := s.Save(ctx, got[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outcome("dead", "k-dead", store.Dead)
+	outcome("waiting", "k-waiting", store.Retrying)
+	time.Sleep(2 * journal)
+	outcome("done", "", store.Completed) // a later save trims the journal
+	for _, c := range []struct {
+		f    store.Filter
+		want []string
+	}{
+		{store.Filter{}, []string{"done", "waiting", "dead"}},
+		{store.Filter{Flow: "f"}, []string{"done", "waiting", "dead"}},
+		{store.Filter{Since: time.Now().Add(-time.Hour)}, []string{"done", "waiting", "dead"}},
+		{store.Filter{Flow: "f", Limit: 2}, []string{"done", "waiting"}},
+		{store.Filter{Key: "k-dead"}, []string{"dead"}},
+		{store.Filter{Key: "k-waiting"}, []string{"waiting"}},
+	} {
+		got, err := s.List(ctx, c.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range got {
+			ids = append(ids, m.ID)
+		}
+		if !slices.Equal(ids, c.want) {
+			t.Errorf("List(%+v) = %v, want %v", c.f, ids, c.want)
+		}
+	}
+	var pages []string
+	for f := (store.Filter{Flow: "f", Limit: 1}); len(pages) < 5; {
+		got, err := s.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		pages, f.After = append(pages, got[0].ID), store.CursorOf(got[0])
+	}
+	if want := []string{"done", "waiting", "dead"}; !slices.Equal(pages, want) {
+		t.Errorf("pages of one = %v, want %v", pages, want)
+	}
+}

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ZeroDueIsNow", testZeroDue},
 		{"ListFilters", testList},
 		{"ListPages", testListPages},
+		{"ListLeasedAsRunning", testListLeased},
 		{"Depth", testDepth},
 		{"Revisions", testRevisions},
 		{"Audit", testAudit},
@@ -797,6 +798,39 @@ func testListPages(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	if _, err := store.ParseCursor("bm90IGEgY3Vyc29y"); err == nil {
 		t.Error("ParseCursor took a string that is no cursor")
+	}
+}
+
+// A leased message is listed as running, as Get reports it: not as
+// queued, and found by the status filter running.
+func testListLeased(t *testing.T, open func(t *testing.T) store.Store) {
+	s := openT(t, open)
+	first, second := msg("f", time.Now()), msg("f", time.Now())
+	accept(t, s, first)
+	accept(t, s, second)
+	if got := lease(t, s, "f", time.Now(), 1); len(got) != 1 || got[0].ID != first.ID {
+		t.Fatalf("lease: %v", ids(got))
+	}
+	status := func(ms []*store.Message) []string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.ID+"="+string(m.Status))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		f    store.Filter
+		want []string
+	}{
+		{store.Filter{Flow: "f"}, []string{second.ID + "=queued", first.ID + "=running"}},
+		{store.Filter{Status: store.Running}, []string{first.ID + "=running"}},
+		{store.Filter{Flow: "f", Status: store.Queued}, []string{second.ID + "=queued"}},
+	} {
+		got, err := s.List(ctx, c.f)
+		must(t, err)
+		if g := status(got); !slices.Equal(g, c.want) {
+			t.Errorf("List(%+v) = %v, want %v", c.f, g, c.want)
+		}
 	}
 }
 

@@ -503,8 +503,9 @@ func (e *Engine) DeleteFlow(ctx context.Context, id, author, ifMatch string) err
 func disabledKey(id string) string { return "flow.disabled/" + id }
 
 // SetEnabled turns flow id on or off, persistently (the store keeps the
-// flag across restarts). A disabled flow's trigger answers 503, its
-// schedule does not fire and its workers pause; its queue is kept and
+// flag across restarts) and on every replica sharing the store (within
+// disabledPoll, see pollDisabled). A disabled flow's trigger answers 503,
+// its schedule does not fire and its workers pause; its queue is kept and
 // events still queue for it. Enabling wakes its workers.
 func (e *Engine) SetEnabled(ctx context.Context, id string, enabled bool, author string) (FlowInfo, error) {
 	e.mu.RLock()
@@ -517,10 +518,13 @@ func (e *Engine) SetEnabled(ctx context.Context, id string, enabled bool, author
 	if !enabled {
 		val = []byte("true")
 	}
+	e.enableM.Lock()
 	if err := e.store.PutMeta(ctx, disabledKey(id), val); err != nil {
+		e.enableM.Unlock()
 		return FlowInfo{}, fmt.Errorf("flow %s: %w", id, err)
 	}
 	lf.disabled.Store(!enabled)
+	e.enableM.Unlock()
 	action := "flow.disable"
 	if enabled {
 		action = "flow.enable"
@@ -530,6 +534,48 @@ func (e *Engine) SetEnabled(ctx context.Context, id string, enabled bool, author
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return lf.info(), nil
+}
+
+// sharedStore is a store that several processes share (Redis): what an
+// operator sets through one replica, the others read from it.
+type sharedStore interface{ Consumer() string }
+
+// disabledPoll is how often a replica sharing its store reads which
+// flows are disabled, so that a flow disabled or enabled through another
+// replica is so here too.
+const disabledPoll = time.Second
+
+// pollDisabled keeps the flows' disabled flags as the shared store holds
+// them; it runs until the engine's context ends. A flag that cannot be
+// read stays as it was.
+func (e *Engine) pollDisabled() {
+	tick := time.NewTicker(disabledPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e.mu.RLock()
+		lfs := make([]*liveFlow, 0, len(e.flows))
+		for _, lf := range e.flows {
+			lfs = append(lfs, lf)
+		}
+		e.mu.RUnlock()
+		for _, lf := range lfs {
+			e.enableM.Lock() // not overwritten with what was read before a SetEnabled here
+			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+			v, err := e.store.GetMeta(ctx, disabledKey(lf.id))
+			cancel()
+			if err == nil {
+				if disabled := string(v) == "true"; lf.disabled.Swap(disabled) && !disabled {
+					lf.pool.wake()
+				}
+			}
+			e.enableM.Unlock()
+		}
+	}
 }
 
 // storedDisabled reports whether flow id was disabled by an operator, as

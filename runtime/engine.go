@@ -103,6 +103,7 @@ type Engine struct {
 	bgWrites       sync.WaitGroup         // the same, for Shutdown
 	aggregator     flows.Aggregator       // set by the aggregate support, if compiled in
 	configErr      atomic.Pointer[string] // why the last conveyor.yaml change was not applied
+	enableM        sync.Mutex             // orders SetEnabled and pollDisabled's writes of a flow's flag
 
 	// serving is read-held by every request being served, trigger and
 	// admin; Shutdown takes it to wait for the last, and keeps it.
@@ -427,6 +428,9 @@ func (e *Engine) Start() error {
 	}
 	if sw, ok := e.store.(sweeper); ok {
 		e.goLoop(func() { e.sweepLoop(sw) })
+	}
+	if _, ok := e.store.(sharedStore); ok {
+		e.goLoop(e.pollDisabled)
 	}
 	e.goLoop(e.flushBatches) // ends with e.ctx, which Shutdown cancels
 	e.ready.Store(true)

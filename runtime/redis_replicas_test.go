@@ -422,3 +422,41 @@ func TestRedisLeaseDeadLetterIsCounted(t *testing.T) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 }
+
+// A flow disabled through one replica is disabled on every replica
+// sharing the store: their triggers answer 503 and their workers leave
+// its queue alone, until it is enabled again through any of them.
+func TestReplicasShareDisable(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	erp := newSink(t)
+	dir := replicaWorkspace(t, erp, map[string]string{"orders": replicaOrderFlow})
+	a, _ := replica(t, dir, url, prefix, "a", 0)
+	b, sb := replica(t, dir, url, prefix, "b", 0)
+	ctx := context.Background()
+	if _, err := a.SetEnabled(ctx, "orders", false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if status, out := post(t, "http://"+b.TriggerAddr()+"/orders", `{"id": 1}`); status != http.StatusServiceUnavailable {
+		t.Errorf("the other replica answered %d %v for a disabled flow, want 503", status, out)
+	}
+	// A message queued meanwhile (an event, say) waits for the flow.
+	now := time.Now().UTC()
+	m := &store.Message{ID: "queued-while-disabled", Flow: "orders", Status: store.Queued, ReceivedAt: now, DueAt: now, Body: []byte(`{"id": 2}`)}
+	if _, err := sb.Accept(ctx, m, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if n := erp.calls.Load(); n != 0 {
+		t.Errorf("a disabled flow made %d calls", n)
+	}
+	if _, err := b.SetEnabled(ctx, "orders", true, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the queued message delivered once enabled", func() bool { return erp.calls.Load() == 1 })
+	eventually(t, 5*time.Second, "the first replica accepting again", func() bool {
+		status, _ := post(t, "http://"+a.TriggerAddr()+"/orders", `{"id": 3}`)
+		return status == http.StatusAccepted
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -857,52 +858,98 @@ func (s *Bolt) GetMeta(ctx context.Context, key string) ([]byte, error) {
 // dedup key is live (a dedup TTL longer than the retention): a duplicate
 // must still find what it duplicates. A record that cannot be read stays
 // too: deleting it would leave its queue entry behind.
+//
+// The candidates are found in a read transaction, which writers do not
+// wait for, and deleted sweepBatch at a time, each checked again in its
+// write: a sweep of a million old messages never holds the file's one
+// writer for long, so accepting goes on meanwhile.
 func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
-	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		n = 0
-		j, msgs := tx.Bucket(bJournal), tx.Bucket(bMessages)
-		c := j.Cursor()
+	var drop, expired [][]byte
+	now := time.Now()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bJournal).Cursor()
 		cutoff := be(olderThan)
-		now := time.Now()
-		var drop [][]byte
 		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.Next() {
-			m, err := read(tx, string(k[8:]), decodeMessage)
-			if err != nil || m.Status.Pending() || m.Status == Dead {
-				continue // a record that cannot be read is not known to be finished
+			if sweepable(tx, string(k[8:]), now) {
+				drop = append(drop, append([]byte(nil), k...))
 			}
-			if m.DedupKey != "" {
-				if e, live := dedupLive(tx, m.DedupKey, now); live && e.ID == m.ID {
-					continue // a released key's retry resumes this run, with its memo
-				}
-			}
-			drop = append(drop, append([]byte(nil), k...))
 		}
-		for _, k := range drop {
-			if err := j.Delete(k); err != nil {
-				return err
-			}
-			if err := msgs.Delete(k[8:]); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bBodies).Delete(k[8:]); err != nil {
-				return err
-			}
-			n++
-		}
-		var expired [][]byte
-		_ = tx.Bucket(bDedup).ForEach(func(k, v []byte) error {
+		return tx.Bucket(bDedup).ForEach(func(k, v []byte) error {
 			if e, err := decodeDedup(v); err != nil || now.After(e.Expires) {
 				expired = append(expired, append([]byte(nil), k...))
 			}
 			return nil
 		})
-		for _, k := range expired {
-			if err := tx.Bucket(bDedup).Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for batch := range slices.Chunk(drop, sweepBatch) {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		deleted := 0
+		err := s.batch(func(tx *bolt.Tx) error {
+			deleted = 0 // batch may run this function again
+			for _, k := range batch {
+				id := k[8:]
+				if !sweepable(tx, string(id), time.Now()) {
+					continue // written since the scan
+				}
+				deleted++
+				for _, del := range []struct {
+					b []byte
+					k []byte
+				}{{bJournal, k}, {bMessages, id}, {bBodies, id}} {
+					if err := tx.Bucket(del.b).Delete(del.k); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		n += deleted
+	}
+	for batch := range slices.Chunk(expired, sweepBatch) {
+		err := s.batch(func(tx *bolt.Tx) error {
+			for _, k := range batch {
+				if v := tx.Bucket(bDedup).Get(k); v != nil {
+					if e, err := decodeDedup(v); err == nil && !time.Now().After(e.Expires) {
+						continue // claimed again since the scan
+					}
+				}
+				if err := tx.Bucket(bDedup).Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// sweepBatch is how many records one write of Sweep deletes.
+const sweepBatch = 1000
+
+// sweepable reports whether message id is finished and may go: not pending
+// nor dead, readable, and not the holder of a live dedup key (a released
+// key's retry resumes that run, with its memo).
+func sweepable(tx *bolt.Tx, id string, now time.Time) bool {
+	m, err := read(tx, id, decodeMessage)
+	if err != nil || m.Status.Pending() || m.Status == Dead {
+		return false
+	}
+	if m.DedupKey != "" {
+		if e, live := dedupLive(tx, m.DedupKey, now); live && e.ID == m.ID {
+			return false
+		}
+	}
+	return true
 }

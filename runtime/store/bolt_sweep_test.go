@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,4 +67,35 @@ func openSweepStore(t *testing.T) (*store.Bolt, context.Context) {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, context.Background()
+}
+
+// A sweep of more messages than one write deletes goes on in batches:
+// every old finished message goes, and the count says how many.
+func TestBoltSweepInBatches(t *testing.T) {
+	s, ctx := openSweepStore(t)
+	old := time.Now().Add(-48 * time.Hour)
+	const n = 2500
+	for i := range n {
+		st := store.Completed
+		if i%500 == 0 {
+			st = store.Dead
+		}
+		m := &store.Message{ID: fmt.Sprintf("m%05d", i), Flow: "f", Status: st, ReceivedAt: old.Add(time.Duration(i)), DueAt: old, Body: []byte("{}")}
+		if err := s.Save(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swept, err := s.Sweep(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || swept != n-n/500 {
+		t.Fatalf("swept %d (%v), want %d", swept, err, n-n/500)
+	}
+	left, err := s.List(ctx, store.Filter{Flow: "f", Limit: 1000})
+	if err != nil || len(left) != n/500 {
+		t.Fatalf("%d left (%v), want the %d dead letters", len(left), err, n/500)
+	}
+	for _, m := range left {
+		if m.Status != store.Dead {
+			t.Errorf("%s left as %s", m.ID, m.Status)
+		}
+	}
 }

@@ -208,6 +208,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"listen: ':8080'\nadmin_listen: '[::1]:0'\n", ""},
 		{"api:\n  tokens:\n    - {name: ci, role: editor}\n", "c.yaml:3:7: api.tokens[1] (ci): set exactly one of token and sha256"},
 		{"api:\n  tokens:\n    - {name: ci, role: boss, token: x}\n", `c.yaml:3:24: api.tokens[1].role: "boss" is not one of viewer, operator, editor, admin`},
+		{"store: {retention: 10m}\n", "c.yaml:1:20: store.retention: 10m0s is shorter than an hour (the journal is how an operator finds a message: such as 7d or 30d)"},
+		{"store: {retention: 30d}\n", ""},
 	}
 	for _, tt := range tests {
 		_, ds := dsl.ParseConfig("c.yaml", []byte(tt.src))

@@ -85,6 +85,9 @@ func ParseConfig(file string, src []byte) (*Config, Diagnostics) {
 	if cfg.Store.Backend == "redis" && cfg.Store.URL.Raw == "" {
 		c.add(cfg.Store.At, "store: backend redis needs a url", "url: ${env:REDIS_URL}")
 	}
+	if r := cfg.Store.Retention; r != nil && r.Set && r.D < time.Hour {
+		c.add(r.At, fmt.Sprintf("store.retention: %s is shorter than an hour", r.D), "the journal is how an operator finds a message: such as 7d or 30d")
+	}
 	for i, t := range cfg.API.Tokens {
 		if (t.Token.Raw == "") == (t.SHA256 == "") {
 			c.add(t.At, fmt.Sprintf("api.tokens[%d] (%s): set exactly one of token and sha256", i+1, t.Name), "")

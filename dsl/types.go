@@ -399,7 +399,9 @@ type StoreConfig struct {
 	// FailOpen says what a Redis out of reach means for the checks that
 	// are not the message itself (which is never accepted unstored).
 	FailOpen *FailOpen `yaml:"fail_open" desc:"redis: whether rate limits and sync dedup let traffic through while Redis is out of reach"`
-	At       Pos       `yaml:"-"`
+	// Retention bounds the message journal.
+	Retention *Duration `yaml:"retention" default:"7d" desc:"How long finished messages (completed, filtered, failed, discarded) stay in the journal, by receive time; dead letters and pending messages stay until handled, and a message stays while its dedup key lives"`
+	At        Pos       `yaml:"-"`
 }
 
 // FailOpen chooses, per check, between letting traffic through unchecked

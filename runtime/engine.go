@@ -50,8 +50,9 @@ type Options struct {
 	// RescanInterval is how often the workspace is rescanned besides
 	// file-system events (default 5s; negative disables the watcher).
 	RescanInterval time.Duration
-	// Retention is how long finished messages stay in the journal of a
-	// store that does not expire them itself (default 7 days).
+	// Retention is how long finished messages stay in the journal
+	// (default: store.retention of conveyor.yaml, 7 days). It applies to
+	// the stores the engine opens; a Store given here keeps its own.
 	Retention time.Duration
 	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
 	// listener (off by default: profiles expose internals).
@@ -130,7 +131,15 @@ func (e *Engine) begin() bool {
 
 // staticConfig is what a reload may not change.
 type staticConfig struct {
-	listen, adminListen, backend, path, url, failOpen string
+	listen, adminListen, backend, path, url, failOpen, retention string
+}
+
+// retentionOf is store.retention, or its default.
+func retentionOf(c *dsl.Config) time.Duration {
+	if r := c.Store.Retention; r != nil && r.D > 0 {
+		return r.D
+	}
+	return 7 * 24 * time.Hour
 }
 
 // rateLimitFailOpen and dedupFailOpen read store.fail_open, with its
@@ -172,6 +181,9 @@ func New(opts Options) (*Engine, error) {
 	if opts.AdminListen == "" {
 		opts.AdminListen = cmp.Or(ws.Config.AdminListen, "127.0.0.1:8081")
 	}
+	if opts.Retention <= 0 {
+		opts.Retention = retentionOf(ws.Config)
+	}
 	if opts.Store == nil && (opts.RedisURL != "" || ws.Config.Store.Backend == "redis") {
 		url := opts.RedisURL
 		if url == "" {
@@ -184,6 +196,7 @@ func New(opts Options) (*Engine, error) {
 		if err != nil {
 			return nil, err
 		}
+		ropts.JournalTTL = opts.Retention
 		rs, err := store.OpenRedis(context.Background(), url, ropts)
 		if err != nil {
 			return nil, err
@@ -233,7 +246,7 @@ func New(opts Options) (*Engine, error) {
 
 func staticOf(c *dsl.Config) staticConfig {
 	failOpen := fmt.Sprintf("rate_limit: %t, dedup: %t", rateLimitFailOpen(c.Store.FailOpen), dedupFailOpen(c.Store.FailOpen))
-	return staticConfig{c.Listen, c.AdminListen, c.Store.Backend, c.Store.Path, c.Store.URL.Raw, failOpen}
+	return staticConfig{c.Listen, c.AdminListen, c.Store.Backend, c.Store.Path, c.Store.URL.Raw, failOpen, retentionOf(c).String()}
 }
 
 // configDiagnostics are the findings in conveyor.yaml, which stop a start.
@@ -589,9 +602,6 @@ type sweeper interface {
 
 func (e *Engine) sweepLoop(sw sweeper) {
 	retention := e.opts.Retention
-	if retention <= 0 {
-		retention = 7 * 24 * time.Hour
-	}
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {

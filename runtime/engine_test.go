@@ -20,6 +20,8 @@ import (
 	_ "github.com/conveyor-run/conveyor/connectors/all"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
+	"github.com/conveyor-run/conveyor/runtime/store/storetest"
+	"github.com/redis/go-redis/v9"
 )
 
 // target is a fake downstream system: it records bodies by idempotency
@@ -620,4 +622,43 @@ steps:
 	if string(b) != "a\n'=1+1\n" {
 		t.Errorf("the outbox holds %q, want %q", b, "a\n'=1+1\n")
 	}
+}
+
+// store.retention of conveyor.yaml is how long finished messages stay:
+// on Redis the journal TTL of a completed message, and a reload that
+// changes it is refused as a static setting.
+func TestRetentionFromConfig(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"ship": "trigger: {http: {path: /ship}}\nsteps: [{call: {connection: erp, path: /o}}]\n"})
+	cfg := filepath.Join(dir, "conveyor.yaml")
+	old, err := os.ReadFile(cfg)
+	must(t, err)
+	withStore := append(old, fmt.Sprintf("store: {backend: redis, url: %q, retention: 30d}\n", url+"?prefix="+prefix)...)
+	must(t, os.WriteFile(cfg, withStore, 0o644))
+	e := start(t, dir, runtime.Options{})
+	status, out := post(t, "http://"+e.TriggerAddr()+"/ship", `{"n": 1}`)
+	if status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	id := out["id"].(string)
+	eventually(t, 5*time.Second, "the message completed", func() bool {
+		m, err := e.Message(context.Background(), id)
+		return err == nil && m.Status == store.Completed
+	})
+	opt, err := redis.ParseURL(url)
+	must(t, err)
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ttl, err := c.PTTL(context.Background(), prefix+"m:"+id).Result()
+	must(t, err)
+	if ttl < 29*24*time.Hour || ttl > 30*24*time.Hour {
+		t.Errorf("a completed message expires in %s; want 30 days", ttl)
+	}
+	must(t, os.WriteFile(cfg, bytes.Replace(withStore, []byte("retention: 30d"), []byte("retention: 2d"), 1), 0o644))
+	e.Reload()
+	eventually(t, 2*time.Second, "the retention change refused", func() bool {
+		return strings.Contains(e.ConfigError(), `reload not supported for store.retention: "720h0m0s" -> "48h0m0s"`)
+	})
 }

@@ -353,6 +353,8 @@ func staticDiff(a, b staticConfig) (string, string, string) {
 		return "store.path", a.path, b.path
 	case a.failOpen != b.failOpen:
 		return "store.fail_open", a.failOpen, b.failOpen
+	case a.retention != b.retention:
+		return "store.retention", a.retention, b.retention
 	}
 	return "store.url", "(hidden)", "(hidden)"
 }

@@ -19,6 +19,7 @@ import (
 	_ "github.com/conveyor-run/conveyor/connectors/all"
 	"github.com/conveyor-run/conveyor/examples/simulator"
 	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
 // The example workspace served for real against the simulator: a signed
@@ -126,5 +127,74 @@ func TestExampleWorkspaceAgainstSimulator(t *testing.T) {
 	}
 	if sims.Notify.Orders() != 2 { // the order confirmation and the shipment
 		t.Errorf("customer e-mails sent: %d, want 2", sims.Notify.Orders())
+	}
+}
+
+// An order the warehouse cannot cover is backordered: the ERP has it and
+// the WMS holds the allocation, but order.accepted is not published, so no
+// parcel is booked with the carrier and no confirmation e-mail goes out.
+func TestBackorderedOrderIsNotShipped(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sims, err := simulator.Start(ctx, simulator.EphemeralAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	env := sims.Env()
+	env["SHOP_EVENTS_REDIS_URL"] = "redis://127.0.0.1:1/0" // no stream consumer here: it backs off
+	e, err := runtime.New(runtime.Options{Workspace: "distribution", Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
+		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+
+	order, err := os.ReadFile(filepath.Join("distribution", "samples", "shopify-order.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sims.WMS.SetStock("100234", 0) // the sample's t-shirts are out of stock
+	m := hmac.New(sha256.New, []byte("dev-secret"))
+	m.Write(order)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.TriggerAddr()+"/hooks/shopify/orders", strings.NewReader(string(order)))
+	req.Header.Set("X-Shopify-Hmac-Sha256", base64.StdEncoding.EncodeToString(m.Sum(nil)))
+	req.Header.Set("X-Shopify-Shop-Domain", "demo.myshopify.com")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&accepted)
+	resp.Body.Close()
+	id, _ := accepted["id"].(string)
+	if resp.StatusCode != 202 || id == "" {
+		t.Fatalf("webhook: %d %v", resp.StatusCode, accepted)
+	}
+	// Once the order's run is done, whatever it published is stored.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		msg, err := e.Message(ctx, id)
+		if err == nil && msg.Status == store.Completed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order message not completed: %v %v", msg, err)
+		}
+	}
+	if sims.ERP.Orders() != 1 || sims.WMS.Orders() != 1 {
+		t.Fatalf("ERP orders %d, WMS allocations %d", sims.ERP.Orders(), sims.WMS.Orders())
+	}
+	for _, flow := range []string{"carrier-booking", "order-confirmation"} {
+		if ms, err := e.Messages(ctx, store.Filter{Flow: flow}); err != nil || len(ms) != 0 {
+			t.Errorf("%s got %d message(s) for a backordered order (err %v)", flow, len(ms), err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if sims.Carrier.Orders() != 0 || sims.Notify.Orders() != 0 {
+		t.Errorf("backordered order: carrier bookings %d, e-mails %d", sims.Carrier.Orders(), sims.Notify.Orders())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/conveyor-run/conveyor/examples/simulator"
 	"github.com/conveyor-run/conveyor/mappings/x12"
 	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
 // copyWorkspace copies the example workspace (without its data) into a
@@ -133,6 +134,22 @@ func TestEDI850HybridAgainstSimulator(t *testing.T) {
 	}
 	if c := so["customer"].(map[string]any); c["email"] != "jane.buyer@northwind.example" || so["totals"].(map[string]any)["net"] != "526.80" {
 		t.Errorf("ERP order: %v", so)
+	}
+	// order.accepted fans out as for a webshop order: the buyer is told and a
+	// parcel is booked for each purchase order, and no subscriber dead-letters.
+	for deadline := time.Now().Add(10 * time.Second); sims.Carrier.Orders() < 2 || sims.Notify.Orders() < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			dead, _ := e.Messages(ctx, store.Filter{Status: store.Dead})
+			for _, m := range dead {
+				t.Errorf("dead letter of %s: %s", m.Flow, m.Error)
+			}
+			t.Fatalf("order.accepted fan-out: carrier bookings %d, e-mails %d, want 2 each", sims.Carrier.Orders(), sims.Notify.Orders())
+		}
+	}
+	for _, r := range sims.Carrier.Received() {
+		if to, _ := r.Body.(map[string]any)["recipient"].(map[string]any); to["name"] == nil || to["city"] == nil {
+			t.Errorf("parcel without a recipient: %v", r.Body)
+		}
 	}
 
 	controls := map[string]string{}

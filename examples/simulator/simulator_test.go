@@ -121,7 +121,7 @@ func TestIdempotencyReplay(t *testing.T) {
 	if r := call(t, erp, "POST", "/sales-orders", bad, "k-bad"); r.Status != 422 {
 		t.Fatalf("bad: %+v", r)
 	}
-	if r := call(t, erp, "POST", "/sales-orders", salesOrder("SHP-4", "5"), "k-bad"); r.Status != 422 || r.Headers["Idempotent-Replayed"] != "true" {
+	if r := call(t, erp, "POST", "/sales-orders", bad, "k-bad"); r.Status != 422 || r.Headers["Idempotent-Replayed"] != "true" {
 		t.Errorf("bad replay: %+v", r)
 	}
 
@@ -130,6 +130,32 @@ func TestIdempotencyReplay(t *testing.T) {
 	ss.ERP.SetOrderStatus("SO-1001", "released")
 	if r := call(t, erp, "GET", "/sales-orders/SO-1001", nil, "k-get"); field(r, "status") != "released" {
 		t.Errorf("GET replayed: %+v", r)
+	}
+}
+
+// A key reused with another body is refused with 422, as real APIs do
+// (IETF draft-ietf-httpapi-idempotency-key-header): the stored answer
+// belongs to another request, and replaying it would hide a caller that
+// sends two different orders under one key.
+func TestIdempotencyKeyReusedWithAnotherBody(t *testing.T) {
+	ss := start(t)
+	erp := conn(t, ss.ERP)
+	if r := call(t, erp, "POST", "/sales-orders", salesOrder("SHP-1", "23.00"), "k"); r.Status != 201 {
+		t.Fatalf("first: %+v", r)
+	}
+	r := call(t, erp, "POST", "/sales-orders", salesOrder("SHP-2", "99.00"), "k")
+	if r.Status != 422 || r.Headers["Idempotent-Replayed"] != "" || !strings.Contains(fmt.Sprint(field(r, "error")), "different body") {
+		t.Errorf("another body under the same key: %+v", r)
+	}
+	// The same body again is still a replay: key order and spacing do not matter.
+	again := map[string]any{"net_total": "23.00", "currency": "EUR", "order_ref": "SHP-1",
+		"customer": map[string]any{"name": "Zoë van den Berg", "email": "zoe.vdberg@example.com"},
+		"lines":    []any{map[string]any{"qty": 2, "item": "100234", "discount": "1.00", "price": "12.00"}}}
+	if r := call(t, erp, "POST", "/sales-orders", again, "k"); r.Status != 201 || r.Headers["Idempotent-Replayed"] != "true" {
+		t.Errorf("same body: %+v", r)
+	}
+	if ss.ERP.Orders() != 1 || ss.ERP.Replays() != 1 {
+		t.Errorf("orders %d, replays %d", ss.ERP.Orders(), ss.ERP.Replays())
 	}
 }
 

@@ -4,8 +4,9 @@
 // and the end-to-end tests talk to over loopback HTTP.
 //
 // Each System is an http.Handler. It records every request it receives,
-// honours Idempotency-Key on writes (a repeated key answers the stored
-// first response and is counted as a replay, not as new work), and can be
+// honours Idempotency-Key on writes (a repeated key with the same request
+// answers the stored first response and is counted as a replay, not as new
+// work; the key reused for another method, path or body answers 422), and can be
 // made slow (SetLatency), unavailable (Down) or failing (FailNext). Start
 // serves all of them on loopback ports.
 //
@@ -16,6 +17,7 @@ package simulator
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -70,9 +72,11 @@ func errReply(status int, format string, args ...any) reply {
 	return reply{status: status, body: map[string]any{"error": fmt.Sprintf(format, args...)}}
 }
 
-// stored is the first answer to an idempotency key.
+// stored is the first answer to an idempotency key, and what it answered:
+// sum is the SHA-256 of the request body in canonical JSON.
 type stored struct {
 	method, path string
+	sum          [sha256.Size]byte
 	status       int
 	headers      map[string]string
 	body         []byte
@@ -358,11 +362,16 @@ func (s *System) handle(rec Record) (status int, headers map[string]string, out 
 
 	key := rec.Header("Idempotency-Key")
 	write := isWrite(rec.Method)
+	var sum [sha256.Size]byte
 	if write && key != "" {
+		sum = bodySum(rec.Body)
 		if st, ok := s.idem[key]; ok {
-			if st.method != rec.Method || st.path != rec.Path {
-				status, out = encode(errReply(http.StatusUnprocessableEntity,
-					"idempotency key %q was used for %s %s", key, st.method, st.path))
+			if st.method != rec.Method || st.path != rec.Path || st.sum != sum {
+				msg := fmt.Sprintf("idempotency key %q was used for %s %s", key, st.method, st.path)
+				if st.method == rec.Method && st.path == rec.Path {
+					msg = fmt.Sprintf("idempotency key %q was used with a different body", key)
+				}
+				status, out = encode(errReply(http.StatusUnprocessableEntity, "%s", msg))
 				rec.Status = status
 				s.records = append(s.records, rec)
 				return status, nil, out
@@ -390,11 +399,18 @@ func (s *System) handle(rec Record) (status int, headers map[string]string, out 
 	}
 	status, out = encode(rep)
 	if write && key != "" {
-		s.idem[key] = stored{method: rec.Method, path: rec.Path, status: status, headers: rep.headers, body: out}
+		s.idem[key] = stored{method: rec.Method, path: rec.Path, sum: sum, status: status, headers: rep.headers, body: out}
 	}
 	rec.Status = status
 	s.records = append(s.records, rec)
 	return status, rep.headers, out
+}
+
+// bodySum fingerprints a decoded request body: jsonv writes object keys
+// sorted, so the same document in another key order or spacing sums alike.
+func bodySum(body any) [sha256.Size]byte {
+	b, _ := jsonv.Marshal(body)
+	return sha256.Sum256(b)
 }
 
 // encode marshals a reply's body.

@@ -50,6 +50,12 @@ func Compile(src *dsl.Flow, env Env) (*Flow, dsl.Diagnostics) {
 	}
 	if src.RateLimit != nil {
 		f.RateLimit = c.rateLimit(src.RateLimit, mappings.Scope{})
+		if t := src.Trigger; t != nil && t.Kind() != "" && t.HTTP == nil {
+			// Only requests are refused (429): any other trigger would run
+			// the flow with its limit silently unenforced.
+			c.add(src.RateLimit.At, fmt.Sprintf("rate_limit: limits the requests of an http trigger; this flow's trigger is %s", t.Kind()),
+				"to pace what the flow sends, give its call steps a rate_limit")
+		}
 	}
 	c.flowRetry = f.Retry
 	f.steps = c.steps(src.Steps, "", mappings.Scope{})

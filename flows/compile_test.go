@@ -509,3 +509,24 @@ func TestStreamTriggerURLSchemes(t *testing.T) {
 		}
 	}
 }
+
+// A flow-level rate_limit refuses requests of an http trigger with 429;
+// a flow fed otherwise has no requests to refuse, and would run with its
+// limit silently unenforced: it is refused at load, with the way to pace
+// what the flow sends.
+func TestFlowRateLimitNeedsAnHTTPTrigger(t *testing.T) {
+	for trigger, ok := range map[string]bool{
+		"{http: {path: /t}}":              true,
+		"{schedule: {cron: '* * * * *'}}": false,
+		"{event: {topic: orders}}":        false,
+		"{redis_stream: {url: 'redis://127.0.0.1:6379', stream: orders}}": false,
+	} {
+		_, ds := compileWith(t, compileEnv(t, nil), "trigger: "+trigger+"\nrate_limit: {limit: 5, per: 1s}\nsteps: [{publish: {topic: t}}]\n")
+		if got := len(ds) == 0; got != ok {
+			t.Errorf("%s: diagnostics %v, want accepted %v", trigger, ds, ok)
+		}
+		if !ok && len(ds) > 0 && !strings.Contains(ds.Error(), "f.yaml:2:") {
+			t.Errorf("%s: %v, want it at the rate_limit (line 2)", trigger, ds)
+		}
+	}
+}

@@ -53,7 +53,7 @@ import (
 // of per: record runs the validate steps) and, per record, X-File-Record
 // (1-based position). Its source is "file:<name>". The trigger's
 // settings: dir, done_dir and error_dir are relative to the workspace;
-// rate_limit does not apply to files.
+// a flow-level rate_limit is refused at load (it limits http requests).
 //
 // Message ids derive from the flow, the file's name, modification time
 // and content hash, and the record's position: when accepting stops

@@ -26,8 +26,11 @@ var _ RateLimiter = (*Limiter)(nil)
 
 // Limiter is the embedded store's rate limiting: one token bucket per key
 // (golang.org/x/time/rate), refilled at Limit per Per, holding up to Burst
-// tokens (default Limit). A key idle for ten periods is forgotten. Limits
-// that name the same key share its bucket.
+// tokens (default Limit). A key idle for a minute whose bucket is full
+// again is forgotten: a new bucket would be the same, whereas forgetting
+// one still refilling, or reserved ahead by waiting calls, would hand out
+// tokens the limit does not allow. Limits that name the same key share
+// its bucket.
 //
 // Burst semantics: a client idle long enough may send Burst requests at
 // once; after that, one request per Per/Limit.
@@ -40,7 +43,6 @@ type Limiter struct {
 type bucket struct {
 	lim  *rate.Limiter
 	used time.Time
-	per  time.Duration
 }
 
 // NewLimiter returns an empty limiter.
@@ -54,7 +56,7 @@ func (l *Limiter) get(key string, rl flows.RateLimit, now time.Time) *bucket {
 	b, ok := l.buckets[key]
 	switch {
 	case !ok:
-		b = &bucket{lim: rate.NewLimiter(limit, burst), per: rl.Per}
+		b = &bucket{lim: rate.NewLimiter(limit, burst)}
 		l.buckets[key] = b
 	case b.lim.Limit() != limit || b.lim.Burst() != burst:
 		// Limits naming the same key (two flows pacing one ERP) share its
@@ -63,13 +65,12 @@ func (l *Limiter) get(key string, rl flows.RateLimit, now time.Time) *bucket {
 		// burst whenever the other limit had been asked last.
 		b.lim.SetLimitAt(now, limit)
 		b.lim.SetBurstAt(now, burst)
-		b.per = rl.Per
 	}
 	b.used = now
 	if now.Sub(l.sweep) > time.Minute {
 		l.sweep = now
 		for k, x := range l.buckets {
-			if now.Sub(x.used) > 10*x.per && now.Sub(x.used) > time.Minute {
+			if now.Sub(x.used) > time.Minute && x.lim.TokensAt(now) >= float64(x.lim.Burst()) {
 				delete(l.buckets, k)
 			}
 		}

@@ -50,26 +50,43 @@ type ClaimLimiter interface {
 var _ ClaimLimiter = (*RedisLimiter)(nil)
 
 // NewRedisLimiter returns a fail-open limiter that shares s's client; its
-// keys are s's prefix + "rl:" + the limit key.
+// keys are s's prefix + "gcra:" + the limit key. (Replicas of earlier
+// versions, which kept the arrival time alone under rl:, pace apart from
+// these during a rolling upgrade rather than fail on them.)
 func NewRedisLimiter(s *store.Redis) *RedisLimiter {
 	return &RedisLimiter{s: s, c: s.Client(), prefix: s.Prefix(), timeout: time.Second, FailOpen: true}
 }
 
 // gcraLua takes a token for KEYS[1] if there is one: ARGV[1] is the
 // emission interval and ARGV[2] the burst. It sets allowed (1 or 0) and
-// wait (µs until a token is free).
+// wait (µs until a token is free). The key holds "tat:interval:burst"
+// (µs, µs, tokens): a state written under another limit (a hot reload
+// changed it, or another flow paces the same key) keeps the tokens it
+// left, at most the burst, counted at this limit's rate, as the
+// in-process Limiter does. (The theoretical arrival time alone would keep
+// the old rate's debt: raising 1/h to 100/s would refuse the key for up
+// to an hour.)
 const gcraLua = `
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local T = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local T, B = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat, pT, pB = now, T, B
+local st = redis.call('GET', KEYS[1])
+if st then
+  local a, b, c = string.match(st, '^(%d+):(%d+):(%d+)$')
+  if a then tat, pT, pB = tonumber(a), tonumber(b), tonumber(c) end
+end
 if tat < now then tat = now end
-local allowed, wait = 0, tat - T * (tonumber(ARGV[2]) - 1) - now
+if pT ~= T or pB ~= B then
+  local left = math.min(pB - (tat - now) / pT, B)
+  tat = now + (B - left) * T
+end
+local allowed, wait = 0, math.ceil(tat - T * (B - 1) - now)
 if wait <= 0 then
   allowed, wait = 1, 0
   tat = tat + T
-  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%d', math.ceil((tat - now) / 1000) + 1))
+  redis.call('SET', KEYS[1], string.format('%.0f:%d:%d', tat, T, B), 'PX', string.format('%d', math.ceil((tat - now) / 1000) + 1))
 end
 `
 
@@ -114,7 +131,7 @@ func (l *RedisLimiter) Allow(ctx context.Context, key string, rl flows.RateLimit
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
 	interval, burst := gcraArgs(rl)
-	r, err := l.s.Eval(ctx, gcraScript, []string{l.prefix + "rl:" + key}, interval, burst).Int64Slice()
+	r, err := l.s.Eval(ctx, gcraScript, []string{l.prefix + "gcra:" + key}, interval, burst).Int64Slice()
 	if err != nil {
 		return l.failed(err)
 	}
@@ -126,6 +143,12 @@ func (l *RedisLimiter) Wait(ctx context.Context, key string, rl flows.RateLimit)
 	for {
 		ok, wait, err := l.Allow(ctx, key, rl)
 		if err != nil {
+			if ctx.Err() != nil {
+				// Not Redis out of reach: the caller gave up (shutdown,
+				// a lost lease). No token was taken; fail-open must not
+				// say one was.
+				return ctx.Err()
+			}
 			if l.FailOpen {
 				return nil
 			}
@@ -159,7 +182,7 @@ func (l *RedisLimiter) AllowClaim(ctx context.Context, key string, rl flows.Rate
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
 	interval, burst := gcraArgs(rl)
-	r, err := l.s.Eval(ctx, allowClaimScript, []string{l.prefix + "rl:" + key, l.s.DedupKeyName(dedupKey), l.s.DedupTakerName(dedupKey)}, interval, burst, id,
+	r, err := l.s.Eval(ctx, allowClaimScript, []string{l.prefix + "gcra:" + key, l.s.DedupKeyName(dedupKey), l.s.DedupTakerName(dedupKey)}, interval, burst, id,
 		strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)).Slice()
 	if err != nil {
 		ok, wait, err = l.failed(err)

@@ -242,3 +242,59 @@ func TestRedisLimiterFailOpenOrClosed(t *testing.T) {
 		return err == nil
 	})
 }
+
+// A limit changed under a key that holds state (a hot reload, or two
+// flows pacing one ERP at different rates) counts the tokens the key has
+// left at the new rate, in either limiter: raising 1/h to 100/s frees the
+// key within one new interval, not an hour later, and lowering 5/s to
+// 1/min after a full burst waits about a minute for the next token, not
+// the second the old rate had left.
+func TestChangedLimitCountsTokensLeft(t *testing.T) {
+	check := func(t *testing.T, l runtime.RateLimiter) {
+		ctx := context.Background()
+		hourly := flows.RateLimit{Limit: 1, Per: time.Hour, Burst: 1}
+		fast := flows.RateLimit{Limit: 100, Per: time.Second, Burst: 100}
+		if ok, _, err := l.Allow(ctx, "up", hourly); !ok || err != nil {
+			t.Fatalf("first request refused: %v", err)
+		}
+		if ok, wait, err := l.Allow(ctx, "up", fast); err != nil || (!ok && wait > time.Second) {
+			t.Errorf("raised to 100/s: ok %v, wait %s (Retry-After %d s); want a token within 10ms", ok, wait, int(wait.Seconds()))
+		}
+		slow := flows.RateLimit{Limit: 1, Per: time.Minute, Burst: 1}
+		small := flows.RateLimit{Limit: 5, Per: time.Second, Burst: 5}
+		for i := range 5 {
+			if ok, _, err := l.Allow(ctx, "down", small); !ok || err != nil {
+				t.Fatalf("burst request %d refused: %v", i+1, err)
+			}
+		}
+		if ok, wait, err := l.Allow(ctx, "down", slow); err != nil || ok || wait < 30*time.Second {
+			t.Errorf("lowered to 1/min after a full burst: ok %v, wait %s; want refused for about a minute", ok, wait)
+		}
+	}
+	t.Run("embedded", func(t *testing.T) { check(t, runtime.NewLimiter()) })
+	t.Run("redis", func(t *testing.T) {
+		url := storetest.RedisURL(t)
+		check(t, runtime.NewRedisLimiter(redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})))
+	})
+}
+
+// A Wait whose context has ended (shutdown, a lost lease, the sync
+// request gone) returns the context's error, whether or not the limiter
+// fails open: it never reports a token it did not take.
+func TestWaitAfterContextEnds(t *testing.T) {
+	check := func(t *testing.T, l runtime.RateLimiter) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		rl := flows.RateLimit{Limit: 1, Per: time.Hour, Burst: 1}
+		for i := range 10 {
+			if err := l.Wait(ctx, "k", rl); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Wait %d on an ended context: %v, want context.Canceled", i+1, err)
+			}
+		}
+	}
+	t.Run("embedded", func(t *testing.T) { check(t, runtime.NewLimiter()) })
+	t.Run("redis", func(t *testing.T) {
+		url := storetest.RedisURL(t)
+		check(t, runtime.NewRedisLimiter(redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})))
+	})
+}

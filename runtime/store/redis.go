@@ -58,7 +58,9 @@ import (
 //	P revlast:<flow>       string: the highest revision number
 //	P audit                list of AuditEntry JSON, newest first, capped at AuditMax
 //	P meta                 hash: settings
-//	P rl:<key>             string: GCRA theoretical arrival time (µs), used by runtime.RedisLimiter
+//	P gcra:<key>           string: "tat:interval:burst", the GCRA theoretical arrival time (µs)
+//	                       and the emission interval (µs) and burst that set it; used by
+//	                       runtime.RedisLimiter
 //
 // Messages with a final status expire after JournalTTL (dead letters
 // never do); their journal entries are trimmed by receive time by later

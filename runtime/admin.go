@@ -763,7 +763,8 @@ func (o *ReplayOptions) normalize() error {
 // again (its recorded response feeds vars.<as>), so only what failed or
 // never ran is delivered. On a revision other than the one the memo was
 // recorded on, an entry is kept when the new revision has the same effect
-// (connection, method and path, or topic) at the same step, moved when it
+// (connection, method and path, or connection and sql statement; topic,
+// with its connection; aggregate topic) at the same step, moved when it
 // has that effect at exactly one other step, and dropped otherwise (that
 // effect runs again, with its idempotency key).
 //
@@ -867,8 +868,9 @@ func splitMemoKey(s string) (string, string) {
 	return m[1], m[2]
 }
 
-// effectsOf maps each effect step of a flow source (call, publish), by its
-// step path as flows.Compile numbers them, to what the effect is.
+// effectsOf maps each effect step of a flow source (call, publish,
+// aggregate), by its step path as flows.Compile numbers them, to what the
+// effect is.
 func effectsOf(id, src string) map[string]string {
 	out := map[string]string{}
 	df, _ := dsl.ParseFlow("flows/"+id+".yaml", []byte(src))
@@ -882,10 +884,14 @@ func collectEffects(steps []dsl.Step, prefix string, out map[string]string) {
 	for i := range steps {
 		s, path := &steps[i], prefix+strconv.Itoa(i+1)
 		switch {
+		case s.Call != nil && s.Call.SQL != "":
+			out[path] = "sql " + s.Call.Connection + " " + s.Call.SQL
 		case s.Call != nil:
 			out[path] = "call " + s.Call.Connection + " " + cmp.Or(s.Call.Method, "POST") + " " + s.Call.Path.Raw
 		case s.Publish != nil:
-			out[path] = "publish " + s.Publish.Topic
+			out[path] = "publish " + s.Publish.Connection + " " + s.Publish.Topic
+		case s.Aggregate != nil:
+			out[path] = "aggregate " + s.Aggregate.Topic
 		case s.Choice != nil:
 			for j, b := range s.Choice {
 				bp := fmt.Sprintf("%s.%d.", path, j+1)

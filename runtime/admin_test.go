@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conveyor-run/conveyor/connectors/postgres/pgtest"
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/flows/flowtest"
 	"github.com/conveyor-run/conveyor/runtime"
@@ -489,5 +490,95 @@ func TestAdminBulkReplayPages(t *testing.T) {
 	eventually(t, 20*time.Second, "every order delivered", func() bool { return erp.count() == dead })
 	if n, _, _ := e.ReplayMany(ctx, store.Filter{Flow: "ship"}, runtime.ReplayOptions{}, "op"); n != 0 {
 		t.Errorf("a third bulk replay replayed %d", n)
+	}
+}
+
+// A replay from the start on a new revision keeps the memo of an
+// aggregate step that is still there: its item is in a batch already.
+// The memo kept calls and publications only, so the replay added the
+// item again, and once the first batch had gone out the item went out a
+// second time in the next one.
+func TestAdminReplayOnANewRevisionAddsNoItemTwice(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	erp.status = func(map[string]any) int { return 422 }
+	const collect = `
+trigger: {http: {path: /collect}}
+retry: {attempts: 1}
+steps:
+  - aggregate: {topic: lines, size: 1}
+  - call: {connection: erp, path: /lines}
+`
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{
+		"collect": collect,
+		"batches": "trigger: {event: {topic: lines}}\nsteps: [{call: {connection: wms, path: /batches}}]\n",
+	})
+	e := start(t, dir, runtime.Options{})
+	ctx := context.Background()
+	_, out := post(t, "http://"+e.TriggerAddr()+"/collect", `{"sku": "A"}`)
+	id, _ := out["id"].(string)
+	eventually(t, 5*time.Second, "the dead letter and the batch", func() bool {
+		m, _ := e.Store().Get(ctx, id)
+		return m != nil && m.Status == store.Dead && wms.count() == 1
+	})
+	_, err := e.PutFlow(ctx, "collect", []byte(strings.Replace(collect, "/lines", "/v2/lines", 1)), "alice", "")
+	must(t, err)
+	erp.status = nil
+	r, err := e.Replay(ctx, id, runtime.ReplayOptions{}, "op")
+	must(t, err)
+	if r.Revision != 2 || r.Memo["collect:"+id+":1"] == nil {
+		t.Errorf("replayed on revision %d with memo %v; want the aggregate step's entry kept", r.Revision, r.Memo)
+	}
+	eventually(t, 5*time.Second, "the replay completes", func() bool { return erp.count() == 1 })
+	time.Sleep(300 * time.Millisecond) // a second batch would be published by now
+	if n := wms.calls.Load(); n != 1 {
+		t.Errorf("%d batches published for one item; want 1", n)
+	}
+}
+
+// A replay from the start on a new revision runs a statement the new
+// revision changed: the memo of an sql call is kept only for the same
+// statement. Every sql call of a connection counted as the same effect
+// ("call pg POST "), so the memo of the old statement answered for the
+// new one and the new statement never ran.
+func TestAdminReplayOnANewRevisionRunsAChangedStatement(t *testing.T) {
+	_, url, conn := pgtest.Schema(t)
+	_, err := conn.Exec(context.Background(), `CREATE TABLE audit (note text NOT NULL)`)
+	must(t, err)
+	erp := newTarget(t)
+	erp.status = func(map[string]any) int { return 422 }
+	const record = `
+trigger: {http: {path: /record}}
+retry: {attempts: 1}
+steps:
+  - call: {connection: db, sql: "INSERT INTO audit (note) VALUES ('v1')"}
+  - call: {connection: erp, path: /orders}
+`
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"record": record})
+	addConnections(t, dir, fmt.Sprintf("db: {postgres: {url: %q}}", url))
+	e := start(t, dir, runtime.Options{})
+	ctx := context.Background()
+	_, out := post(t, "http://"+e.TriggerAddr()+"/record", `{"id": 1}`)
+	id, _ := out["id"].(string)
+	eventually(t, 5*time.Second, "the dead letter", func() bool {
+		m, _ := e.Store().Get(ctx, id)
+		return m != nil && m.Status == store.Dead
+	})
+	_, err = e.PutFlow(ctx, "record", []byte(strings.Replace(record, "VALUES ('v1')", "VALUES ('v2')", 1)), "alice", "")
+	must(t, err)
+	erp.status = nil
+	_, err = e.Replay(ctx, id, runtime.ReplayOptions{}, "op")
+	must(t, err)
+	eventually(t, 5*time.Second, "the replay completes", func() bool { return erp.count() == 1 })
+	var notes []string
+	rows, err := conn.Query(ctx, `SELECT note FROM audit ORDER BY note`)
+	must(t, err)
+	for rows.Next() {
+		var n string
+		must(t, rows.Scan(&n))
+		notes = append(notes, n)
+	}
+	must(t, rows.Err())
+	if strings.Join(notes, ",") != "v1,v2" {
+		t.Errorf("audit notes %q; want v1 from the first run and v2 from the replay", notes)
 	}
 }

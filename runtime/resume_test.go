@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/conveyor-run/conveyor/runtime"
+	"github.com/conveyor-run/conveyor/runtime/store"
 )
 
 // recorder is a target that answers 503 to its first request and 204
@@ -84,5 +86,84 @@ steps:
 	eventually(t, 5*time.Second, "the retry", func() bool { return len(erp.got()) == 2 })
 	if got := erp.got(); got[1] != `{"order_id":7}` {
 		t.Errorf("the ERP got %q; want the mapped order again on the retry", got)
+	}
+}
+
+// A retry resumes with the vars the earlier steps left, even when one of
+// them holds a number JSON cannot write (a ratio divided by zero is
+// +Inf): that one is stored as null, as JSON.stringify writes it. The
+// checkpoint stored all the vars as null, and the retry sent the WMS
+// the ERP's sales order as null.
+func TestRetryKeepsTheVarsBesideAnInfinity(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	failFirst(wms, 1)
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": `
+trigger: {http: {path: /orders}}
+retry: {attempts: 3, initial: 10ms, max: 10ms}
+steps:
+  - call: {connection: erp, path: /sales-orders, as: erp}
+  - set: {vars.margin: 'body.profit / body.total'}
+  - call: {connection: wms, path: /allocations, body: '{so: vars.erp.body.sales_order, free: vars.margin == nil}'}
+`})
+	e := start(t, dir, runtime.Options{})
+	status, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1, "profit": 5, "total": 0}`)
+	if status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	var m *store.Message
+	eventually(t, 5*time.Second, "the message to finish", func() bool {
+		m, _ = e.Message(context.Background(), out["id"].(string))
+		return m != nil && (m.Status == store.Completed || m.Status == store.Dead)
+	})
+	if m.Status != store.Completed {
+		t.Fatalf("message %s: %s; want completed", m.Status, m.Error)
+	}
+	wms.mu.Lock()
+	defer wms.mu.Unlock()
+	for _, body := range wms.orders {
+		if body["so"] != "SO-1" || body["free"] != true {
+			t.Errorf("the WMS got %v on the retry; want so SO-1 (vars.erp kept) and free true (vars.margin null)", body)
+		}
+	}
+}
+
+// A retry resumes with the dates the earlier steps computed still dates:
+// a comparison that worked on the first try works on the retry. The
+// checkpoint stored them as text, and the retry failed for good at
+// "string < time.Time" where a run without the failure went through.
+func TestRetryKeepsDatesDates(t *testing.T) {
+	erp, wms := newTarget(t), newTarget(t)
+	failFirst(erp, 1)
+	dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"orders": `
+trigger: {http: {path: /orders}}
+retry: {attempts: 3, initial: 10ms, max: 10ms}
+steps:
+  - set: {vars.ship_by: 'add_days(body.ordered_at, 2)'}
+  - map: {lines: '[{due: add_days(body.ordered_at, 5)}]'}
+  - call: {connection: erp, path: /sales-orders}
+  - call:
+      connection: wms
+      path: /allocations
+      body: '{rush: vars.ship_by < parse_date("2030-01-01", "yyyy-MM-dd"), due: format_date(body.lines[0].due, "yyyy-MM-dd"), late: body.lines[0].due > vars.ship_by}'
+`})
+	e := start(t, dir, runtime.Options{})
+	status, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1, "ordered_at": "2026-03-01T09:30:00+01:00"}`)
+	if status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	var m *store.Message
+	eventually(t, 5*time.Second, "the message to finish", func() bool {
+		m, _ = e.Message(context.Background(), out["id"].(string))
+		return m != nil && (m.Status == store.Completed || m.Status == store.Dead)
+	})
+	if m.Status != store.Completed {
+		t.Fatalf("message %s: %s; want completed", m.Status, m.Error)
+	}
+	wms.mu.Lock()
+	defer wms.mu.Unlock()
+	for _, body := range wms.orders {
+		if body["rush"] != true || body["due"] != "2026-03-06" || body["late"] != true {
+			t.Errorf("the WMS got %v; want rush, due 2026-03-06 and late", body)
+		}
 	}
 }

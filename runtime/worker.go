@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -178,6 +180,11 @@ type stateJSON struct {
 	Body     json.RawMessage `json:"body,omitempty"` // absent: the message's own body
 	Vars     json.RawMessage `json:"vars"`
 	Response json.RawMessage `json:"response,omitempty"`
+	// Dates are where body and vars held dates, which JSON writes as
+	// RFC 3339 text: decodeState makes them dates again, so that a retry
+	// compares and formats them as the first try did. A path starts with
+	// "body" or "vars"; an item of a list is named by its index.
+	Dates [][]string `json:"dates,omitempty"`
 }
 
 // encodeState writes stateJSON's fields straight with jsonv: encoding/json
@@ -192,18 +199,123 @@ func encodeState(s *flows.State) json.RawMessage {
 	if s.Response != nil {
 		b = appendJSONField(b, "response", storedResponse(s.Response))
 	}
+	var dates [][]string
+	if !s.BodyIsMessage {
+		dates = datePaths(s.Body, []string{"body"}, dates)
+	}
+	if dates = datePaths(s.Vars, []string{"vars"}, dates); len(dates) > 0 {
+		b = appendJSONField(b, "dates", dates)
+	}
 	return append(b, '}')
 }
 
-// appendJSONField appends ,"name":v; a value jsonv cannot encode (none
-// that a run produces) is written as null rather than breaking the record.
+// datePaths appends to out the path of every date in v, which is at path.
+func datePaths(v any, path []string, out [][]string) [][]string {
+	switch x := v.(type) {
+	case time.Time:
+		return append(out, slices.Clone(path))
+	case map[string]any:
+		for k, e := range x {
+			out = datePaths(e, append(path, k), out)
+		}
+	case []any:
+		for i, e := range x {
+			out = datePaths(e, append(path, strconv.Itoa(i)), out)
+		}
+	}
+	return out
+}
+
+// restoreDate makes the text at path in st (see stateJSON.Dates) the date
+// it was written from.
+func restoreDate(st *flows.State, path []string) {
+	date := func(v any) any {
+		if s, ok := v.(string); ok {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				return t
+			}
+		}
+		return v
+	}
+	if len(path) == 1 && path[0] == "body" {
+		st.Body = date(st.Body)
+		return
+	}
+	var cur any = st.Vars
+	if path[0] == "body" {
+		cur = st.Body
+	}
+	for i, k := range path[1:] {
+		last := i == len(path)-2
+		switch x := cur.(type) {
+		case map[string]any:
+			if last {
+				if v, ok := x[k]; ok {
+					x[k] = date(v)
+				}
+				return
+			}
+			cur = x[k]
+		case []any:
+			n, err := strconv.Atoi(k)
+			if err != nil || n < 0 || n >= len(x) {
+				return
+			}
+			if last {
+				x[n] = date(x[n])
+				return
+			}
+			cur = x[n]
+		default:
+			return
+		}
+	}
+}
+
+// appendJSONField appends ,"name":v. A NaN or an infinity, which JSON
+// cannot hold and an expression can compute (a division by zero), is
+// written as null, as JSON.stringify writes it, and the values beside it
+// are kept: a checkpoint holding null for all the vars lost them for the
+// retry. Any other value jsonv cannot encode (none that a run produces)
+// is written as null rather than breaking the record.
 func appendJSONField(b []byte, name string, v any) []byte {
 	b = append(append(append(b, ",\""...), name...), "\":"...)
 	out, err := jsonv.Append(b, v)
 	if err != nil {
+		out, err = jsonv.Append(b, finite(v))
+	}
+	if err != nil {
 		return append(b, "null"...)
 	}
 	return out
+}
+
+// finite returns v with every NaN and infinity in it replaced by nil. It
+// copies the objects and lists on the way: they may be shared.
+func finite(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
+	case float32:
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil
+		}
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = finite(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = finite(e)
+		}
+		return out
+	}
+	return v
 }
 
 // appendTrace encodes a run's trace as encoding/json would encode
@@ -264,6 +376,11 @@ func decodeState(raw json.RawMessage) (st *flows.State, messageBody bool, err er
 			return nil, false, err
 		}
 		st.Response = &r
+	}
+	for _, p := range sj.Dates {
+		if len(p) > 0 {
+			restoreDate(st, p)
+		}
 	}
 	return st, messageBody, nil
 }

@@ -361,6 +361,9 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 		sm.Attempts = resumed.Attempts
 	}
 	res := f.Run(ctx, msg, state, 0, deps)
+	// Whether the flow's timeout ended the run is known now: the journal
+	// write below may outlast the deadline of a run that failed in time.
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	var ttl time.Duration
 	if f.Dedup != nil {
 		ttl = f.Dedup.TTL
@@ -392,7 +395,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			}
 		}
 		w.Header().Set("X-Conveyor-Message-Id", sm.ID) // the journal's record, and the run a retry resumes
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if timedOut {
 			// The flow's own timeout ended the run, not a target that
 			// refused it: 504, as the trigger's timeout field says.
 			apiError(w, http.StatusGatewayTimeout, "timeout", fmt.Sprintf("the flow did not finish within its timeout of %s: %s", timeout, sm.Error),

@@ -514,7 +514,10 @@ func (e *Engine) SetEnabled(ctx context.Context, id string, enabled bool, author
 	if lf == nil {
 		return FlowInfo{}, adminErr(ErrNotFound, "flow %s does not exist", id)
 	}
-	var val []byte
+	// An enable is written, not the flag removed: the replicas that
+	// read the flags (pollDisabled) take a removed one, left by
+	// DeleteFlow, for no change.
+	val := []byte("false")
 	if !enabled {
 		val = []byte("true")
 	}
@@ -547,7 +550,9 @@ const disabledPoll = time.Second
 
 // pollDisabled keeps the flows' disabled flags as the shared store holds
 // them; it runs until the engine's context ends. A flag that cannot be
-// read stays as it was.
+// read stays as it was, and so does one that is not stored: DeleteFlow
+// clears it for a flow created again, while the replicas that still have
+// the flow keep an operator's disable.
 func (e *Engine) pollDisabled() {
 	tick := time.NewTicker(disabledPoll)
 	defer tick.Stop()
@@ -568,7 +573,7 @@ func (e *Engine) pollDisabled() {
 			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 			v, err := e.store.GetMeta(ctx, disabledKey(lf.id))
 			cancel()
-			if err == nil {
+			if err == nil && v != nil { // none: deleted through a replica that no longer has the flow
 				if disabled := string(v) == "true"; lf.disabled.Swap(disabled) && !disabled {
 					lf.pool.wake()
 				}

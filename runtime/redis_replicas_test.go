@@ -460,3 +460,41 @@ func TestReplicasShareDisable(t *testing.T) {
 		return status == http.StatusAccepted
 	})
 }
+
+// A flow an operator disabled stays disabled on every replica when it is
+// then deleted through one of them: the replicas that still have its file
+// (each pod's own copy of the workspace, or a shared one they have not
+// rescanned yet) must not take the deletion for an enable, start
+// accepting again and drain its kept queue into the target that was
+// failing.
+func TestReplicasKeepADeletedDisabledFlowDisabled(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	erp := newSink(t)
+	files := map[string]string{"orders": replicaOrderFlow}
+	a, _ := replica(t, replicaWorkspace(t, erp, files), url, prefix, "a", 0)
+	b, sb := replica(t, replicaWorkspace(t, erp, files), url, prefix, "b", 0)
+	ctx := context.Background()
+	if _, err := a.SetEnabled(ctx, "orders", false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the flow disabled on the other replica", func() bool {
+		fi, _ := b.Flow("orders")
+		return fi.Status == runtime.StatusDisabled
+	})
+	now := time.Now().UTC()
+	m := &store.Message{ID: "kept-while-disabled", Flow: "orders", Status: store.Queued, ReceivedAt: now, DueAt: now, Body: []byte(`{"id": 2}`)}
+	if _, err := sb.Accept(ctx, m, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteFlow(ctx, "orders", "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // more than two polls of the flags
+	if status, out := post(t, "http://"+b.TriggerAddr()+"/orders", `{"id": 3}`); status != http.StatusServiceUnavailable {
+		t.Errorf("the replica that still has the flow answered %d %v; want 503: the operator disabled it", status, out)
+	}
+	if n := erp.calls.Load(); n != 0 {
+		t.Errorf("the disabled, deleted flow made %d calls", n)
+	}
+}

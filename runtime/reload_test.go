@@ -634,3 +634,41 @@ func TestBrokenSharedFileIsNamedInItsFlowsStatus(t *testing.T) {
 		t.Errorf("the previous revision stopped serving: %d %v", s, out)
 	}
 }
+
+// A reload that reads every file (a mapping changed) in the gap of a
+// flow file's backup-rename save must not stop that flow for good: once
+// the editor writes the file back, unchanged, the flow serves again.
+func TestSharedReloadDuringBackupRenameSaveKeepsTheFlow(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	must(t, os.MkdirAll(filepath.Join(dir, "mappings"), 0o755))
+	e := start(t, dir, runtime.Options{RescanInterval: time.Hour})
+	file := filepath.Join(dir, "flows", "echo.yaml")
+	mapping := filepath.Join(dir, "mappings", "extra.yaml")
+	for attempt := 1; ; attempt++ {
+		// A mapping saved a while ago, not applied yet (a rescan comes
+		// by, or its own reload is still to run).
+		must(t, os.WriteFile(mapping, fmt.Appendf(nil, "map: {n: '%d'}\n", attempt), 0o644))
+		old := time.Now().Add(-time.Second)
+		must(t, os.Chtimes(mapping, old, old))
+		began := time.Now()
+		must(t, os.Rename(file, file+"~"))
+		e.Reload() // the flow file is gone for a moment
+		fast := time.Since(began) < settleBudget
+		must(t, os.Rename(file+"~", file)) // the editor's save: the same bytes back
+		if fast {
+			break
+		}
+		if attempt == 20 {
+			t.Fatalf("a rename and a reload took %s every time", time.Since(began))
+		}
+		eventually(t, 3*time.Second, "the flow back", func() bool { _, ok := e.Flow("echo"); return ok })
+	}
+	time.Sleep(300 * time.Millisecond) // settled: the reloads that follow the save are done
+	e.Reload()
+	if fi, ok := e.Flow("echo"); !ok || fi.Status != runtime.StatusActive {
+		t.Fatalf("flow %+v (listed %t) after the editor's save; want it serving", fi, ok)
+	}
+	if s, out := post(t, "http://"+e.TriggerAddr()+"/echo", `{"id": 7}`); s != 200 {
+		t.Errorf("POST /echo = %d %v, want 200", s, out)
+	}
+}

@@ -152,3 +152,44 @@ steps: [{call: {connection: wms, path: /s}}]
 		}
 	}
 }
+
+// slowFinishStore journals a sync run's outcome slowly, as a busy store
+// does (a group commit waiting on fsync, a loaded Redis).
+type slowFinishStore struct {
+	store.Store
+	delay time.Duration
+}
+
+func (s *slowFinishStore) Finish(ctx context.Context, m *store.Message, ttl time.Duration) error {
+	time.Sleep(s.delay)
+	return s.Store.Finish(ctx, m, ttl)
+}
+
+// A sync run that failed within its timeout answers that failure, not
+// 504, however long its journal write takes after the run: the target's
+// refusal is not a timeout (and a sender told "timeout" sends the same
+// bad request again).
+func TestSyncRunFailedInTimeIsNoTimeout(t *testing.T) {
+	erp := newTarget(t)
+	erp.status = func(map[string]any) int { time.Sleep(100 * time.Millisecond); return 400 }
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"quote": `
+trigger: {http: {path: /quote, mode: sync, timeout: 300ms}}
+steps:
+  - call: {connection: erp, path: /q}
+  - respond: {status: 200}
+`})
+	bs, err := store.OpenBolt(t.TempDir())
+	must(t, err)
+	e, err := runtime.New(runtime.Options{Workspace: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+		Store:  &slowFinishStore{Store: bs, delay: 400 * time.Millisecond},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1})
+	must(t, err)
+	must(t, e.Start())
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	resp, err := http.Post("http://"+e.TriggerAddr()+"/quote", "application/json", strings.NewReader(`{"ref": "r1"}`))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("a run the target refused within its timeout: %d; want 502", resp.StatusCode)
+	}
+}

@@ -222,7 +222,7 @@ func (e *Engine) Reload() {
 	files := e.scanFiles()
 	var changed []string
 	shared := false
-	settling := false
+	settling, vanishing := false, false
 	for p, h := range files {
 		if e.hashes[p] == h {
 			continue
@@ -244,7 +244,7 @@ func (e *Engine) Reload() {
 		// git checkout unlinks and writes): look again once it settles
 		// rather than stop its flow in between.
 		if info, err := os.Stat(filepath.Dir(p)); err == nil && recent(info.ModTime()) {
-			files[p], settling = h, true
+			files[p], settling, vanishing = h, true, true
 			continue
 		}
 		changed = append(changed, p)
@@ -259,6 +259,13 @@ func (e *Engine) Reload() {
 		if !isFlowFile(e.opts.Workspace, p) {
 			shared = true
 		}
+	}
+	if shared && vanishing {
+		// A full load reads the directories as they are now, without the
+		// file being replaced: its flow would stop, and stay stopped once
+		// the file is back unchanged (its hash is kept). The reload after
+		// the settle applies it all.
+		return
 	}
 	e.hashes = files
 	e.mu.RLock()

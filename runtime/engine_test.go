@@ -367,6 +367,32 @@ func TestEventFanOut(t *testing.T) {
 	eventually(t, 5*time.Second, "both subscribers", func() bool { return erp.count() == 1 && wms.count() == 1 })
 }
 
+// A subscriber whose file has had errors since the start still gets its
+// copy of every publication, run once the file is fixed: Publish skipped
+// flows without a live revision, and their events were lost for good.
+func TestEventForABrokenSubscriberWaitsForTheFix(t *testing.T) {
+	erp := newTarget(t)
+	broken := "trigger: {event: {topic: order.accepted}}\nsteps: [{call: {connection: erp, path: '/x/{{ bdy.id }}'}}]\n"
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
+		"in":     "trigger: {http: {path: /in}}\nsteps: [{publish: {topic: order.accepted}}]\n",
+		"to-erp": broken,
+	})
+	e := start(t, dir, runtime.Options{})
+	if _, ok := e.Flow("to-erp"); !ok {
+		t.Fatal("the broken flow is not listed")
+	}
+	if s, out := post(t, "http://"+e.TriggerAddr()+"/in", `{"id": 7}`); s != 202 {
+		t.Fatalf("accept: %d %v", s, out)
+	}
+	eventually(t, 5*time.Second, "the copy stored for the broken flow", func() bool {
+		ms, err := e.Messages(context.Background(), store.Filter{Flow: "to-erp"})
+		return err == nil && len(ms) == 1
+	})
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "to-erp.yaml"), []byte(strings.Replace(broken, "bdy", "body", 1)), 0o644))
+	e.Reload()
+	eventually(t, 15*time.Second, "the event delivered once the flow loads", func() bool { return erp.count() == 1 })
+}
+
 // An event-triggered flow with dedup stores one copy per business key:
 // the second publication of order 1 is a duplicate for it (and counted
 // as one), while a subscriber without dedup gets both. A subscriber whose

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/conveyor-run/conveyor/dsl"
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/mappings"
 	"github.com/conveyor-run/conveyor/mappings/jsonv"
@@ -21,17 +22,30 @@ import (
 // copy whose key is held already is a duplicate for that subscriber
 // only, and a copy whose key cannot be computed is journaled as a dead
 // letter saying why, as a stream trigger does (the publisher's retry
-// would compute the same key again).
+// would compute the same key again). A subscriber whose file has had
+// errors since the start (no revision went live) is known by its
+// decoded trigger: its copy waits for the fix, without a dedup check.
 func (e *Engine) Publish(ctx context.Context, topic string, body any, key string) error {
 	raw, err := jsonv.Marshal(body)
 	if err != nil {
 		return err
 	}
+	type subscriber struct {
+		lf *liveFlow
+		f  *flows.Flow // nil: the flow has no live revision yet
+	}
 	e.mu.RLock()
-	var subs []*liveFlow
+	var subs []subscriber
 	for _, lf := range e.flows {
-		if f := lf.cur.Load(); f != nil && f.Trigger.Event != nil && f.Trigger.Event.Topic == topic {
-			subs = append(subs, lf)
+		f := lf.cur.Load()
+		switch {
+		case f != nil && f.Trigger.Event != nil && f.Trigger.Event.Topic == topic:
+			subs = append(subs, subscriber{lf, f})
+		case f == nil && e.ws != nil && subscribes(e.ws.Sources[lf.id], topic):
+			// A flow whose file had errors since the start: it gets its
+			// copy all the same, run once the file is fixed (on the
+			// revision then live), rather than losing the event.
+			subs = append(subs, subscriber{lf, nil})
 		}
 	}
 	e.mu.RUnlock()
@@ -42,13 +56,19 @@ func (e *Engine) Publish(ctx context.Context, topic string, body any, key string
 	now := time.Now().UTC()
 	var stored any // body as stored, decoded once for the dedup keys
 	decoded := false
-	for _, lf := range subs {
-		f := lf.cur.Load()
-		m := &store.Message{ID: eventID(key, lf.id), Flow: lf.id, Revision: f.Revision, Status: store.Queued, Source: "event:" + topic,
+	for _, sub := range subs {
+		lf, f := sub.lf, sub.f
+		m := &store.Message{ID: eventID(key, lf.id), Flow: lf.id, Status: store.Queued, Source: "event:" + topic,
 			ReceivedAt: now, DueAt: now, Body: raw}
 		var ttl time.Duration
 		var why error
-		if f.Dedup != nil {
+		if f == nil {
+			e.log.Warn("event stored for a flow that has no live revision: it runs once the flow's file loads (unchecked for duplicates)",
+				"flow", lf.id, "message", m.ID, "topic", topic)
+		} else {
+			m.Revision = f.Revision
+		}
+		if f != nil && f.Dedup != nil {
 			if !decoded {
 				stored, err = jsonv.Decode(raw)
 				if err != nil {
@@ -83,6 +103,12 @@ func (e *Engine) Publish(ctx context.Context, topic string, body any, key string
 		}
 	}
 	return nil
+}
+
+// subscribes reports whether src, a flow file that decoded, has the event
+// trigger topic.
+func subscribes(src *dsl.Flow, topic string) bool {
+	return src != nil && src.Trigger != nil && src.Trigger.Event != nil && src.Trigger.Event.Topic == topic
 }
 
 // eventDedupKey computes the dedup key of m, subscriber f's copy of a

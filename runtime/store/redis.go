@@ -37,7 +37,7 @@ import (
 //
 //	P m:<id>               hash: j (message record), st (status), f (flow), r (received, µs),
 //	                       s (stream entry id while queued or leased), dv (leases since the
-//	                       last Save), tk (accept token), why (set when dead-lettered by Lease)
+//	                       last Save), tk (accept token), k (dedup key), why (set when dead-lettered by Lease)
 //	P q:<flow>             stream, consumer group "conveyor": entries {id: <message id>}
 //	                       of messages due now; leased = pending in the group (PEL)
 //	P due:<flow>           zset: message id -> due time (µs), messages due later
@@ -48,8 +48,8 @@ import (
 //	                       (received within JournalTTL; older messages that do not expire
 //	                       are listed from P st:<flow>:<status>)
 //	P kx:<dedup key>       zset: message id -> received (µs); List by key, PX = JournalTTL
-//	P kl:<dedup key>       zset: message id -> received (µs), of the key's messages that do
-//	                       not expire (pending or dead); List by key
+//	P kl:<dedup key>       zset: message id -> received (µs), of the key's dead letters and
+//	                       retrying messages (which do not expire); List by key
 //	P dd:<dedup key>       string: id of the message holding the key, PX = dedup TTL;
 //	                       ~id: released by the failed sync run id to the sender's retry
 //	P ddby:<dedup key>     string: the claimant that took a released key for its run, PX = claim TTL
@@ -285,12 +285,14 @@ local function journal(id, flow, recv, dk, ttl)
     redis.call('PEXPIRE', P..'kx:'..dk, ttl)
   end
 end
--- kl:<dedup key> lists the messages of the key that do not expire
--- (pending or dead), which kx:<dedup key> outlives by no more than
--- JournalTTL.
+-- kl:<dedup key> lists the key's dead letters and retrying messages,
+-- which do not expire and which kx:<dedup key> outlives by no more than
+-- JournalTTL. Saves keep it (an accept adds nothing: a key per accepted
+-- message cost the accept path a fifth of its rate).
 local function keyLive(id, dk, st, recv)
   if dk == '' then return end
-  if st == 'dead' or pending(st) then redis.call('ZADD', P..'kl:'..dk, recv, id) else redis.call('ZREM', P..'kl:'..dk, id) end
+  if st == 'dead' or st == 'retrying' then redis.call('ZADD', P..'kl:'..dk, recv, id)
+  elseif not pending(st) then redis.call('ZREM', P..'kl:'..dk, id) end
 end
 `
 
@@ -314,9 +316,8 @@ if dk ~= '' then
   end
   if tonumber(ARGV[10]) > 0 then redis.call('SET', dd, id, 'PX', ARGV[10]) end
 end
-redis.call('HSET', mk, 'j', ARGV[4], 'st', ARGV[5], 'f', flow, 'r', ARGV[8], 'tk', ARGV[11], 'dv', 0)
+redis.call('HSET', mk, 'j', ARGV[4], 'st', ARGV[5], 'f', flow, 'r', ARGV[8], 'tk', ARGV[11], 'dv', 0, 'k', dk)
 journal(id, flow, ARGV[8], dk, ARGV[12])
-keyLive(id, dk, ARGV[5], ARGV[8])
 move(id, flow, false, ARGV[5], ARGV[8])
 enqueue(id, flow, ARGV[6], ARGV[7])
 return {'ok'}
@@ -387,6 +388,7 @@ for _, e in ipairs(got) do
       redis.call('HDEL', mk, 's')
       redis.call('HSET', mk, 'st', 'dead', 'why', 'leased ' .. (dv - 1) .. ' times without an outcome: its worker was lost each time')
       move(id, flow, r[2], 'dead', r[4])
+      keyLive(id, redis.call('HGET', mk, 'k') or '', 'dead', r[4])
       dead[#dead + 1] = id
     else
       redis.call('HSET', mk, 'st', 'running', 'dv', dv)

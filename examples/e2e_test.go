@@ -26,25 +26,10 @@ import (
 // webshop order reaches the ERP and the WMS once, even when the webhook is
 // delivered twice, and the sync shipment webhook answers inline.
 func TestExampleWorkspaceAgainstSimulator(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sims, err := simulator.Start(ctx, simulator.EphemeralAddrs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sims.Close()
+	sims := startSimulator(t)
 	env := sims.Env()
 	env["SHOP_EVENTS_REDIS_URL"] = "redis://127.0.0.1:1/0" // no stream consumer here: it backs off
-	e, err := runtime.New(runtime.Options{Workspace: "distribution", Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
-		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(context.Background())
+	e := serve(t, "distribution", t.TempDir(), env)
 	for _, fi := range e.Flows() {
 		if fi.Status != runtime.StatusActive {
 			t.Fatalf("flow %s: %s %v", fi.ID, fi.Status, fi.Diagnostics)
@@ -134,25 +119,11 @@ func TestExampleWorkspaceAgainstSimulator(t *testing.T) {
 // the WMS holds the allocation, but order.accepted is not published, so no
 // parcel is booked with the carrier and no confirmation e-mail goes out.
 func TestBackorderedOrderIsNotShipped(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sims, err := simulator.Start(ctx, simulator.EphemeralAddrs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sims.Close()
+	sims := startSimulator(t)
 	env := sims.Env()
 	env["SHOP_EVENTS_REDIS_URL"] = "redis://127.0.0.1:1/0" // no stream consumer here: it backs off
-	e, err := runtime.New(runtime.Options{Workspace: "distribution", Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
-		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(context.Background())
+	e := serve(t, "distribution", t.TempDir(), env)
+	ctx := context.Background()
 
 	order, err := os.ReadFile(filepath.Join("distribution", "samples", "shopify-order.json"))
 	if err != nil {
@@ -197,4 +168,35 @@ func TestBackorderedOrderIsNotShipped(t *testing.T) {
 	if sims.Carrier.Orders() != 0 || sims.Notify.Orders() != 0 {
 		t.Errorf("backordered order: carrier bookings %d, e-mails %d", sims.Carrier.Orders(), sims.Notify.Orders())
 	}
+}
+
+// startSimulator starts the simulated systems on free loopback ports until
+// the test ends.
+func startSimulator(t *testing.T) *simulator.Systems {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sims, err := simulator.Start(ctx, simulator.EphemeralAddrs())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sims.Close(); cancel() })
+	return sims
+}
+
+// serve runs the workspace at dir, its store in dataDir, on free loopback
+// ports with env as its environment, until the test ends.
+func serve(t *testing.T, dir, dataDir string, env map[string]string) *runtime.Engine {
+	t.Helper()
+	e, err := runtime.New(runtime.Options{Workspace: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
+		DataDir: dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
+		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	return e
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/flows/flowtest"
-	"github.com/conveyor-run/conveyor/runtime"
 )
 
 // The aggregate step of erp-stock-batch hands its item to the aggregator
@@ -85,16 +82,7 @@ func TestERPBulkImportServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := runtime.New(runtime.Options{Workspace: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
-		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(context.Background())
+	e := serve(t, dir, t.TempDir(), env)
 	ctx := context.Background()
 	skus := []string{"TSHIRT-RED-M", "TSHIRT-RED-L", "MUG-BLUE", "COFFEE-1KG", "SOCKS-3PK"}
 	for i := range 56 {

@@ -2,9 +2,7 @@ package examples_test
 
 import (
 	"context"
-	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	_ "github.com/conveyor-run/conveyor/connectors/all"
-	"github.com/conveyor-run/conveyor/examples/simulator"
 	"github.com/conveyor-run/conveyor/mappings/x12"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
@@ -83,25 +80,11 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // same orders sent again are not ordered twice; a malformed 850 ends in
 // error/ with the segment and byte that failed.
 func TestEDI850HybridAgainstSimulator(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sims, err := simulator.Start(ctx, simulator.EphemeralAddrs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sims.Close()
+	sims := startSimulator(t)
 	env := sims.Env()
 	dir := copyWorkspace(t)
-	e, err := runtime.New(runtime.Options{Workspace: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		DataDir: filepath.Join(dir, "data"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RescanInterval: -1,
-		Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(context.Background())
+	e := serve(t, dir, filepath.Join(dir, "data"), env)
+	ctx := context.Background()
 	if fi, ok := e.Flow("edi-850-in"); !ok || fi.Status != runtime.StatusActive {
 		t.Fatalf("edi-850-in: %+v", fi)
 	}

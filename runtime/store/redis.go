@@ -732,12 +732,9 @@ func (s *Redis) List(ctx context.Context, f Filter) ([]*Message, error) {
 	var indexes []string
 	switch {
 	case f.Status != "":
-		flows := []string{f.Flow}
-		if f.Flow == "" {
-			var err error
-			if flows, err = s.c.SMembers(ctx, s.prefix+"flows").Result(); err != nil {
-				return nil, fmt.Errorf("store: list: %w", err)
-			}
+		flows, err := s.listFlows(ctx, f.Flow)
+		if err != nil {
+			return nil, err
 		}
 		for _, fl := range flows {
 			indexes = append(indexes, s.prefix+"st:"+fl+":"+string(f.Status))
@@ -772,12 +769,9 @@ func (s *Redis) List(ctx context.Context, f Filter) ([]*Message, error) {
 	// status indexes, which are not trimmed.
 	cutoff := time.Now().Add(time.Minute - s.opts.JournalTTL)
 	if f.Status == "" && f.Key == "" && (len(out) < f.Limit || out[len(out)-1].ReceivedAt.Before(cutoff)) {
-		flows := []string{f.Flow}
-		if f.Flow == "" {
-			var err error
-			if flows, err = s.c.SMembers(ctx, s.prefix+"flows").Result(); err != nil {
-				return nil, fmt.Errorf("store: list: %w", err)
-			}
+		flows, err := s.listFlows(ctx, f.Flow)
+		if err != nil {
+			return nil, err
 		}
 		for _, fl := range flows {
 			for _, st := range []Status{Dead, Queued, Retrying, Running} {
@@ -789,6 +783,18 @@ func (s *Redis) List(ctx context.Context, f Filter) ([]*Message, error) {
 	}
 	slices.SortStableFunc(out, ListOrder)
 	return out[:min(len(out), f.Limit)], nil
+}
+
+// listFlows is flow, or every flow the store has seen when it is "".
+func (s *Redis) listFlows(ctx context.Context, flow string) ([]string, error) {
+	if flow != "" {
+		return []string{flow}, nil
+	}
+	flows, err := s.c.SMembers(ctx, s.prefix+"flows").Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: list: %w", err)
+	}
+	return flows, nil
 }
 
 // scan pages through one index newest first, keeping what matches f.

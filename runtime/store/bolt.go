@@ -898,13 +898,8 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 					continue // written since the scan
 				}
 				deleted++
-				for _, del := range []struct {
-					b []byte
-					k []byte
-				}{{bJournal, k}, {bMessages, id}, {bBodies, id}} {
-					if err := tx.Bucket(del.b).Delete(del.k); err != nil {
-						return err
-					}
+				if err := errors.Join(tx.Bucket(bJournal).Delete(k), tx.Bucket(bMessages).Delete(id), tx.Bucket(bBodies).Delete(id)); err != nil {
+					return err
 				}
 			}
 			return nil

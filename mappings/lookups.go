@@ -43,7 +43,7 @@ func LoadLookups(dir string) (*Lookups, []error) {
 	}
 	var errs []error
 	for _, e := range entries {
-		if e.IsDir() || filepath.Ext(e.Name()) != ".csv" {
+		if e.IsDir() || filepath.Ext(e.Name()) != ".csv" || strings.HasPrefix(e.Name(), ".") { // .#x.csv: an editor's lock file
 			continue
 		}
 		t, tErrs := readLookupFile(filepath.Join(dir, e.Name()))

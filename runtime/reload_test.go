@@ -3,9 +3,11 @@ package runtime_test
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -670,5 +672,26 @@ func TestSharedReloadDuringBackupRenameSaveKeepsTheFlow(t *testing.T) {
 	}
 	if s, out := post(t, "http://"+e.TriggerAddr()+"/echo", `{"id": 7}`); s != 200 {
 		t.Errorf("POST /echo = %d %v, want 200", s, out)
+	}
+}
+
+// A workspace whose path holds [ loads its flows, and an editor's lock
+// file beside a flow (emacs's .#echo.yaml, a link to nowhere) is no flow:
+// the loader listed files with filepath.Glob, which took the path for a
+// pattern (no flow at all) and the lock file for a broken flow.
+func TestWorkspaceListsFilesAsTheWatcherDoes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "acme [prod]")
+	must(t, os.MkdirAll(filepath.Join(dir, "flows"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(dir, "lookups"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "echo.yaml"), []byte(echoV1), 0o644))
+	must(t, os.Symlink("user@host.1234:1700000000", filepath.Join(dir, "flows", ".#echo.yaml")))
+	must(t, os.WriteFile(filepath.Join(dir, "lookups", "sku.csv"), []byte("key,value\nA,1\n"), 0o644))
+	must(t, os.Symlink("user@host.1234:1700000000", filepath.Join(dir, "lookups", ".#sku.csv")))
+	ws := runtime.LoadWorkspace(dir, nil)
+	if len(ws.Diagnostics) > 0 {
+		t.Errorf("diagnostics: %v", ws.Diagnostics)
+	}
+	if _, ok := ws.Flows["echo"]; !ok || len(ws.Flows) != 1 {
+		t.Errorf("flows %v; want echo alone", slices.Collect(maps.Keys(ws.Flows)))
 	}
 }

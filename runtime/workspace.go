@@ -301,11 +301,17 @@ func routePattern(p string) string {
 	return strings.Join(parts, "/")
 }
 
+// yamlFiles lists the .yaml and .yml files of the workspace's sub
+// directory, sorted, as the watcher sees them: hidden files (an editor's
+// lock file, such as emacs's .#orders.yaml) are none. (filepath.Glob
+// took them, and took a workspace path holding [ for a pattern.)
 func (ws *Workspace) yamlFiles(sub string) []string {
+	entries, _ := os.ReadDir(filepath.Join(ws.Dir, sub))
 	var out []string
-	for _, pat := range []string{"*.yaml", "*.yml"} {
-		m, _ := filepath.Glob(filepath.Join(ws.Dir, sub, pat))
-		out = append(out, m...)
+	for _, en := range entries {
+		if name := en.Name(); !en.IsDir() && !strings.HasPrefix(name, ".") && sourceFile(sub, name) {
+			out = append(out, filepath.Join(ws.Dir, sub, name))
+		}
 	}
 	sort.Strings(out)
 	return out

@@ -256,8 +256,15 @@ func us(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
 
 func ms(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
 
+// releasedLua tells a dedup key's value ~id, released by the failed sync
+// run id to the sender's retry and held by none, from the id of its
+// holder. The scripts that read dedup keys share it.
+const releasedLua = `
+local function released(h) return h and string.sub(h, 1, 1) == '~' end
+`
+
 // luaPrelude is shared by the scripts: ARGV[1] is always the prefix.
-const luaPrelude = `
+const luaPrelude = releasedLua + `
 local P = ARGV[1]
 local G = 'conveyor'
 local function ensure(q)
@@ -310,7 +317,7 @@ end
 if dk ~= '' then
   local dd = P..'dd:'..dk
   local h = redis.call('GET', dd)
-  if h and string.sub(h, 1, 1) ~= '~' then -- ~id: released to a retry, held by none
+  if h and not released(h) then
     local x = redis.call('HMGET', P..'m:'..h, 'j', 'st')
     if x[1] then return {'dup', x[1], x[2]} end
   end
@@ -537,7 +544,7 @@ end
 if ARGV[12] ~= '' and dk ~= '' then
   local dd = P..'dd:'..dk
   local h = redis.call('GET', dd)
-  local free = not h or h == id or string.sub(h, 1, 1) == '~'
+  local free = not h or h == id or released(h)
   if ARGV[12] == 'confirm' and free then redis.call('SET', dd, id, 'PX', ARGV[13])
   elseif ARGV[12] == 'release' and free then redis.call('SET', dd, '~'..id, 'PX', ARGV[13]) end
 end
@@ -958,9 +965,9 @@ func (s *Redis) Depth(ctx context.Context, flow string) (int, time.Time, error) 
 // Who took a released key is kept in the key named cby, so that the same
 // claim sent again after a lost answer is still this claimant's. The
 // scripts that run it set ck, cby, cid and cttl first.
-const ClaimLua = `
+const ClaimLua = releasedLua + `
 local claimed, holder = 0, redis.call('GET', ck)
-if not holder or string.sub(holder, 1, 1) == '~' then
+if not holder or released(holder) then
   claimed, holder = 1, holder and string.sub(holder, 2) or cid
   redis.call('SET', ck, holder, 'PX', cttl)
   if holder ~= cid then redis.call('SET', cby, cid, 'PX', cttl) end
@@ -993,9 +1000,9 @@ func ClaimResult(r []any) (holder string, ok bool, err error) {
 	return holder, claimed == 1, nil
 }
 
-var confirmScript = redis.NewScript(`
+var confirmScript = redis.NewScript(releasedLua + `
 local h = redis.call('GET', KEYS[1])
-if h and h ~= ARGV[1] and string.sub(h, 1, 1) ~= '~' then return redis.error_reply('held by ' .. h) end
+if h and h ~= ARGV[1] and not released(h) then return redis.error_reply('held by ' .. h) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)

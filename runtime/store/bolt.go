@@ -322,7 +322,12 @@ func dedupHolder(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
 
 // dedupLive returns the entry of key unless it expired.
 func dedupLive(tx *bolt.Tx, key string, now time.Time) (*dedupEntry, bool) {
-	v := tx.Bucket(bDedup).Get(dedupBucketKey(key))
+	return liveDedup(tx.Bucket(bDedup).Get(dedupBucketKey(key)), now)
+}
+
+// liveDedup decodes v, a stored dedup entry (nil: none), unless it
+// expired or cannot be read.
+func liveDedup(v []byte, now time.Time) (*dedupEntry, bool) {
 	if v == nil {
 		return nil, false
 	}
@@ -875,7 +880,7 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 			}
 		}
 		return tx.Bucket(bDedup).ForEach(func(k, v []byte) error {
-			if e, err := decodeDedup(v); err != nil || now.After(e.Expires) {
+			if _, live := liveDedup(v, now); !live {
 				expired = append(expired, append([]byte(nil), k...))
 			}
 			return nil
@@ -912,10 +917,8 @@ func (s *Bolt) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 	for batch := range slices.Chunk(expired, sweepBatch) {
 		err := s.batch(func(tx *bolt.Tx) error {
 			for _, k := range batch {
-				if v := tx.Bucket(bDedup).Get(k); v != nil {
-					if e, err := decodeDedup(v); err == nil && !time.Now().After(e.Expires) {
-						continue // claimed again since the scan
-					}
+				if _, live := liveDedup(tx.Bucket(bDedup).Get(k), time.Now()); live {
+					continue // claimed again since the scan
 				}
 				if err := tx.Bucket(bDedup).Delete(k); err != nil {
 					return err

@@ -186,27 +186,37 @@ func (e *Engine) scanFiles() map[string]string {
 	}
 	add(filepath.Join(dir, "conveyor.yaml"))
 	for _, sub := range sourceDirs {
-		entries, _ := os.ReadDir(filepath.Join(dir, sub))
-		for _, en := range entries {
-			name := en.Name()
-			if en.IsDir() || strings.HasPrefix(name, ".") || !sourceFile(sub, name) {
-				continue
-			}
-			add(filepath.Join(dir, sub, name))
+		for _, path := range sourceFiles(dir, sub) {
+			add(path)
 		}
 	}
 	e.stamps = stamps
 	return out
 }
 
-// sourceFile reports whether a file of the workspace's sub directory is
-// one a load reads: lookups/*.csv, and *.yaml or *.yml in flows/ and
-// mappings/ (a CSV kept beside the flows is no flow).
-func sourceFile(sub, name string) bool {
-	if sub == "lookups" {
-		return strings.HasSuffix(name, ".csv")
+// sourceFiles lists, sorted, the files of the workspace dir's sub
+// directory that a load reads: lookups/*.csv, and *.yaml or *.yml in the
+// others (a CSV kept beside the flows is no flow). Hidden files (an
+// editor's lock file, such as emacs's .#orders.yaml) are none. The loader
+// and the watcher both list files here, so they see the same ones.
+func sourceFiles(dir, sub string) []string {
+	entries, _ := os.ReadDir(filepath.Join(dir, sub))
+	var out []string
+	for _, en := range entries {
+		name := en.Name()
+		if en.IsDir() || strings.HasPrefix(name, ".") {
+			continue
+		}
+		ext := filepath.Ext(name)
+		read := ext == ".yaml" || ext == ".yml"
+		if sub == "lookups" {
+			read = ext == ".csv"
+		}
+		if read {
+			out = append(out, filepath.Join(dir, sub, name))
+		}
 	}
-	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
+	return out // os.ReadDir sorts by name
 }
 
 // Reload applies what changed on disk since the last load: a changed flow

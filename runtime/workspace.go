@@ -302,20 +302,8 @@ func routePattern(p string) string {
 }
 
 // yamlFiles lists the .yaml and .yml files of the workspace's sub
-// directory, sorted, as the watcher sees them: hidden files (an editor's
-// lock file, such as emacs's .#orders.yaml) are none. (filepath.Glob
-// took them, and took a workspace path holding [ for a pattern.)
-func (ws *Workspace) yamlFiles(sub string) []string {
-	entries, _ := os.ReadDir(filepath.Join(ws.Dir, sub))
-	var out []string
-	for _, en := range entries {
-		if name := en.Name(); !en.IsDir() && !strings.HasPrefix(name, ".") && sourceFile(sub, name) {
-			out = append(out, filepath.Join(ws.Dir, sub, name))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+// directory, sorted (see sourceFiles).
+func (ws *Workspace) yamlFiles(sub string) []string { return sourceFiles(ws.Dir, sub) }
 
 func (ws *Workspace) fileError(path string, err error) {
 	ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Message: err.Error()})

@@ -229,47 +229,44 @@ func datePaths(v any, path []string, out [][]string) [][]string {
 // restoreDate makes the text at path in st (see stateJSON.Dates) the date
 // it was written from.
 func restoreDate(st *flows.State, path []string) {
-	date := func(v any) any {
-		if s, ok := v.(string); ok {
-			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-				return t
-			}
-		}
-		return v
-	}
-	if len(path) == 1 && path[0] == "body" {
-		st.Body = date(st.Body)
-		return
-	}
-	var cur any = st.Vars
-	if path[0] == "body" {
-		cur = st.Body
-	}
-	for i, k := range path[1:] {
-		last := i == len(path)-2
+	root := map[string]any{"body": st.Body, "vars": st.Vars}
+	var cur any = root
+	for i, k := range path {
+		last := i == len(path)-1
 		switch x := cur.(type) {
 		case map[string]any:
-			if last {
-				if v, ok := x[k]; ok {
-					x[k] = date(v)
-				}
+			v, ok := x[k]
+			if !ok {
 				return
 			}
-			cur = x[k]
+			if last {
+				x[k] = asDate(v)
+			}
+			cur = v
 		case []any:
 			n, err := strconv.Atoi(k)
 			if err != nil || n < 0 || n >= len(x) {
 				return
 			}
 			if last {
-				x[n] = date(x[n])
-				return
+				x[n] = asDate(x[n])
 			}
 			cur = x[n]
 		default:
 			return
 		}
 	}
+	st.Body = root["body"] // a body that is itself a date
+}
+
+// asDate is v, RFC 3339 text, as the date it was written from.
+func asDate(v any) any {
+	if s, ok := v.(string); ok {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return t
+		}
+	}
+	return v
 }
 
 // appendJSONField appends ,"name":v. A NaN or an infinity, which JSON

@@ -510,6 +510,22 @@ func failFirst(tg *target, n int64) {
 	}
 }
 
+// outcome posts body to the async trigger at path and returns its
+// message once it has finished, completed or dead, within the time given.
+func outcome(t *testing.T, e *runtime.Engine, path, body string, within time.Duration) *store.Message {
+	t.Helper()
+	status, out := post(t, "http://"+e.TriggerAddr()+path, body)
+	if status != 202 {
+		t.Fatalf("accept: %d %v", status, out)
+	}
+	var m *store.Message
+	eventually(t, within, "the message to finish", func() bool {
+		m, _ = e.Store().Get(context.Background(), out["id"].(string))
+		return m != nil && (m.Status == store.Completed || m.Status == store.Dead)
+	})
+	return m
+}
+
 // Retry attempts are counted per step: the retries the ERP call used do
 // not eat the WMS call's own budget ("attempts: 3" is three WMS calls in
 // all, whatever happened before), and the WMS call's first retry waits
@@ -525,16 +541,7 @@ steps:
   - call: {connection: wms, path: /allocations, retry: {attempts: 3, initial: 10ms, max: 10ms}}
 `})
 	e := start(t, dir, runtime.Options{})
-	s, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1}`)
-	if s != 202 {
-		t.Fatalf("accept: %d %v", s, out)
-	}
-	id := out["id"].(string)
-	var m *store.Message
-	eventually(t, 10*time.Second, "the message to finish", func() bool {
-		m, _ = e.Store().Get(context.Background(), id)
-		return m != nil && (m.Status == store.Completed || m.Status == store.Dead)
-	})
+	m := outcome(t, e, "/orders", `{"id": 1}`, 10*time.Second)
 	if m.Status != store.Completed || wms.calls.Load() != 2 {
 		t.Errorf("status %s after %d WMS call(s) (message attempt %d, error %q); want completed after 2 WMS calls", m.Status, wms.calls.Load(), m.Attempt, m.Error)
 	}

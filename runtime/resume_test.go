@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -106,15 +105,7 @@ steps:
   - call: {connection: wms, path: /allocations, body: '{so: vars.erp.body.sales_order, free: vars.margin == nil}'}
 `})
 	e := start(t, dir, runtime.Options{})
-	status, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1, "profit": 5, "total": 0}`)
-	if status != 202 {
-		t.Fatalf("accept: %d %v", status, out)
-	}
-	var m *store.Message
-	eventually(t, 5*time.Second, "the message to finish", func() bool {
-		m, _ = e.Message(context.Background(), out["id"].(string))
-		return m != nil && (m.Status == store.Completed || m.Status == store.Dead)
-	})
+	m := outcome(t, e, "/orders", `{"id": 1, "profit": 5, "total": 0}`, 5*time.Second)
 	if m.Status != store.Completed {
 		t.Fatalf("message %s: %s; want completed", m.Status, m.Error)
 	}
@@ -147,15 +138,7 @@ steps:
       body: '{rush: vars.ship_by < parse_date("2030-01-01", "yyyy-MM-dd"), due: format_date(body.lines[0].due, "yyyy-MM-dd"), late: body.lines[0].due > vars.ship_by}'
 `})
 	e := start(t, dir, runtime.Options{})
-	status, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1, "ordered_at": "2026-03-01T09:30:00+01:00"}`)
-	if status != 202 {
-		t.Fatalf("accept: %d %v", status, out)
-	}
-	var m *store.Message
-	eventually(t, 5*time.Second, "the message to finish", func() bool {
-		m, _ = e.Message(context.Background(), out["id"].(string))
-		return m != nil && (m.Status == store.Completed || m.Status == store.Dead)
-	})
+	m := outcome(t, e, "/orders", `{"id": 1, "ordered_at": "2026-03-01T09:30:00+01:00"}`, 5*time.Second)
 	if m.Status != store.Completed {
 		t.Fatalf("message %s: %s; want completed", m.Status, m.Error)
 	}

@@ -233,6 +233,10 @@ func (s *Bolt) committer() {
 	tick := time.NewTicker(applyEvery)
 	defer tick.Stop()
 	applying := false
+	// After a failed apply (a full disk), the next waits: from a second
+	// up to half a minute.
+	var retryAt time.Time
+	backoff := time.Second
 	for {
 		select {
 		case <-s.quit:
@@ -240,7 +244,11 @@ func (s *Bolt) committer() {
 		case err := <-s.applied:
 			applying = false
 			if err != nil {
-				slog.Error("store: applying the write-ahead log to the file failed; it stays in the log and is tried again", "err", err)
+				slog.Error("store: applying the write-ahead log to the file failed; it stays in the log and is tried again",
+					"err", err, "retry_in", backoff)
+				retryAt, backoff = time.Now().Add(backoff), min(2*backoff, 30*time.Second)
+			} else {
+				backoff = time.Second
 			}
 			continue
 		case <-tick.C:
@@ -248,7 +256,7 @@ func (s *Bolt) committer() {
 			group = takeReady(append(group[:0], w), s.writes)
 			s.commit(group)
 		}
-		if !applying && !s.holdApply.Load() {
+		if !applying && !s.holdApply.Load() && !time.Now().Before(retryAt) {
 			s.ovMu.RLock()
 			n := s.ov.size()
 			s.ovMu.RUnlock()
@@ -588,7 +596,15 @@ func (sn *snap) stageDedup(bkey string, e *ovDedup) {
 }
 
 // put stages m. prev is the stored version, if any (its head will do).
-func (sn *snap) put(m *Message, prev *Message) {
+// A message the file could not take fails here, alone: once in the log,
+// it would fail every apply.
+func (sn *snap) put(m *Message, prev *Message) error {
+	switch {
+	case m.ID == "":
+		return errors.New("a message without an id")
+	case len(queueKey(m.Flow, m.DueAt, m.ID)) > bolt.MaxKeySize:
+		return fmt.Errorf("message id and flow name of %d bytes together: the store takes at most %d", len(m.Flow)+len(m.ID), bolt.MaxKeySize-9)
+	}
 	if m.DueAt.IsZero() && (m.Status == Queued || m.Status == Retrying) {
 		m.DueAt = time.Now() // as the Redis store does; a zero time would sort last
 	}
@@ -614,6 +630,7 @@ func (sn *snap) put(m *Message, prev *Message) {
 		sn.ops.uint(0)
 	}
 	sn.ops.bytes(e.body)
+	return nil
 }
 
 // remove stages the deletion of message id.
@@ -801,8 +818,7 @@ func (s *Bolt) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mess
 			}
 			sn.putDedup(m.DedupKey, dedupEntry{ID: m.ID, Expires: now.Add(ttl), Confirmed: true})
 		}
-		sn.put(m, nil)
-		return nil
+		return sn.put(m, nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: accept: %w", err)
@@ -918,8 +934,7 @@ func (s *Bolt) Save(ctx context.Context, m *Message) error {
 			m.read != "" && string(sn.record(m.ID)) != m.read) {
 			return ErrChanged
 		}
-		sn.put(m, prev)
-		return nil
+		return sn.put(m, prev)
 	})
 	if err != nil {
 		return fmt.Errorf("store: save %s: %w", m.ID, err)
@@ -1052,12 +1067,14 @@ func (s *Bolt) Recover(ctx context.Context) (int, error) {
 			case m.Status != Running:
 				head := *m
 				head.Body = nil
-				sn.put(m, &head) // rewritten as it is: clears the stale entry
+				_ = sn.put(m, &head) // rewritten as it is: clears the stale entry (it was stored, so it fits)
 			default:
 				head := *m
 				head.Body = nil
 				m.Status, m.DueAt = Queued, time.Now()
-				sn.put(m, &head)
+				if err := sn.put(m, &head); err != nil {
+					return err
+				}
 				n++
 			}
 		}
@@ -1202,7 +1219,9 @@ func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error 
 		} else if err != nil {
 			return err
 		}
-		sn.put(m, prev)
+		if err := sn.put(m, prev); err != nil {
+			return err
+		}
 		if m.DedupKey == "" {
 			return nil
 		}

@@ -347,3 +347,28 @@ func TestBoltLeaseAcrossApplies(t *testing.T) {
 		t.Fatalf("two hours on: %v %v; want c", got, err)
 	}
 }
+
+// A message the file cannot take fails its own write, as it did when
+// each commit was a bbolt transaction: acknowledged into the log, it
+// would fail every apply after it, and the log would grow for ever.
+func TestBoltRefusesWhatTheFileCannotTake(t *testing.T) {
+	s, err := OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, id := range []string{"", strings.Repeat("x", 40000)} {
+		_, err := s.Accept(ctx, &Message{ID: id, Flow: "f", Status: Queued, ReceivedAt: time.Now(), Body: []byte(`{}`)}, time.Hour)
+		if err == nil {
+			t.Errorf("accept of a %d-byte id: no error", len(id))
+		}
+	}
+	if _, err := s.Accept(ctx, &Message{ID: "ok", Flow: "f", Status: Queued, ReceivedAt: time.Now(), Body: []byte(`{}`)}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	applied(t, s)
+	if m, err := s.Get(ctx, "ok"); err != nil || m.Status != Queued {
+		t.Fatalf("the message after them: %v %v", m, err)
+	}
+}

@@ -640,12 +640,18 @@ func (sn *snap) remove(id string) {
 	sn.ops.str(id)
 }
 
-func (sn *snap) putDedup(key string, e dedupEntry) {
+// putDedup stages the entry of key. It refuses an empty key, which the
+// file cannot take (see put).
+func (sn *snap) putDedup(key string, e dedupEntry) error {
+	if key == "" {
+		return errors.New("an empty dedup key")
+	}
 	bkey, v := string(dedupBucketKey(key)), encodeDedup(e)
 	sn.stageDedup(bkey, &ovDedup{v: v})
 	sn.ops.b = append(sn.ops.b, opDedup)
 	sn.ops.str(bkey)
 	sn.ops.bytes(v)
+	return nil
 }
 
 func (sn *snap) deleteDedup(bkey string) {
@@ -707,8 +713,20 @@ func applyMsg(tx *bolt.Tx, id string, e *ovMsg) error {
 	if err != nil {
 		return err
 	}
+	journal := denseBucket(tx, bJournal)
+	if prev != nil && e.hasBody && journal.Get(journalKey(m)) == nil {
+		// Deleted (swept) and accepted again since the file's version,
+		// both in one apply: the journal entry moves to the new receive
+		// time, or listings and sweeps would go by the old one.
+		if old, err := read(tx, id, decodeMessage); err == nil {
+			if err := journal.Delete(journalKey(old)); err != nil {
+				return err
+			}
+		}
+		prev = nil
+	}
 	if prev == nil {
-		if err := denseBucket(tx, bJournal).Put(append(be(m.ReceivedAt), id...), nil); err != nil {
+		if err := journal.Put(journalKey(m), nil); err != nil {
 			return err
 		}
 	}
@@ -816,7 +834,9 @@ func (s *Bolt) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mess
 					return nil
 				}
 			}
-			sn.putDedup(m.DedupKey, dedupEntry{ID: m.ID, Expires: now.Add(ttl), Confirmed: true})
+			if err := sn.putDedup(m.DedupKey, dedupEntry{ID: m.ID, Expires: now.Add(ttl), Confirmed: true}); err != nil {
+				return err
+			}
 		}
 		return sn.put(m, nil)
 	})
@@ -1171,8 +1191,7 @@ func (s *Bolt) ConfirmKey(ctx context.Context, key, id string, ttl time.Duration
 		if e, held := dedupHolder(sn, key, time.Now()); held && e.ID != id {
 			return fmt.Errorf("dedup key %q is held by %s", key, e.ID)
 		}
-		sn.putDedup(key, dedupEntry{ID: id, Expires: time.Now().Add(ttl), Confirmed: true})
-		return nil
+		return sn.putDedup(key, dedupEntry{ID: id, Expires: time.Now().Add(ttl), Confirmed: true})
 	})
 	s.unpend(key, id)
 	return err
@@ -1229,8 +1248,7 @@ func (s *Bolt) Finish(ctx context.Context, m *Message, ttl time.Duration) error 
 			return nil // taken over after this run's claim lapsed: journaled, not confirmed (as Redis)
 		}
 		done := m.Status == Completed || m.Status == Filtered
-		sn.putDedup(m.DedupKey, dedupEntry{ID: m.ID, Expires: time.Now().Add(ttl), Confirmed: done, Released: !done})
-		return nil
+		return sn.putDedup(m.DedupKey, dedupEntry{ID: m.ID, Expires: time.Now().Add(ttl), Confirmed: done, Released: !done})
 	})
 	if m.DedupKey != "" {
 		s.unpend(m.DedupKey, m.ID)

@@ -65,7 +65,9 @@ func segments(dir string) ([]uint64, error) {
 }
 
 // readSegment returns the frames of segment seq. last tells whether it
-// is the newest segment, the only one that may end in a torn frame.
+// is the newest segment, the only one that may end in a torn frame; a
+// torn frame is cut off (durably) before the caller starts a newer
+// segment, which would make it look like damage to the next open.
 func readSegment(dir string, seq uint64, last bool) ([][]byte, error) {
 	path := filepath.Join(dir, segmentName(seq))
 	b, err := os.ReadFile(path)
@@ -89,8 +91,8 @@ func readSegment(dir string, seq uint64, last bool) ([][]byte, error) {
 			}
 		}
 		if bad != "" {
-			if last {
-				return frames, nil // a torn write that was never acknowledged
+			if last { // a torn write that was never acknowledged
+				return frames, cutSegment(path, int64(off))
 			}
 			return nil, fmt.Errorf("write-ahead log %s: %s at offset %d, and newer segments follow: the file is damaged (restore the data directory from a backup, or move this segment away to lose what it holds)", path, bad, off)
 		}
@@ -98,6 +100,19 @@ func readSegment(dir string, seq uint64, last bool) ([][]byte, error) {
 		off += 8 + n
 	}
 	return frames, nil
+}
+
+// cutSegment truncates the segment at path to size and syncs it.
+func cutSegment(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // create starts segment seq, empty, and makes its name durable.

@@ -372,3 +372,100 @@ func TestBoltRefusesWhatTheFileCannotTake(t *testing.T) {
 		t.Fatalf("the message after them: %v %v", m, err)
 	}
 }
+
+// An open that replays a segment ending in a torn frame starts the next
+// segment before it deletes the torn one: a crash between the two leaves
+// the torn frame with a newer (empty) segment after it, and the next open
+// must still drop it, not take it for damage.
+func TestBoltTornTailSurvivesACrashDuringOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := openHeld(t, dir)
+	fill(t, s)
+	wdir := filepath.Join(dir, "conveyor.wal")
+	seq := s.wal.seq
+	crash(t, s)
+	f, err := os.OpenFile(filepath.Join(wdir, segmentName(seq)), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef, 'M', 3})
+	f.Close()
+	// OpenBolt's replay, killed after wal.create(next) and before
+	// wal.removeBefore(next).
+	if _, err := readSegment(wdir, seq, true); err != nil {
+		t.Fatal(err)
+	}
+	w := &wal{dir: wdir}
+	if err := w.create(seq + 1); err != nil {
+		t.Fatal(err)
+	}
+	w.close()
+	check(t, openHeld(t, dir))
+}
+
+// A message swept and accepted again under the same id (a trigger that
+// derives its ids) before the applier runs reaches the file as one
+// write: its journal entry must move to the new receive time, or a
+// listing since then misses it and the next sweep takes it at once.
+func TestBoltReacceptAfterSweepInOneApply(t *testing.T) {
+	s, err := OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	old := time.Now().Add(-2 * time.Hour)
+	m := &Message{ID: "x", Flow: "f", Status: Completed, ReceivedAt: old, Body: []byte(`{"v":1}`)}
+	if _, err := s.Accept(ctx, m, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	applied(t, s)
+	s.holdApply.Store(true)
+	if n, err := s.Sweep(ctx, time.Now().Add(-time.Hour)); err != nil || n != 1 {
+		t.Fatalf("swept %d (%v); want 1", n, err)
+	}
+	now := time.Now()
+	m = &Message{ID: "x", Flow: "f", Status: Completed, ReceivedAt: now, Body: []byte(`{"v":2}`)}
+	if dup, err := s.Accept(ctx, m, time.Minute); err != nil || dup != nil {
+		t.Fatalf("accept again: %v %v", dup, err)
+	}
+	s.holdApply.Store(false)
+	applied(t, s)
+	if got, err := s.List(ctx, Filter{Since: now.Add(-time.Minute)}); err != nil || len(got) != 1 {
+		t.Errorf("listed since a minute ago: %d (%v); want x", len(got), err)
+	}
+	if n, err := s.Sweep(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Errorf("swept %d (%v); want none: x was received just now", n, err)
+	}
+}
+
+// An empty dedup key is refused at staging like an empty message id (see
+// TestBoltRefusesWhatTheFileCannotTake): bbolt takes no empty key, and
+// acknowledged into the log, the entry would fail every apply after it
+// and the replay of every later open.
+func TestBoltRefusesAnEmptyDedupKey(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.ConfirmKey(ctx, "", "m", time.Hour); err == nil {
+		t.Error("confirm of an empty dedup key: no error")
+	}
+	if _, err := s.Accept(ctx, &Message{ID: "ok", Flow: "f", Status: Queued, ReceivedAt: time.Now(), Body: []byte(`{}`)}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	applied(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Get(ctx, "ok"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -171,13 +171,24 @@ func (s *Bolt) replay() error {
 	if err := os.MkdirAll(s.wal.dir, 0o750); err != nil {
 		return err
 	}
+	if err := syncDir(filepath.Dir(s.wal.dir)); err != nil { // the log's own name, on its first open
+		return err
+	}
 	segs, err := segments(s.wal.dir)
 	if err != nil {
 		return err
 	}
+	// Only the newest segment that holds anything may end in a torn
+	// frame: empty ones after it were started before a crash.
+	last := 0
+	for i, seq := range segs {
+		if fi, err := os.Stat(filepath.Join(s.wal.dir, segmentName(seq))); err == nil && fi.Size() > 0 {
+			last = i
+		}
+	}
 	next := uint64(1)
 	for i, seq := range segs {
-		frames, err := readSegment(s.wal.dir, seq, i == len(segs)-1)
+		frames, err := readSegment(s.wal.dir, seq, i >= last)
 		if err != nil {
 			return err
 		}
@@ -274,6 +285,7 @@ func (s *Bolt) committer() {
 // fails or panics is undone and fails alone; the others commit.
 func (s *Bolt) commit(group []*boltWrite) {
 	st := &overlay{msgs: map[string]*ovMsg{}, dedup: map[string]*ovDedup{}}
+	var frames [][]byte
 	ops := &enc{}
 	errs := make([]error, len(group))
 	s.ovMu.RLock()
@@ -287,12 +299,18 @@ func (s *Bolt) commit(group []*boltWrite) {
 				}
 				ops.b = ops.b[:mark]
 			}
+			if len(ops.b) >= maxFrameBytes {
+				frames, ops = append(frames, ops.b), &enc{}
+			}
 		}
 		return nil
 	})
 	s.ovMu.RUnlock()
-	if err == nil && len(ops.b) > 0 {
-		err = s.wal.append(ops.b)
+	if len(ops.b) > 0 {
+		frames = append(frames, ops.b)
+	}
+	if err == nil && len(frames) > 0 {
+		err = s.wal.append(frames...)
 	}
 	if err == nil && st.size() > 0 {
 		s.ovMu.Lock()
@@ -571,26 +589,18 @@ func (sn *snap) dedupValue(bkey []byte) []byte {
 	return sn.tx.Bucket(bDedup).Get(bkey)
 }
 
-func (sn *snap) stageMsg(id string, e *ovMsg) {
-	old, had := sn.st.msgs[id]
-	sn.st.msgs[id] = e
-	sn.undo = append(sn.undo, func() {
-		if had {
-			sn.st.msgs[id] = old
-		} else {
-			delete(sn.st.msgs, id)
-		}
-	})
-}
+func (sn *snap) stageMsg(id string, e *ovMsg)       { stage(sn, sn.st.msgs, id, e) }
+func (sn *snap) stageDedup(bkey string, e *ovDedup) { stage(sn, sn.st.dedup, bkey, e) }
 
-func (sn *snap) stageDedup(bkey string, e *ovDedup) {
-	old, had := sn.st.dedup[bkey]
-	sn.st.dedup[bkey] = e
+// stage sets m[k] to v, and records how to undo it should the write fail.
+func stage[V any](sn *snap, m map[string]V, k string, v V) {
+	old, had := m[k]
+	m[k] = v
 	sn.undo = append(sn.undo, func() {
 		if had {
-			sn.st.dedup[bkey] = old
+			m[k] = old
 		} else {
-			delete(sn.st.dedup, bkey)
+			delete(m, k)
 		}
 	})
 }

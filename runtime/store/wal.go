@@ -115,14 +115,21 @@ func cutSegment(path string, size int64) error {
 	return errors.Join(err, f.Close())
 }
 
-// create starts segment seq, empty, and makes its name durable.
+// create starts segment seq, empty, and makes its name durable. It
+// refuses while the log is broken: a newer segment would make the bad
+// tail of the current one look like damage at the next open.
 func (w *wal) create(seq uint64) error {
-	f, err := os.OpenFile(filepath.Join(w.dir, segmentName(seq)), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if w.broken != nil {
+		return w.broken
+	}
+	path := filepath.Join(w.dir, segmentName(seq))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	if err := syncDir(w.dir); err != nil {
 		f.Close()
+		os.Remove(path)
 		return err
 	}
 	if w.f != nil {
@@ -132,29 +139,48 @@ func (w *wal) create(seq uint64) error {
 	return nil
 }
 
-// append writes payload as one frame and syncs it. When the write or the
-// sync fails, the segment is cut back to its last synced frame, so a
-// frame that was not acknowledged is never replayed; when even that
-// fails, the log refuses every later append.
-func (w *wal) append(payload []byte) error {
+// maxFrameBytes is the size past which a commit starts a new frame: the
+// length field is 32 bits, and a reader takes a frame over maxFrame for
+// a torn one. A commit of up to 2048 writes of a 1 MiB body each would
+// pass both. One write's operations stay in one frame.
+var maxFrameBytes = 64 << 20
+
+// append writes each payload as a frame and syncs them all at once. When
+// a write or the sync fails, the segment is cut back to its last synced
+// frame, so a frame that was not acknowledged is never replayed; when
+// even that fails, the log refuses every later append.
+func (w *wal) append(payloads ...[]byte) error {
 	if w.broken != nil {
 		return w.broken
 	}
-	frame := make([]byte, 8, 8+len(payload))
-	binary.BigEndian.PutUint32(frame, uint32(len(payload)))
-	binary.BigEndian.PutUint32(frame[4:], crc32.Checksum(payload, crcTable))
-	frame = append(frame, payload...)
-	_, err := w.f.WriteAt(frame, w.size)
+	var err error
+	size := w.size
+	for _, p := range payloads {
+		if len(p) > maxFrame {
+			err = fmt.Errorf("a commit of %d bytes: at most %d", len(p), maxFrame)
+			break
+		}
+		frame := make([]byte, 8, 8+len(p))
+		binary.BigEndian.PutUint32(frame, uint32(len(p)))
+		binary.BigEndian.PutUint32(frame[4:], crc32.Checksum(p, crcTable))
+		frame = append(frame, p...)
+		if _, err = w.f.WriteAt(frame, size); err != nil {
+			break
+		}
+		size += int64(len(frame))
+	}
 	if err == nil {
 		err = w.f.Sync()
 	}
 	if err != nil {
-		if terr := errors.Join(w.f.Truncate(w.size), w.f.Sync()); terr != nil {
-			w.broken = fmt.Errorf("write-ahead log %s: a failed append could not be undone (%v); restart to recover: %w", w.f.Name(), terr, err)
+		if size != w.size {
+			if terr := errors.Join(w.f.Truncate(w.size), w.f.Sync()); terr != nil {
+				w.broken = fmt.Errorf("write-ahead log %s: a failed append could not be undone (%v); restart to recover: %w", w.f.Name(), terr, err)
+			}
 		}
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
-	w.size += int64(len(frame))
+	w.size = size
 	return nil
 }
 

@@ -215,7 +215,7 @@ func TestBoltDamagedSegmentFailsOpen(t *testing.T) {
 	if err := os.WriteFile(seg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(wdir, segmentName(99)), nil, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(wdir, segmentName(99)), make([]byte, 8), 0o600); err != nil { // one frame, of nothing
 		t.Fatal(err)
 	}
 	_, err = OpenBolt(dir)
@@ -467,5 +467,62 @@ func TestBoltRefusesAnEmptyDedupKey(t *testing.T) {
 	defer s.Close()
 	if _, err := s.Get(ctx, "ok"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A torn tail followed by empty segments only (started before the crash,
+// as a rotation or an interrupted open does) is still a torn tail.
+func TestBoltTornTailBeforeEmptySegments(t *testing.T) {
+	dir := t.TempDir()
+	s := openHeld(t, dir)
+	fill(t, s)
+	wdir := filepath.Join(dir, "conveyor.wal")
+	seq := s.wal.seq
+	crash(t, s)
+	f, err := os.OpenFile(filepath.Join(wdir, segmentName(seq)), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0, 0, 1, 0, 0xde, 0xad})
+	f.Close()
+	for _, n := range []uint64{seq + 1, seq + 2} {
+		if err := os.WriteFile(filepath.Join(wdir, segmentName(n)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(t, openHeld(t, dir))
+}
+
+// A commit larger than a frame may be is written as several frames with
+// one sync, each write's operations whole in one of them.
+func TestBoltLargeCommitSpansFrames(t *testing.T) {
+	defer func(n int) { maxFrameBytes = n }(maxFrameBytes)
+	maxFrameBytes = 100
+	dir := t.TempDir()
+	s := openHeld(t, dir)
+	s.stopCommitter() // the test commits the group itself
+	var group []*boltWrite
+	for i := range 5 {
+		m := &Message{ID: fmt.Sprintf("m%d", i), Flow: "f", Status: Queued, ReceivedAt: time.Now(), DueAt: time.Now(),
+			Body: []byte(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 80)))}
+		group = append(group, &boltWrite{fn: func(sn *snap) error { return sn.put(m, nil) }, done: make(chan error, 1)})
+	}
+	s.commit(group)
+	for _, w := range group {
+		if err := <-w.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq := s.wal.seq
+	crash(t, s)
+	frames, err := readSegment(filepath.Join(dir, "conveyor.wal"), seq, true)
+	if err != nil || len(frames) != 5 {
+		t.Fatalf("%d frames (%v); want one per write", len(frames), err)
+	}
+	s = openHeld(t, dir)
+	for i := range 5 {
+		if m, err := s.Get(context.Background(), fmt.Sprintf("m%d", i)); err != nil || !strings.Contains(string(m.Body), fmt.Sprintf(`"n":%d`, i)) {
+			t.Errorf("m%d after the replay: %v %v", i, m, err)
+		}
 	}
 }

@@ -174,26 +174,17 @@ func (s *Bolt) replay() error {
 	if err := syncDir(filepath.Dir(s.wal.dir)); err != nil { // the log's own name, on its first open
 		return err
 	}
-	segs, err := segments(s.wal.dir)
+	segs, err := readLog(s.wal.dir)
 	if err != nil {
 		return err
 	}
-	// Only the newest segment that holds anything may end in a torn
-	// frame: empty ones after it were started before a crash.
-	last := 0
-	for i, seq := range segs {
-		if fi, err := os.Stat(filepath.Join(s.wal.dir, segmentName(seq))); err == nil && fi.Size() > 0 {
-			last = i
-		}
-	}
-	next := uint64(1)
-	for i, seq := range segs {
-		frames, err := readSegment(s.wal.dir, seq, i >= last)
-		if err != nil {
-			return err
-		}
+	// Segment numbers never repeat: a spare's stale frames must not
+	// check out as a new segment's.
+	_, top := spares(s.wal.dir)
+	next := top + 1
+	for _, sg := range segs {
 		err = s.db.Update(func(tx *bolt.Tx) error {
-			for _, f := range frames {
+			for _, f := range sg.frames {
 				ops, err := decodeOps(f)
 				if err != nil {
 					return err
@@ -207,14 +198,16 @@ func (s *Bolt) replay() error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("write-ahead log %s: %w", filepath.Join(s.wal.dir, segmentName(seq)), err)
+			return fmt.Errorf("write-ahead log %s: %w", filepath.Join(s.wal.dir, segmentName(sg.seq)), err)
 		}
-		next = seq + 1
+		next = max(next, sg.seq+1)
 	}
-	if err := s.wal.create(next); err != nil {
+	// Everything is in the file: the segments are retired before a new
+	// one starts, so a torn frame never has a newer segment after it.
+	if err := s.wal.removeBefore(next); err != nil {
 		return err
 	}
-	return s.wal.removeBefore(next)
+	return s.wal.create(next)
 }
 
 // batch runs fn in a commit shared with the writes that wait with it:

@@ -215,7 +215,7 @@ func TestBoltDamagedSegmentFailsOpen(t *testing.T) {
 	if err := os.WriteFile(seg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(wdir, segmentName(99)), make([]byte, 8), 0o600); err != nil { // one frame, of nothing
+	if err := os.WriteFile(filepath.Join(wdir, segmentName(99)), frame(99, nil), 0o600); err != nil { // a segment that ended
 		t.Fatal(err)
 	}
 	_, err = OpenBolt(dir)
@@ -373,36 +373,6 @@ func TestBoltRefusesWhatTheFileCannotTake(t *testing.T) {
 	}
 }
 
-// An open that replays a segment ending in a torn frame starts the next
-// segment before it deletes the torn one: a crash between the two leaves
-// the torn frame with a newer (empty) segment after it, and the next open
-// must still drop it, not take it for damage.
-func TestBoltTornTailSurvivesACrashDuringOpen(t *testing.T) {
-	dir := t.TempDir()
-	s := openHeld(t, dir)
-	fill(t, s)
-	wdir := filepath.Join(dir, "conveyor.wal")
-	seq := s.wal.seq
-	crash(t, s)
-	f, err := os.OpenFile(filepath.Join(wdir, segmentName(seq)), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Write([]byte{0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef, 'M', 3})
-	f.Close()
-	// OpenBolt's replay, killed after wal.create(next) and before
-	// wal.removeBefore(next).
-	if _, err := readSegment(wdir, seq, true); err != nil {
-		t.Fatal(err)
-	}
-	w := &wal{dir: wdir}
-	if err := w.create(seq + 1); err != nil {
-		t.Fatal(err)
-	}
-	w.close()
-	check(t, openHeld(t, dir))
-}
-
 // A message swept and accepted again under the same id (a trigger that
 // derives its ids) before the applier runs reaches the file as one
 // write: its journal entry must move to the new receive time, or a
@@ -515,14 +485,54 @@ func TestBoltLargeCommitSpansFrames(t *testing.T) {
 	}
 	seq := s.wal.seq
 	crash(t, s)
-	frames, err := readSegment(filepath.Join(dir, "conveyor.wal"), seq, true)
-	if err != nil || len(frames) != 5 {
-		t.Fatalf("%d frames (%v); want one per write", len(frames), err)
+	sg, err := readSegment(filepath.Join(dir, "conveyor.wal"), seq)
+	if err != nil || len(sg.frames) != 5 {
+		t.Fatalf("%v (%v); want a frame per write", sg, err)
 	}
 	s = openHeld(t, dir)
 	for i := range 5 {
 		if m, err := s.Get(context.Background(), fmt.Sprintf("m%d", i)); err != nil || !strings.Contains(string(m.Body), fmt.Sprintf(`"n":%d`, i)) {
 			t.Errorf("m%d after the replay: %v %v", i, m, err)
+		}
+	}
+}
+
+// Segment files are reused, and a reused one still holds the frames of
+// its last life after the new ones. They must never be replayed: after a
+// clean restart (every segment retired to a spare), new segments are
+// numbered above every old one, so the old frames no longer check out.
+func TestBoltRecycledSegmentsHideStaleFrames(t *testing.T) {
+	dir := t.TempDir()
+	s := openHeld(t, dir)
+	fill(t, s)
+	retired := s.wal.seq
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sp, _ := spares(filepath.Join(dir, "conveyor.wal")); len(sp) == 0 {
+		t.Fatal("no spare segment after Close")
+	}
+	s = openHeld(t, dir)
+	if s.wal.seq <= retired {
+		t.Fatalf("the log restarted at segment %d, not above %d: a reused file's old frames would check out", s.wal.seq, retired)
+	}
+	ctx := context.Background()
+	for i := 25; i < 30; i++ { // fewer bytes than the last life wrote
+		m, err := s.Get(ctx, fmt.Sprintf("m%02d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Status = Completed
+		if err := s.Save(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash(t, s)
+	s = openHeld(t, dir)
+	for i := 15; i < 30; i++ {
+		want := map[bool]Status{true: Completed, false: Queued}[i >= 25]
+		if m, err := s.Get(ctx, fmt.Sprintf("m%02d", i)); err != nil || m.Status != want {
+			t.Errorf("m%02d: %v %v; want %s", i, m, err, want)
 		}
 	}
 }

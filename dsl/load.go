@@ -30,6 +30,12 @@ func ParseFlow(file string, src []byte) (*Flow, Diagnostics) {
 	}
 	if f.Trigger != nil {
 		c.trigger(f.Trigger)
+		switch h := f.Trigger.HTTP; {
+		case h != nil && h.Mode != "sync":
+			c.noAnswer = "an async http trigger answered 202 when the message was stored, before any step ran"
+		case h == nil:
+			c.noAnswer = "only an http trigger has a caller"
+		}
 	}
 	c.steps(f.Steps, false)
 	for _, t := range f.Tests {
@@ -104,6 +110,9 @@ var idRE = mustRE(`^[A-Za-z0-9][A-Za-z0-9_\-]*$`)
 type checker struct {
 	file  string
 	diags Diagnostics
+	// noAnswer, when set, is why no respond step can answer anybody:
+	// such a step would be dropped silently at run time.
+	noAnswer string
 }
 
 func (c *checker) add(p Pos, msg, hint string) {
@@ -128,7 +137,7 @@ func (c *checker) trigger(t *Trigger) {
 			}
 		}
 	}
-	if h := t.HTTP; h != nil && h.Method == "GET" && h.Mode == "async" {
+	if h := t.HTTP; h != nil && h.Method == "GET" && h.Mode != "sync" {
 		c.add(h.At, "trigger.http: a GET trigger has no body to queue", "use mode: sync for GET")
 	}
 }
@@ -165,6 +174,8 @@ func (c *checker) steps(steps []Step, inSplit bool) {
 				c.add(s.At, label+": a split inside a split is not supported", "flatten the list first with map")
 			}
 			c.steps(s.Split.Steps, true)
+		case s.Respond != nil && c.noAnswer != "":
+			c.add(s.At, label+": nobody to answer: "+c.noAnswer, "respond answers a sync http trigger: set mode: sync on it, or remove the step")
 		case s.Respond != nil && inSplit:
 			c.add(s.At, label+": respond cannot run inside a split", "")
 		}

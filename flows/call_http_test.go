@@ -41,7 +41,7 @@ steps:
 // message was dead-lettered after the target had taken it, and a replay
 // sent the order again.
 func TestSeeOtherAfterPostCompletesTheStep(t *testing.T) {
-	f := compile(t, "trigger: {http: {path: /in}}\nsteps:\n  - call: {connection: erp, path: /v1/orders, as: erp}\n  - respond: {status: 200, body: 'vars.erp.headers.Location'}\n")
+	f := compile(t, "trigger: {http: {path: /in, mode: sync}}\nsteps:\n  - call: {connection: erp, path: /v1/orders, as: erp}\n  - respond: {status: 200, body: 'vars.erp.headers.Location'}\n")
 	caller := &fakeCaller{script: map[string][]any{
 		"erp": {&flows.Response{Status: 303, Headers: map[string]string{"Location": "/v1/orders/SO-7"}}},
 	}}

@@ -405,6 +405,7 @@ func TestCompileReportsEverything(t *testing.T) {
 trigger:
   http:
     path: /t
+    mode: sync
     auth: {bearer: {token: "${env:T}"}}
 dedup: {key: bdy.id}
 rate_limit: {key: headr("x"), limit: 1, per: 1s}
@@ -417,17 +418,17 @@ steps:
   - log: {message: lower(), level: warn}
 `)
 	want := []string{
-		`flows/f.yaml:5:28: trigger.http.auth.bearer.token: environment variable T is not set (export it, or give a default: ${env:NAME:-value})`,
-		`flows/f.yaml:6:14: unknown name "bdy" (did you mean "body"?)`,
-		`flows/f.yaml:7:19: unknown name "headr" (did you mean "header"?)`,
-		`flows/f.yaml:9:24: expected bool, but got int`,
-		`flows/f.yaml:10:19: item is only defined inside a split (use body here, or move the step into split.steps)`,
-		`flows/f.yaml:11:42: unknown name "bdy" (did you mean "body"?)`,
-		`flows/f.yaml:11:69: unknown name "USD" (literal text goes in quotes: '"USD"')`,
-		`flows/f.yaml:11:93: unexpected token EOF`,
-		`flows/f.yaml:12:29: unexpected token EOF`,
-		`flows/f.yaml:13:36: type mappings.Meta has no field nope`,
-		`flows/f.yaml:14:20: not enough arguments to call lower`,
+		`flows/f.yaml:6:28: trigger.http.auth.bearer.token: environment variable T is not set (export it, or give a default: ${env:NAME:-value})`,
+		`flows/f.yaml:7:14: unknown name "bdy" (did you mean "body"?)`,
+		`flows/f.yaml:8:19: unknown name "headr" (did you mean "header"?)`,
+		`flows/f.yaml:10:24: expected bool, but got int`,
+		`flows/f.yaml:11:19: item is only defined inside a split (use body here, or move the step into split.steps)`,
+		`flows/f.yaml:12:42: unknown name "bdy" (did you mean "body"?)`,
+		`flows/f.yaml:12:69: unknown name "USD" (literal text goes in quotes: '"USD"')`,
+		`flows/f.yaml:12:93: unexpected token EOF`,
+		`flows/f.yaml:13:29: unexpected token EOF`,
+		`flows/f.yaml:14:36: type mappings.Meta has no field nope`,
+		`flows/f.yaml:15:20: not enough arguments to call lower`,
 	}
 	if got := strings.Split(ds.Error(), "\n"); !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", ds.Error(), strings.Join(want, "\n"))

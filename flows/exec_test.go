@@ -385,7 +385,7 @@ func TestUnfollowedRedirectFailsTheStep(t *testing.T) {
 // object: all collected items showed the last item's value, and the
 // outer body kept it after the split.
 func TestSetInsideASplitChangesOnlyItsItem(t *testing.T) {
-	f := compile(t, `trigger: {http: {path: /in}}
+	f := compile(t, `trigger: {http: {path: /in, mode: sync}}
 steps:
   - split:
       items: body.lines
@@ -422,7 +422,7 @@ func TestUseFieldsChangeACopy(t *testing.T) {
 		t.Fatal(ds)
 	}
 	df, ds := dsl.ParseFlow("flows/t.yaml", []byte(`
-trigger: {http: {path: /t}}
+trigger: {http: {path: /t, mode: sync}}
 steps:
   - split:
       items: body.lines

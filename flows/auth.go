@@ -104,8 +104,10 @@ func (a *Auth) Verify(header func(string) string, body []byte) bool {
 		}
 		return ok == 1
 	case "bearer":
-		tok, found := strings.CutPrefix(got, "Bearer ")
-		return found && a.anySecret([]byte(tok))
+		// The scheme is case-insensitive (RFC 9110 section 11.1):
+		// clients send "bearer" too.
+		scheme, tok, found := strings.Cut(got, " ")
+		return found && strings.EqualFold(scheme, "Bearer") && a.anySecret([]byte(tok))
 	case "api_key":
 		return got != "" && a.anySecret([]byte(got))
 	}

@@ -177,7 +177,7 @@ func TestHMACBadEncodings(t *testing.T) {
 
 func TestBearerAndAPIKey(t *testing.T) {
 	bearer := authOf(t, `{bearer: {token: "${env:TOKEN}"}}`, map[string]string{"TOKEN": "t0k"})
-	for v, want := range map[string]bool{"Bearer t0k": true, "Bearer t0": false, "Bearer t0kk": false, "t0k": false, "bearer t0k": false, "Bearer ": false, "": false} {
+	for v, want := range map[string]bool{"Bearer t0k": true, "Bearer t0": false, "Bearer t0kk": false, "t0k": false, "bearer t0k": true, "BEARER t0k": true, "Basic t0k": false, "Bearer ": false, "": false} {
 		if got := verify(bearer, nil, "Authorization", v); got != want {
 			t.Errorf("Authorization %q: %v, want %v", v, got, want)
 		}

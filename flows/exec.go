@@ -241,6 +241,7 @@ func (f *Flow) Run(ctx context.Context, msg *Message, state *State, until int, d
 			deps.Observe(f.steps[i].path, f.steps[i].kind, time.Since(t0), err)
 		}
 		if err != nil {
+			r.moreFailedRules(err, i+1, until)
 			r.fail(err, i)
 			return r.res
 		}
@@ -307,6 +308,23 @@ func (f *Flow) Connections() []string {
 	walk(f.steps)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// moreFailedRules adds to err, when a validate step failed, the failed
+// rules of the validate steps right after it (up to until): the sender
+// hears every rule it broke at once, not one step per round trip.
+// Validate steps change nothing, so running them past a failure is safe.
+func (r *run) moreFailedRules(err error, from, until int) {
+	var se *StepError
+	if !errors.As(err, &se) || se.Class != Validation {
+		return
+	}
+	for j := from; j < until && r.f.steps[j].kind == "validate"; j++ {
+		var more *StepError
+		if _, err := r.step(r.f.steps[j]); errors.As(err, &more) && more.Class == Validation {
+			se.Errors = append(se.Errors, more.Errors...)
+		}
+	}
 }
 
 func (r *run) fail(err error, next int) {

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,6 +62,12 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	apiError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no flow listens on %s %s", r.Method, r.URL.Path), nil)
 }
 
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow []string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	apiError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+		fmt.Sprintf("%s takes %s, not %s", r.URL.Path, strings.Join(allow, " or "), r.Method), nil)
+}
+
 // accept runs the accept path of an http trigger: size limit, auth, parse,
 // inbound rate limit, leading validate steps, dedup; then stores the
 // message (async) or runs the flow inline (sync).
@@ -67,6 +75,12 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	lf, f := e.live(id)
 	if f == nil || f.Trigger.HTTP == nil { // or a reload made it another trigger's since routing
 		apiError(w, http.StatusNotFound, "not_found", "flow "+id+" is not live", nil)
+		return
+	}
+	if method := cmp.Or(f.Trigger.HTTP.Method, http.MethodPost); r.Method != method {
+		// HEAD, which net/http routes to GET: a probe of the URL must not
+		// start a run.
+		methodNotAllowed(w, r, []string{method})
 		return
 	}
 	m := e.metrics
@@ -106,7 +120,9 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 		}
 	}
 	var body any
-	if len(strings.TrimSpace(string(raw))) > 0 {
+	// Only JSON's own whitespace makes a body empty: other Unicode spaces
+	// are no JSON, and jsonv refuses them.
+	if len(bytes.Trim(raw, " \t\r\n")) > 0 {
 		if body, err = jsonv.Decode(raw); err != nil {
 			m.rejected.WithLabelValues(id, "parse").Inc()
 			apiError(w, http.StatusBadRequest, "invalid_json", "the body is not valid JSON: "+err.Error(), nil)

@@ -373,7 +373,16 @@ func fileOr(lf *liveFlow, id string) string {
 // it in. Callers hold e.mu.
 func (e *Engine) rebuildRoutes() {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", notFound) // every path no flow claims: our JSON 404
+	// Every request no flow claims: a 405 when a flow takes the path with
+	// another method (the catch-all keeps net/http from answering that
+	// itself), else our JSON 404.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			methodNotAllowed(w, r, allow)
+			return
+		}
+		notFound(w, r)
+	})
 	for id, lf := range e.flows {
 		f := lf.cur.Load()
 		if f == nil || f.Trigger.HTTP == nil {
@@ -391,6 +400,24 @@ func (e *Engine) rebuildRoutes() {
 		}()
 	}
 	e.routes.Store(mux)
+}
+
+// triggerMethods are the methods an http trigger may take (dsl.HTTPTrigger).
+var triggerMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodGet, http.MethodDelete}
+
+// allowedMethods are the methods some flow of mux takes r's path with.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range triggerMethods {
+		r2 := r.WithContext(r.Context())
+		r2.Method = m
+		// A flow's pattern starts with its method; "/" is the catch-all
+		// and a bare path a redirect.
+		if _, p := mux.Handler(r2); strings.HasPrefix(p, m+" ") {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // routeClaims are the routes given out in one settlement: HTTP patterns

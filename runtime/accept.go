@@ -171,7 +171,10 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 		// (a worker's, or the sync run's) starts past these steps.
 		res := f.Run(r.Context(), msg, nil, f.AcceptSteps, flows.Deps{Observe: e.deps(f).Observe})
 		if res.Err != nil {
-			e.answerFailure(w, id, res.Err)
+			if se := new(flows.StepError); errors.As(res.Err, &se) && se.Class == flows.Validation {
+				m.rejected.WithLabelValues(id, "validation").Inc()
+			}
+			e.answerFailure(w, res.Err)
 			return
 		}
 		state = &res.State
@@ -254,8 +257,11 @@ func (e *Engine) admit(w http.ResponseWriter, f *flows.Flow, ok bool, wait time.
 	return true
 }
 
-// answerFailure answers a failed accept-time or sync run.
-func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
+// answerFailure answers a failed accept-time or sync run. It counts
+// nothing: a failed accept-time step is a rejection, which its caller
+// counts, while a sync run that fails was accepted (counted when it
+// started), validate steps inside it included.
+func (e *Engine) answerFailure(w http.ResponseWriter, err error) {
 	var se *flows.StepError
 	if !errors.As(err, &se) {
 		apiError(w, http.StatusInternalServerError, "internal", err.Error(), nil)
@@ -263,7 +269,6 @@ func (e *Engine) answerFailure(w http.ResponseWriter, id string, err error) {
 	}
 	switch {
 	case se.Class == flows.Validation:
-		e.metrics.rejected.WithLabelValues(id, "validation").Inc()
 		apiError(w, http.StatusUnprocessableEntity, "validation_failed", strings.Join(se.Errors, "; "), se.Errors)
 	case se.Class == flows.Transient:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(max(se.RetryAfter, time.Second))))
@@ -418,7 +423,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 				map[string]any{"step": sm.FailedStep})
 			return
 		}
-		e.answerFailure(w, id, res.Err)
+		e.answerFailure(w, res.Err)
 		return
 	}
 	resp := res.Response
@@ -431,7 +436,11 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 	}
 	sm.Response, _ = jsonv.Marshal(storedResponse(resp))
 	e.finishSync(sm, ttl)
-	m.completed.WithLabelValues(id).Inc()
+	if sm.Status == store.Filtered { // as a worker counts it (process)
+		m.filtered.WithLabelValues(id).Inc()
+	} else {
+		m.completed.WithLabelValues(id).Inc()
+	}
 	writeResponse(w, resp, msg.ID)
 }
 

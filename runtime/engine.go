@@ -77,11 +77,12 @@ type Engine struct {
 	// out of reach) runs unchecked instead of answering 503.
 	dedupFailOpen bool
 
-	mu      sync.RWMutex // guards ws, flows, conns, revs
+	mu      sync.RWMutex // guards ws, flows, conns, revs, removed
 	ws      *Workspace
 	flows   map[string]*liveFlow
 	conns   map[string]connectors.Caller
 	revs    map[string]map[int]*flows.Flow // compiled older revisions, by flow
+	removed map[string]bool                // flows whose file went while running: their kept queues are reported until empty
 	static  staticConfig
 	routes  atomic.Pointer[http.ServeMux]
 	hashes  map[string]string    // path -> content hash of the files last loaded
@@ -167,7 +168,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.RescanInterval == 0 {
 		opts.RescanInterval = 5 * time.Second
 	}
-	e := &Engine{opts: opts, log: opts.Logger, flows: map[string]*liveFlow{},
+	e := &Engine{opts: opts, log: opts.Logger, flows: map[string]*liveFlow{}, removed: map[string]bool{},
 		revs: map[string]map[int]*flows.Flow{}, hashes: map[string]string{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	ws := LoadWorkspace(opts.Workspace, opts.Getenv)
@@ -593,6 +594,25 @@ func (e *Engine) flowIDs() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// queueIDs returns the flows whose queues /metrics reports: the live
+// ones, and the removed ones whose queues may still hold messages.
+func (e *Engine) queueIDs() (live, removed []string) {
+	e.mu.RLock()
+	for id := range e.removed {
+		removed = append(removed, id)
+	}
+	e.mu.RUnlock()
+	sort.Strings(removed)
+	return e.flowIDs(), removed
+}
+
+// forgetQueue stops reporting the queue of removed flow id, found empty.
+func (e *Engine) forgetQueue(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.removed, id)
 }
 
 // sweeper is a store that needs telling when to forget old messages.

@@ -625,6 +625,12 @@ func (a *accepter) accept(m *store.Message) {
 		case existing.ID != m.ID:
 			t.duplicates.Add(1)
 			e.metrics.duplicates.WithLabelValues(t.f.ID).Inc()
+		default:
+			// Stored by an earlier take of this file (one that stopped
+			// midway): delivered again, so a duplicate for the metrics, as
+			// an event stored by an earlier try is; not one for the log,
+			// whose duplicates are other messages'.
+			e.metrics.duplicates.WithLabelValues(t.f.ID).Inc()
 		}
 	}()
 }

@@ -57,7 +57,8 @@ func newMetrics(e *Engine) *metrics {
 }
 
 // queueCollector reads queue depth and the oldest message's age from the
-// store at scrape time.
+// store at scrape time, for the live flows and for the removed ones whose
+// queues still hold messages (a removed flow's queue is kept).
 type queueCollector struct{ e *Engine }
 
 var (
@@ -70,9 +71,14 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc;
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, id := range c.e.flowIDs() {
+	live, removed := c.e.queueIDs()
+	for i, id := range append(live, removed...) {
 		n, oldest, err := c.e.store.Depth(ctx, id)
 		if err != nil {
+			continue
+		}
+		if i >= len(live) && n == 0 {
+			c.e.forgetQueue(id)
 			continue
 		}
 		age := 0.0

@@ -192,6 +192,10 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 			lf.pool = newPool(e, lf)
 			lf.disabled.Store(disabled[id])
 			e.flows[id] = lf
+			// Reported as a live flow's queue again; revision 0 until one
+			// goes live (its file may have errors).
+			delete(e.removed, id)
+			e.metrics.revision.WithLabelValues(id).Set(0)
 			if e.ready.Load() {
 				lf.pool.start()
 			}
@@ -236,7 +240,8 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 			e.log.Info("flow file removed: flow stopped, its queue is kept", "flow", id)
 			lf.pool.stop()
 			delete(e.flows, id)
-			e.metrics.revision.DeleteLabelValues(id) // none is live (queue depth and age are read per live flow at scrape)
+			e.removed[id] = true // queue depth and age stay reported while messages wait
+			e.metrics.revision.DeleteLabelValues(id)
 		}
 	}
 	e.rebuildRoutes()

@@ -526,7 +526,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 	if f.Watermark != nil {
 		if wmFrom, msg.Watermark, err = e.runWatermark(ctx, f.ID, m); err != nil {
 			stopBeat()
-			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "error", err)
+			e.log.Error("cannot read the watermark; retrying later", "flow", f.ID, "message", m.ID, "error", err)
 			m.Attempt--
 			e.postpone(m)
 			return

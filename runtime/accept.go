@@ -396,6 +396,11 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			a.Step, a.Class, sm.FailedStep = se.Step, string(se.Class), se.Step
 		}
 		sm.Attempts = append(slices.Clip(sm.Attempts), a)
+		class := cmp.Or(a.Class, "internal")
+		if timedOut {
+			class = "timeout"
+		}
+		m.failed.WithLabelValues(id, class).Inc()
 		for k, r := range memo.Entries() {
 			if sm.Memo == nil {
 				sm.Memo = map[string]json.RawMessage{}

@@ -19,6 +19,7 @@ type metrics struct {
 	rateLimited  *prometheus.CounterVec
 	completed    *prometheus.CounterVec
 	filtered     *prometheus.CounterVec
+	failed       *prometheus.CounterVec
 	retried      *prometheus.CounterVec
 	deadLettered *prometheus.CounterVec
 	stepLatency  *prometheus.HistogramVec
@@ -33,14 +34,16 @@ func newMetrics(e *Engine) *metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "conveyor", Name: name, Help: help}, labels)
 	}
 	m := &metrics{
-		reg:          prometheus.NewRegistry(),
-		received:     counter("messages_received_total", "Requests and events that reached a flow's trigger.", flow...),
-		accepted:     counter("messages_accepted_total", "Messages stored (async) or run (sync).", flow...),
-		rejected:     counter("messages_rejected_total", "Messages refused at accept, by reason.", "flow", "reason"),
-		duplicates:   counter("messages_duplicate_total", "Deliveries answered as duplicates.", flow...),
-		rateLimited:  counter("messages_rate_limited_total", "Requests answered 429.", flow...),
-		completed:    counter("messages_completed_total", "Messages that ran every step.", flow...),
-		filtered:     counter("messages_filtered_total", "Messages a filter step ended.", flow...),
+		reg:         prometheus.NewRegistry(),
+		received:    counter("messages_received_total", "Requests and events that reached a flow's trigger.", flow...),
+		accepted:    counter("messages_accepted_total", "Messages stored (async) or run (sync).", flow...),
+		rejected:    counter("messages_rejected_total", "Messages refused at accept, by reason.", "flow", "reason"),
+		duplicates:  counter("messages_duplicate_total", "Deliveries answered as duplicates.", flow...),
+		rateLimited: counter("messages_rate_limited_total", "Requests answered 429.", flow...),
+		completed:   counter("messages_completed_total", "Messages that ran every step.", flow...),
+		filtered:    counter("messages_filtered_total", "Messages a filter step ended.", flow...),
+		failed: counter("messages_failed_total", "Sync runs that failed and answered an error, by class (validation, permanent, transient, timeout); "+
+			"the sender's retry resumes them. Async messages retry or are dead-lettered instead.", "flow", "class"),
 		retried:      counter("messages_retried_total", "Transient failures scheduled for another attempt.", flow...),
 		deadLettered: counter("messages_dead_lettered_total", "Messages moved to the dead-letter queue.", flow...),
 		reloads:      counter("reloads_total", "Flow reloads, by result (ok, failed).", "flow", "result"),
@@ -51,7 +54,7 @@ func newMetrics(e *Engine) *metrics {
 			Help: "The live revision of each flow (0 while it has none)."}, flow),
 	}
 	m.reg.MustRegister(m.received, m.accepted, m.rejected, m.duplicates, m.rateLimited, m.completed, m.filtered,
-		m.retried, m.deadLettered, m.stepLatency, m.reloads, m.revision, m.skipped,
+		m.failed, m.retried, m.deadLettered, m.stepLatency, m.reloads, m.revision, m.skipped,
 		&queueCollector{e: e}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -195,3 +195,25 @@ steps: [{map: {w: vars.watermark}}]
 		t.Errorf("log line %v: want flow poll and the message's id", line)
 	}
 }
+
+// A sync run that fails counts as failed, by class: it was accepted and
+// is never retried nor dead-lettered by conveyor, so a sync flow failing
+// every request showed nothing but accepted requests.
+func TestSyncFailureCountsAsFailed(t *testing.T) {
+	erp := newTarget(t)
+	erp.status = func(map[string]any) int { return 503 }
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{"price": `
+trigger: {http: {path: /price, mode: sync}}
+steps:
+  - call: {connection: erp, path: /prices, as: p}
+  - respond: {status: 200}
+`})
+	e := start(t, dir, runtime.Options{})
+	if c, _ := post(t, "http://"+e.TriggerAddr()+"/price", `{"sku": "A"}`); c != 503 {
+		t.Fatalf("post: %d; want 503", c)
+	}
+	const want = `conveyor_messages_failed_total{class="transient",flow="price"} 1`
+	if text := scrapeMetrics(t, e); !strings.Contains(text, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}

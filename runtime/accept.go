@@ -204,7 +204,7 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	existing, err := e.store.Accept(r.Context(), sm, ttl)
 	if err != nil {
-		e.log.Error("cannot store an accepted message", "flow", id, "error", err)
+		e.log.Error("cannot store an accepted message", "flow", id, "key", sm.DedupKey, "error", err)
 		m.rejected.WithLabelValues(id, "store").Inc()
 		w.Header().Set("Retry-After", "5")
 		apiError(w, http.StatusServiceUnavailable, "store_unavailable", "the message could not be stored; retry", nil)
@@ -326,7 +326,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			bg, key, mid := context.WithoutCancel(ctx), dedupKey, msg.ID // the run goes on with these (fail-open)
 			e.background(func() { _ = e.store.ReleaseKey(bg, key, mid) })
 			if !e.dedupFailOpen {
-				e.log.Warn("dedup unavailable; refusing the request", "flow", id, "error", err)
+				e.log.Warn("dedup unavailable; refusing the request", "flow", id, "key", dedupKey, "error", err)
 				m.rejected.WithLabelValues(id, "dedup_unavailable").Inc()
 				w.Header().Set("Retry-After", "5")
 				apiError(w, http.StatusServiceUnavailable, "store_unavailable", "dedup is unavailable; retry", nil)
@@ -334,7 +334,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			}
 			// store.fail_open.dedup: run unchecked; a duplicate sent
 			// during the outage runs again.
-			e.log.Warn("dedup unavailable; running the request unchecked (store.fail_open.dedup)", "flow", id, "error", err)
+			e.log.Warn("dedup unavailable; running the request unchecked (store.fail_open.dedup)", "flow", id, "message", msg.ID, "key", dedupKey, "error", err)
 			dedupKey, ok, holder = "", true, msg.ID
 		}
 		// A claim sent again by the client after a lost answer finds the
@@ -416,7 +416,7 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			e.log.Error("cannot journal a failed sync run; its retry runs anew", "flow", id, "message", sm.ID, "error", err)
 			if dedupKey != "" {
 				if err := e.store.ReleaseKey(context.WithoutCancel(ctx), dedupKey, msg.ID); err != nil {
-					e.log.Error("cannot release a dedup key; the sender's retry waits until the claim lapses", "flow", id, "key", dedupKey, "error", err)
+					e.log.Error("cannot release a dedup key; the sender's retry waits until the claim lapses", "flow", id, "message", msg.ID, "key", dedupKey, "error", err)
 				}
 			}
 		}

@@ -29,8 +29,9 @@ var _ RateLimiter = (*RedisLimiter)(nil)
 // NewRedisLimiter) lets traffic through: Allow answers ok together with
 // the error, Wait returns nil — an outage never stops traffic, limits are
 // just not enforced meanwhile. false refuses: Allow answers not ok (retry
-// in a second) with the error, Wait returns the error so the call step
-// fails transiently and is retried with backoff.
+// in a second) with the error, Wait returns the error (a retryLater) so
+// the call step fails transiently: a sync run answers 503, a queued
+// message waits a few seconds without counting an attempt (postpone).
 type RedisLimiter struct {
 	s        *store.Redis
 	c        redis.UniversalClient
@@ -152,7 +153,7 @@ func (l *RedisLimiter) Wait(ctx context.Context, key string, rl flows.RateLimit)
 			if l.FailOpen {
 				return nil
 			}
-			return err
+			return retryLater{err} // not the target's doing: the message waits, no attempt counted
 		}
 		if ok {
 			return nil

@@ -433,7 +433,7 @@ func (s *storeMemo) Flush() error {
 	}
 	// Never interrupted by shutdown: the effects already happened.
 	if err := s.e.store.Save(context.WithoutCancel(s.ctx), s.m); err != nil {
-		return err
+		return retryLater{err} // the store's, not the target's: no attempt counted
 	}
 	s.dirty = false
 	return nil
@@ -578,6 +578,14 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		e.saveUntilStored(m, "requeue an interrupted message")
 		return
 	}
+	if errors.As(res.Err, new(retryLater)) {
+		// The runtime's own (the store or a fail-closed rate limiter out
+		// of reach): the message waits, without counting the attempt.
+		e.log.Warn("step cannot run yet; postponing the message", "flow", m.Flow, "message", m.ID, "step", se.Step, "error", se.Error())
+		m.Attempt--
+		e.postpone(m)
+		return
+	}
 	m.Attempts = append(m.Attempts, store.Attempt{At: time.Now().UTC(), Step: se.Step, Class: string(se.Class), Error: se.Error()})
 	// The policy is the failing step's, and so is the budget: the
 	// attempts of that step, not the message's runs (m.Attempt, which
@@ -621,7 +629,13 @@ func stepAttempts(m *store.Message, step string) int {
 // recorded would leave the message leased, and the embedded store's
 // leases last until a restart.
 func (e *Engine) saveUntilStored(m *store.Message, what string) {
-	wait := 100 * time.Millisecond
+	wait, most := 100*time.Millisecond, 5*time.Second
+	if l, ok := e.store.(interface{ LeaseTimeout() time.Duration }); ok {
+		// Tried at least every quarter lease: once Redis is back, other
+		// replicas wait a lease timeout before they take leases over (see
+		// store.Redis.Lease), and this write must land before.
+		most = min(most, max(l.LeaseTimeout()/4, 10*time.Millisecond))
+	}
 	for {
 		err := e.store.Save(context.WithoutCancel(e.ctx), m)
 		if err == nil {
@@ -639,7 +653,7 @@ func (e *Engine) saveUntilStored(m *store.Message, what string) {
 			return // left leased; the next start runs it again (with the memo it had)
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
+		wait = min(2*wait, most)
 	}
 }
 

@@ -93,22 +93,42 @@ type scriptCall struct {
 const pipeliners = 4
 
 // roundTrips counts the client's round trips: a command, a script call or
-// a pipeline is one.
-type roundTrips struct{ n atomic.Int64 }
+// a pipeline is one. It also keeps when the last one found Redis out of
+// reach (unix ns; see Lease).
+type roundTrips struct{ n, unreachable atomic.Int64 }
+
+// saw notes err, the outcome of a round trip: no answer, or a server
+// that cannot serve yet (loading its data after a restart, no master,
+// a script that hogs it), is Redis out of reach.
+func (h *roundTrips) saw(err error) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return
+	}
+	if _, answered := errors.AsType[redis.Error](err); answered && !slices.ContainsFunc(notServing, func(p string) bool { return redis.HasErrorPrefix(err, p) }) {
+		return
+	}
+	h.unreachable.Store(time.Now().UnixNano())
+}
+
+var notServing = []string{"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"}
 
 func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		h.n.Add(1)
-		return next(ctx, cmd)
+		err := next(ctx, cmd)
+		h.saw(err)
+		return err
 	}
 }
 
 func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		h.n.Add(1)
-		return next(ctx, cmds)
+		err := next(ctx, cmds)
+		h.saw(err)
+		return err
 	}
 }
 
@@ -358,7 +378,7 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 }
 
 // leaseScript: 2 flow, 3 now, 4 n, 5 consumer, 6 lease timeout ms, 7 max
-// deliveries. Returns {{stream entry, record} of each leased message, the
+// deliveries, 8 1 to take over idle leases (0: not now). Returns {{stream entry, record} of each leased message, the
 // ids of the messages it dead-lettered}.
 var leaseScript = redis.NewScript(luaPrelude + `
 local flow, n, C = ARGV[2], tonumber(ARGV[4]), ARGV[5]
@@ -372,9 +392,12 @@ end
 -- each time, it would see only the first entries of the PEL (XAUTOCLAIM
 -- looks at ten per COUNT), and a long head of live leases would hide a
 -- dead replica's entries behind it.
-local ac = redis.call('XAUTOCLAIM', q, G, C, ARGV[6], redis.call('GET', P..'ac:'..flow) or '0-0', 'COUNT', n)
-redis.call('SET', P..'ac:'..flow, ac[1])
-local got = ac[2]
+local got = {}
+if ARGV[8] == '1' then
+  local ac = redis.call('XAUTOCLAIM', q, G, C, ARGV[6], redis.call('GET', P..'ac:'..flow) or '0-0', 'COUNT', n)
+  redis.call('SET', P..'ac:'..flow, ac[1])
+  got = ac[2]
+end
 if #got < n then
   local r = redis.call('XREADGROUP', 'GROUP', G, C, 'COUNT', n - #got, 'STREAMS', q, '>')
   if r then for _, e in ipairs(r[1][2]) do got[#got + 1] = e end end
@@ -415,6 +438,13 @@ var _ DeadLetteringLeaser = (*Redis)(nil)
 // entries are read for this consumer — one script. A message leased
 // MaxDeliveries times without an outcome is dead-lettered instead (see
 // LeaseDeadLettering).
+//
+// Within LeaseTimeout of a call that found Redis out of reach, no lease is
+// taken over: Redis was likely out of reach for the other replicas too,
+// so a lease that looks idle may be a live replica's that could not renew
+// it, or whose outcome waits to be stored. They get a lease timeout, from
+// when Redis answers again, to do so; a replica that did die meanwhile is
+// taken over that much later.
 func (s *Redis) Lease(ctx context.Context, flow string, now time.Time, n int) ([]*Message, error) {
 	out, _, err := s.LeaseDeadLettering(ctx, flow, now, n)
 	return out, err
@@ -428,8 +458,12 @@ func (s *Redis) LeaseDeadLettering(ctx context.Context, flow string, now time.Ti
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
+	takeover := "1"
+	if time.Since(time.Unix(0, s.trips.unreachable.Load())) < s.opts.LeaseTimeout {
+		takeover = "0"
+	}
 	res, err := leaseScript.Run(ctx, s.c, []string{s.prefix + "q:" + flow}, s.prefix, flow, us(now), n, s.opts.Consumer,
-		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries).Slice()
+		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries, takeover).Slice()
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: lease: %w", err)
 	}

@@ -20,95 +20,57 @@ import (
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
 )
 
-// A Redis outage longer than the lease timeout, while a run's outcome
-// waits to be recorded: when Redis comes back, the replica records it
-// and does not take its own message over and run it again (there is no
-// other replica; the run it holds finished).
+// A run's outcome is saved after its lease renewals stop. Redis goes
+// away during the run for longer than the lease timeout (for every
+// replica); when it comes back, no replica may take over the lease of
+// the finished run that waits to record its outcome: neither the one
+// that ran it nor another one. The ERP got the order twice.
 func TestRedisOutageDoesNotRunAFinishedMessageAgain(t *testing.T) {
-	url := storetest.RedisURL(t)
-	prefix := storetest.RedisPrefix(t, url)
-	opt, _ := redis.ParseURL(url)
-	p := storetest.NewProxy(t, opt.Addr)
-	erp := newSink(t)
-	var once sync.Once
-	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(p.Down) // Redis goes away while the first call is under way
-		erp.srv.Config.Handler.ServeHTTP(w, r)
-	}))
-	defer cut.Close()
-	dir := replicaWorkspace(t, erp, map[string]string{"orders": replicaOrderFlow})
-	cfg := fmt.Sprintf("connections:\n  erp: {http: {base_url: %q, timeout: 5s}}\n", cut.URL)
-	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
-	s, err := store.OpenRedis(context.Background(), "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB),
-		store.RedisOptions{Prefix: prefix, Consumer: "a", LeaseTimeout: 500 * time.Millisecond, CallTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	a := start(t, dir, runtime.Options{Store: s, Limiter: runtime.NewRedisLimiter(s), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if st, out := post(t, "http://"+a.TriggerAddr()+"/orders", `{"id": 1}`); st != 202 {
-		t.Fatalf("accept: %d %v", st, out)
-	}
-	eventually(t, 10*time.Second, "the order at the ERP", func() bool { return erp.calls.Load() == 1 })
-	time.Sleep(1500 * time.Millisecond) // the outage outlasts the lease
-	p.Up()
-	direct := redisStore(t, url, prefix, store.RedisOptions{Consumer: "observer"})
-	eventually(t, 15*time.Second, "the outcome recorded", func() bool {
-		ms, err := direct.List(context.Background(), store.Filter{Flow: "orders", Status: store.Completed})
-		return err == nil && len(ms) == 1
-	})
-	time.Sleep(500 * time.Millisecond)
-	if n := erp.calls.Load(); n != 1 {
-		t.Errorf("erp called %d times, want 1: the replica ran its own finished message again after the outage", n)
-	}
-}
-
-// The same with two replicas: Redis goes away for longer than the lease
-// timeout (for both), and when it comes back the other replica must not
-// take over the lease of a run that finished on a live replica and
-// waits to record its outcome.
-func TestRedisOutageNoTakeoverOfALiveReplicasRun(t *testing.T) {
-	url := storetest.RedisURL(t)
-	prefix := storetest.RedisPrefix(t, url)
-	opt, _ := redis.ParseURL(url)
-	p := storetest.NewProxy(t, opt.Addr)
-	erp := newSink(t)
-	var once sync.Once
-	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(p.Down)
-		erp.srv.Config.Handler.ServeHTTP(w, r)
-	}))
-	defer cut.Close()
-	dir := replicaWorkspace(t, erp, map[string]string{"orders": replicaOrderFlow})
-	cfg := fmt.Sprintf("connections:\n  erp: {http: {base_url: %q, timeout: 5s}}\n", cut.URL)
-	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
-	var first *runtime.Engine
-	for _, name := range []string{"a", "b"} {
-		s, err := store.OpenRedis(context.Background(), "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB),
-			store.RedisOptions{Prefix: prefix, Consumer: name, LeaseTimeout: 500 * time.Millisecond, CallTimeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		e := start(t, dir, runtime.Options{Store: s, Limiter: runtime.NewRedisLimiter(s), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if first == nil {
-			first = e
-		}
-	}
-	if st, out := post(t, "http://"+first.TriggerAddr()+"/orders", `{"id": 1}`); st != 202 {
-		t.Fatalf("accept: %d %v", st, out)
-	}
-	eventually(t, 10*time.Second, "the order at the ERP", func() bool { return erp.calls.Load() == 1 })
-	time.Sleep(1500 * time.Millisecond)
-	p.Up()
-	direct := redisStore(t, url, prefix, store.RedisOptions{Consumer: "observer"})
-	eventually(t, 15*time.Second, "the outcome recorded", func() bool {
-		ms, err := direct.List(context.Background(), store.Filter{Flow: "orders", Status: store.Completed})
-		return err == nil && len(ms) == 1
-	})
-	time.Sleep(500 * time.Millisecond)
-	if n := erp.calls.Load(); n != 1 {
-		t.Errorf("erp called %d times, want 1: a replica took over a finished run after the outage", n)
+	for _, replicas := range [][]string{{"a"}, {"a", "b"}} {
+		t.Run(fmt.Sprintf("%d replicas", len(replicas)), func(t *testing.T) {
+			url := storetest.RedisURL(t)
+			prefix := storetest.RedisPrefix(t, url)
+			opt, _ := redis.ParseURL(url)
+			p := storetest.NewProxy(t, opt.Addr)
+			erp := newSink(t)
+			var once sync.Once
+			cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				once.Do(p.Down) // Redis goes away while the first call is under way
+				erp.srv.Config.Handler.ServeHTTP(w, r)
+			}))
+			defer cut.Close()
+			dir := replicaWorkspace(t, erp, map[string]string{"orders": replicaOrderFlow})
+			cfg := fmt.Sprintf("connections:\n  erp: {http: {base_url: %q, timeout: 5s}}\n", cut.URL)
+			must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
+			var first *runtime.Engine
+			for _, name := range replicas {
+				s, err := store.OpenRedis(context.Background(), "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB),
+					store.RedisOptions{Prefix: prefix, Consumer: name, LeaseTimeout: 500 * time.Millisecond, CallTimeout: time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Close() })
+				e := start(t, dir, runtime.Options{Store: s, Limiter: runtime.NewRedisLimiter(s), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				if first == nil {
+					first = e
+				}
+			}
+			if st, out := post(t, "http://"+first.TriggerAddr()+"/orders", `{"id": 1}`); st != 202 {
+				t.Fatalf("accept: %d %v", st, out)
+			}
+			eventually(t, 10*time.Second, "the order at the ERP", func() bool { return erp.calls.Load() == 1 })
+			time.Sleep(1500 * time.Millisecond) // the outage outlasts the lease
+			p.Up()
+			direct := redisStore(t, url, prefix, store.RedisOptions{Consumer: "observer"})
+			eventually(t, 15*time.Second, "the outcome recorded", func() bool {
+				ms, err := direct.List(context.Background(), store.Filter{Flow: "orders", Status: store.Completed})
+				return err == nil && len(ms) == 1
+			})
+			time.Sleep(500 * time.Millisecond)
+			if n := erp.calls.Load(); n != 1 {
+				t.Errorf("erp called %d times, want 1: the finished run ran again after the outage", n)
+			}
+		})
 	}
 }
 

@@ -42,7 +42,7 @@ func newMetrics(e *Engine) *metrics {
 		rateLimited: counter("messages_rate_limited_total", "Requests answered 429.", flow...),
 		completed:   counter("messages_completed_total", "Messages that ran every step.", flow...),
 		filtered:    counter("messages_filtered_total", "Messages a filter step ended.", flow...),
-		failed: counter("messages_failed_total", "Sync runs that failed and answered an error, by class (validation, permanent, transient, timeout); "+
+		failed: counter("messages_failed_total", "Sync runs that failed and answered an error, by class (validation, permanent, transient, timeout, internal); "+
 			"the sender's retry resumes them. Async messages retry or are dead-lettered instead.", "flow", "class"),
 		retried:      counter("messages_retried_total", "Transient failures scheduled for another attempt.", flow...),
 		deadLettered: counter("messages_dead_lettered_total", "Messages moved to the dead-letter queue.", flow...),

@@ -413,12 +413,12 @@ var triggerMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch,
 // allowedMethods are the methods some flow of mux takes r's path with.
 func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
 	var out []string
+	r2 := *r // asked again with each method
 	for _, m := range triggerMethods {
-		r2 := r.WithContext(r.Context())
 		r2.Method = m
 		// A flow's pattern starts with its method; "/" is the catch-all
 		// and a bare path a redirect.
-		if _, p := mux.Handler(r2); strings.HasPrefix(p, m+" ") {
+		if _, p := mux.Handler(&r2); strings.HasPrefix(p, m+" ") {
 			out = append(out, m)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"hash"
 	"net/textproto"
 	"strings"
@@ -47,23 +48,39 @@ func (c *compiler) auth(a *dsl.Auth) *Auth {
 			out.Algorithm = "sha256"
 		}
 		for _, s := range append([]dsl.ConfigString{h.Secret}, h.Secrets...) {
-			if v := c.resolve(s, "trigger.http.auth.hmac.secret"); v != "" {
+			if s.Raw == "" {
+				continue // secrets: [...] alone leaves secret unwritten
+			}
+			if v := c.secret(s, "trigger.http.auth.hmac", "secret"); v != "" {
 				out.Secrets = append(out.Secrets, []byte(v))
-			} else if _, err := s.Resolve(c.env.Getenv); err == nil && s.Raw != "" {
-				c.add(s.At, "trigger.http.auth.hmac: the secret is empty", "")
 			}
 		}
 		return out
 	case a.Bearer != nil:
-		return &Auth{Kind: "bearer", Header: "Authorization", Secrets: [][]byte{[]byte(c.resolve(a.Bearer.Token, "trigger.http.auth.bearer.token"))}}
+		return &Auth{Kind: "bearer", Header: "Authorization", Secrets: [][]byte{[]byte(c.secret(a.Bearer.Token, "trigger.http.auth.bearer", "token"))}}
 	case a.APIKey != nil:
 		header := a.APIKey.Header
 		if header == "" {
 			header = "X-API-Key"
 		}
-		return &Auth{Kind: "api_key", Header: header, Secrets: [][]byte{[]byte(c.resolve(a.APIKey.Key, "trigger.http.auth.api_key.key"))}}
+		return &Auth{Kind: "api_key", Header: header, Secrets: [][]byte{[]byte(c.secret(a.APIKey.Key, "trigger.http.auth.api_key", "key"))}}
 	}
 	return nil
+}
+
+// secret resolves a secret of an auth check. An empty one is a diagnostic:
+// an empty bearer token would let in every request that sends
+// "Authorization: Bearer " with nothing after it, and a variable set to ""
+// (or a default of ${env:NAME:-}) is a deployment mistake, not a choice.
+func (c *compiler) secret(s dsl.ConfigString, what, name string) string {
+	v, err := s.Resolve(c.env.Getenv)
+	switch {
+	case err != nil:
+		c.resolve(s, what+"."+name) // reports the missing variable
+	case v == "":
+		c.add(s.At, fmt.Sprintf("%s: the %s is empty", what, name), "set the variable to the value the sender uses")
+	}
+	return v
 }
 
 // hmacPresets are how common platforms sign their webhooks: an HMAC over
@@ -107,7 +124,7 @@ func (a *Auth) Verify(header func(string) string, body []byte) bool {
 		// The scheme is case-insensitive (RFC 9110 section 11.1):
 		// clients send "bearer" too.
 		scheme, tok, found := strings.Cut(got, " ")
-		return found && strings.EqualFold(scheme, "Bearer") && a.anySecret([]byte(tok))
+		return found && tok != "" && strings.EqualFold(scheme, "Bearer") && a.anySecret([]byte(tok))
 	case "api_key":
 		return got != "" && a.anySecret([]byte(got))
 	}

@@ -192,13 +192,19 @@ func TestBearerAndAPIKey(t *testing.T) {
 	}
 }
 
-func TestHMACCompileErrors(t *testing.T) {
+func TestAuthCompileErrors(t *testing.T) {
 	e := compileEnv(t, nil)
 	e.Getenv = func(k string) (string, bool) { return "", k == "EMPTY" }
 	for src, want := range map[string]string{
 		`{hmac: {secret: shh}}`:                           "needs a header or a preset",
 		`{hmac: {header: X-Sig, secret: "${env:EMPTY}"}}`: "the secret is empty",
 		`{hmac: {header: X-Sig, secret: "${env:UNSET}"}}`: "UNSET",
+		// An empty token would let in every request that sends
+		// "Authorization: Bearer " with nothing after it.
+		`{bearer: {token: "${env:EMPTY}"}}`:   "trigger.http.auth.bearer: the token is empty",
+		`{bearer: {token: "${env:EMPTY:-}"}}`: "trigger.http.auth.bearer: the token is empty",
+		`{api_key: {key: "${env:EMPTY}"}}`:    "trigger.http.auth.api_key: the key is empty",
+		`{bearer: {token: "${env:UNSET}"}}`:   "UNSET",
 	} {
 		_, ds := compileWith(t, e, "trigger: {http: {path: /hook, auth: "+src+"}}\nsteps: [{log: '\"x\"'}]\n")
 		if !strings.Contains(ds.Error(), want) {

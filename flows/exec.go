@@ -597,7 +597,18 @@ func (r *run) runSplit(s *step) (bool, error) {
 
 // key is the idempotency key of an outbound effect: flow:message:step.
 func (r *run) key(s *step) string {
-	return r.f.ID + ":" + r.msg.ID + ":" + s.path + r.split
+	return KeyOf(r.f.ID, r.msg.ID, s.path+r.split, r.msg.KeyGen[s.path+r.split])
+}
+
+// KeyOf is the idempotency key of the effect at step (its path with split
+// indexes) of message id in flow: flow:message:step, and "#<generation>"
+// past the first generation (see Message.KeyGen).
+func KeyOf(flow, id, step string, generation int) string {
+	k := flow + ":" + id + ":" + step
+	if generation > 1 {
+		k += "#" + strconv.Itoa(generation)
+	}
+	return k
 }
 
 func (r *run) call(s *step) (*Response, error) {

@@ -137,6 +137,12 @@ type Message struct {
 	// BodyDeferred says Body was left undecoded (nil) because the flow
 	// never reads it (Flow.ReadsBody): Raw is the body, and it is not null.
 	BodyDeferred bool
+	// KeyGen is, per step (its path with split indexes, as StepError.Step
+	// names it), the generation of the step's idempotency key when it is
+	// past the first: the key gets "#<generation>". The runtime renews a
+	// key after a target refused the call under it (see
+	// runtime.keyGenerations).
+	KeyGen map[string]int
 }
 
 // State is where a message stands between steps: the next top-level step

@@ -458,7 +458,7 @@ func (e *Engine) resume(ctx context.Context, msg *flows.Message, id string) *sto
 	if err != nil || prev.Status != store.Failed {
 		return nil
 	}
-	msg.ReceivedAt, msg.Attempt = prev.ReceivedAt, prev.Attempt+1
+	msg.ReceivedAt, msg.Attempt, msg.KeyGen = prev.ReceivedAt, prev.Attempt+1, keyGenerations(prev.Attempts)
 	return prev
 }
 

@@ -840,10 +840,11 @@ func (e *Engine) remapMemo(ctx context.Context, m *store.Message, rev int) (int,
 		where[eff] = append(where[eff], p)
 	}
 	prefix := m.Flow + ":" + m.ID + ":"
+	gens := keyGenerations(m.Attempts)
 	out := map[string]json.RawMessage{}
 	var moves [][2]string
 	for key, v := range m.Memo {
-		path, suffix := splitMemoKey(strings.TrimPrefix(key, prefix))
+		path, items := splitMemoKey(strings.TrimPrefix(key, prefix))
 		eff, ok := oldE[path]
 		switch {
 		case key == watermarkPin(m):
@@ -852,7 +853,10 @@ func (e *Engine) remapMemo(ctx context.Context, m *store.Message, rev int) (int,
 		case newE[path] == eff:
 			out[key] = v
 		case len(where[eff]) == 1:
-			moves = append(moves, [2]string{key, prefix + where[eff][0] + suffix})
+			// Under the key the step at the new path calls with: its
+			// generation comes from the attempts made at that path.
+			step := where[eff][0] + items
+			moves = append(moves, [2]string{key, flows.KeyOf(m.Flow, m.ID, step, gens[step])})
 		}
 	}
 	for _, mv := range moves {
@@ -864,10 +868,11 @@ func (e *Engine) remapMemo(ctx context.Context, m *store.Message, rev int) (int,
 	return len(m.Memo), total
 }
 
-var memoSuffixRE = regexp.MustCompile(`^(.*?)((?:\[\d+\])*)$`)
+var memoSuffixRE = regexp.MustCompile(`^(.*?)((?:\[\d+\])*)(?:#\d+)?$`)
 
-// splitMemoKey splits a step path with split item indexes ("5[].1[2]")
-// into the step path ("5[].1") and the indexes ("[2]").
+// splitMemoKey splits a step path with split item indexes and a key
+// generation ("5[].1[2]#2", see keyGenerations) into the step path
+// ("5[].1") and the indexes ("[2]").
 func splitMemoKey(s string) (string, string) {
 	m := memoSuffixRE.FindStringSubmatch(s)
 	return m[1], m[2]

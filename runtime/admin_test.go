@@ -348,7 +348,9 @@ func TestAdminReplayOnANewRevision(t *testing.T) {
 	isErr(t, err, runtime.ErrConflict) // the checkpoint indexes revision 1's steps
 	r, err := e.Replay(ctx, m.ID, runtime.ReplayOptions{From: runtime.FromStart, Revision: runtime.RevCurrent}, "op")
 	must(t, err)
-	if r.Revision != 2 || len(r.Memo) != 1 || r.Memo["ship:"+m.ID+":2"] == nil {
+	// Under step 2's key of the second generation: the ERP refused the
+	// call at step 2 of revision 1, so step 2's key was renewed.
+	if r.Revision != 2 || len(r.Memo) != 1 || r.Memo["ship:"+m.ID+":2#2"] == nil {
 		t.Fatalf("replayed on revision %d with memo %v", r.Revision, r.Memo)
 	}
 	eventually(t, 5*time.Second, "the replay completes", func() bool { return erp.count() == 1 })

@@ -521,7 +521,7 @@ func (e *Engine) process(ctx context.Context, m *store.Message) {
 		return nil
 	}
 	msg := &flows.Message{ID: m.ID, ReceivedAt: m.ReceivedAt, Attempt: m.Attempt, Revision: f.Revision, Body: body, Raw: m.Body,
-		BodyDeferred: deferred, Headers: m.Headers, Query: m.Query, Params: m.Params}
+		BodyDeferred: deferred, Headers: m.Headers, Query: m.Query, Params: m.Params, KeyGen: keyGenerations(m.Attempts)}
 	var wmFrom []byte // the stored watermark this run's window starts at (nil: none yet)
 	if f.Watermark != nil {
 		if wmFrom, msg.Watermark, err = e.runWatermark(ctx, f.ID, m); err != nil {
@@ -620,6 +620,37 @@ func stepAttempts(m *store.Message, step string) int {
 		}
 	}
 	return n
+}
+
+// keyGenerations says which steps call with a renewed idempotency key
+// (flows.Message.KeyGen). A key is renewed when the target refused the
+// call under it (a permanent failure: 4xx, a redirect, or a request never
+// sent) and every earlier attempt under that key was refused too. The
+// target then did nothing under the key, and a target that keeps the
+// first answer per key (as payment and ERP APIs do) would give its
+// refusal back to every later try, a replay after the operator fixed the
+// cause included. Once an attempt's outcome was unknown under a key (a
+// timeout, a reset, a 5xx: the target may have done the work), the key
+// is kept for good: a new one could do the work twice.
+func keyGenerations(attempts []store.Attempt) map[string]int {
+	var gen map[string]int
+	var unknown map[string]bool
+	for _, a := range attempts {
+		switch {
+		case a.Step == "" || unknown[a.Step]:
+		case a.Class != string(flows.Permanent):
+			if unknown == nil {
+				unknown = map[string]bool{}
+			}
+			unknown[a.Step] = true
+		default:
+			if gen == nil {
+				gen = map[string]int{}
+			}
+			gen[a.Step] = max(gen[a.Step], 1) + 1
+		}
+	}
+	return gen
 }
 
 // saveUntilStored records the outcome of a run (what: for the log),

@@ -55,7 +55,7 @@ type Compiler struct {
 // NewCompiler returns a compiler whose lookup() reads the tables in l.
 func NewCompiler(l *Lookups) *Compiler {
 	c := &Compiler{lookups: l}
-	c.opts = []expr.Option{expr.Env(&Env{}), expr.MaxNodes(5000)}
+	c.opts = []expr.Option{expr.Env(Env{}), expr.MaxNodes(5000)}
 	c.names = append(c.names, Names...)
 	for _, f := range Catalogue(l) {
 		c.opts = append(c.opts, expr.Function(f.Name, f.Fn, f.Types...))

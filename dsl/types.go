@@ -69,7 +69,7 @@ type HTTPTrigger struct {
 	Method  string    `yaml:"method" enum:"POST,PUT,PATCH,GET,DELETE" default:"POST" desc:"HTTP method"`
 	Mode    string    `yaml:"mode" enum:"async,sync" default:"async" desc:"async: 202 and a message id once stored; sync: run inline and answer what respond sets"`
 	Auth    *Auth     `yaml:"auth" desc:"How callers authenticate"`
-	MaxBody ByteSize  `yaml:"max_body" default:"1MiB" desc:"Largest accepted body (413 above)"`
+	MaxBody ByteSize  `yaml:"max_body" default:"1MiB" desc:"Largest accepted body, as sent and once decompressed (Content-Encoding gzip or deflate); 413 above"`
 	Timeout *Duration `yaml:"timeout" default:"30s" desc:"sync mode: longest time the flow may run before 504"`
 	At      Pos       `yaml:"-"`
 }

@@ -1,6 +1,13 @@
 package runtime_test
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -103,5 +110,78 @@ func TestBodyOfUnicodeSpacesIsNotJSON(t *testing.T) {
 		if s, _, out := send(t, "POST", "http://"+e.TriggerAddr()+"/a", body, nil); s != 202 {
 			t.Errorf("body %q: %d %s, want 202", body, s, out)
 		}
+	}
+}
+
+// A body sent compressed (Content-Encoding gzip or deflate) is taken
+// decompressed: the limit applies to what it decompresses to (a small
+// bomb is a 413, not a heap full of spaces), an HMAC may sign either form,
+// and an encoding Conveyor cannot read is a 415 naming it, not a 400
+// saying the body is no JSON.
+func TestCompressedBodies(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{
+		"a": "trigger: {http: {path: /a, max_body: 64KiB}}\nsteps: [{log: '\"x\"'}]\n",
+		"s": "trigger: {http: {path: /s, auth: {hmac: {header: X-Sig, secret: shh}}}}\nsteps: [{log: '\"x\"'}]\n",
+	})
+	e := start(t, dir, runtime.Options{})
+	base := "http://" + e.TriggerAddr()
+	doc := `{"id": 1042, "note": "größe"}`
+	gz := func(s string) string {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write([]byte(s))
+		zw.Close()
+		return b.String()
+	}
+	zl := func(s string) string {
+		var b bytes.Buffer
+		zw := zlib.NewWriter(&b)
+		zw.Write([]byte(s))
+		zw.Close()
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name, encoding, body string
+		want                 int
+	}{
+		{"gzip", "gzip", gz(doc), 202},
+		{"x-gzip", "x-gzip", gz(doc), 202},
+		{"deflate", "deflate", zl(doc), 202},
+		{"identity", "identity", doc, 202},
+		{"gzip, upper case", "GZIP", gz(doc), 202},
+		{"brotli", "br", doc, 415},
+		{"two encodings", "gzip, gzip", gz(gz(doc)), 415},
+		{"not gzip", "gzip", doc, 400},
+		{"truncated", "gzip", gz(doc)[:20], 400},
+		{"bomb", "gzip", gz(strings.Repeat(" ", 65<<10) + "{}"), 413},
+	} {
+		s, _, out := send(t, "POST", base+"/a", tc.body, map[string]string{"Content-Encoding": tc.encoding})
+		if s != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, s, out, tc.want)
+			continue
+		}
+		if s != 202 {
+			continue
+		}
+		var acc struct{ ID string }
+		_ = json.Unmarshal([]byte(out), &acc)
+		m, err := e.Message(context.Background(), acc.ID)
+		must(t, err)
+		if string(m.Body) != doc {
+			t.Errorf("%s: stored %q, want %q", tc.name, m.Body, doc)
+		}
+	}
+	sign := func(b string) string {
+		h := hmac.New(sha256.New, []byte("shh"))
+		h.Write([]byte(b))
+		return base64.StdEncoding.EncodeToString(h.Sum(nil))
+	}
+	for name, sig := range map[string]string{"over the wire bytes": sign(gz(doc)), "over the JSON": sign(doc)} {
+		if s, _, out := send(t, "POST", base+"/s", gz(doc), map[string]string{"Content-Encoding": "gzip", "X-Sig": sig}); s != 202 {
+			t.Errorf("signature %s: %d %s, want 202", name, s, out)
+		}
+	}
+	if s, _, _ := send(t, "POST", base+"/s", gz(doc), map[string]string{"Content-Encoding": "gzip", "X-Sig": sign("{}")}); s != 401 {
+		t.Errorf("wrong signature: %d, want 401", s)
 	}
 }

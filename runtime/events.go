@@ -88,7 +88,10 @@ func (e *Engine) Publish(ctx context.Context, topic string, body any, key string
 		switch {
 		case err != nil:
 			e.metrics.rejected.WithLabelValues(lf.id, "store").Inc()
-			return err
+			// The store's failure, not the publishing message's: it waits
+			// for the store without using up an attempt. The copies stored
+			// already are found again by their ids when it publishes again.
+			return retryLater{err}
 		case existing != nil:
 			// Held by a live message with the same key, or stored already by
 			// an earlier try of this publication.

@@ -366,6 +366,11 @@ func (e *Engine) runSync(w http.ResponseWriter, r *http.Request, lf *liveFlow, f
 			allowed, wait, holder, ok, err = cl.AllowClaim(ctx, rlKey, *f.RateLimit, dedupKey, msg.ID, claimTTL)
 			switch {
 			case err != nil && !allowed: // a fail-closed limiter out of reach
+				// The script may have run all the same (its answer lost or
+				// late): a claim it took would answer the sender's retry
+				// 409 until it lapsed. Let it go.
+				bg, key, mid := context.WithoutCancel(ctx), dedupKey, msg.ID
+				e.background(func() { _ = e.store.ReleaseKey(bg, key, mid) })
 				e.admit(w, f, false, wait, err)
 				return
 			case err != nil: // fail-open: the claim alone

@@ -3,7 +3,10 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -296,5 +299,87 @@ func TestWaitAfterContextEnds(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		url := storetest.RedisURL(t)
 		check(t, runtime.NewRedisLimiter(redisStore(t, url, storetest.RedisPrefix(t, url), store.RedisOptions{})))
+	})
+}
+
+// A GCRA call whose answer was lost (late past the read timeout, or the
+// connection cut) is sent again by go-redis, and its second run took a
+// second token: a limit of 2 let one request through where it should two,
+// and with a burst of 1 the request itself was refused (429) for the
+// token its first run had taken — and, from AllowClaim, with its dedup key
+// claimed, so the sender's retry was answered 409 until the claim lapsed.
+func TestRedisLimiterCallSentAgainTakesOneToken(t *testing.T) {
+	for _, loss := range []struct {
+		name string
+		arm  func(p *storetest.Proxy, marker string)
+	}{
+		{"late", func(p *storetest.Proxy, marker string) { p.DelayAnswer(marker, time.Second) }},
+		{"cut", func(p *storetest.Proxy, marker string) { p.LoseAnswer(marker, nil) }},
+	} {
+		t.Run(loss.name, func(t *testing.T) {
+			url := storetest.RedisURL(t)
+			opt, _ := redis.ParseURL(url)
+			p := storetest.NewProxy(t, opt.Addr)
+			s := redisStore(t, p.Through(url, "read_timeout=300ms"), storetest.RedisPrefix(t, url), store.RedisOptions{})
+			l := runtime.NewRedisLimiter(s)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			two := flows.RateLimit{Limit: 2, Per: time.Hour, Burst: 2}
+			one := flows.RateLimit{Limit: 1, Per: time.Hour, Burst: 1}
+			// Loaded first: a script not loaded yet is not run by the
+			// EVALSHA whose answer is lost.
+			_, _, _ = l.Allow(ctx, "warm", two)
+			_, _, _, _, _ = l.AllowClaim(ctx, "warm", two, "f:warm", "m0", time.Hour)
+			loss.arm(p, "gcra:k")
+			if ok, _, err := l.Allow(ctx, "k", two); !ok || err != nil {
+				t.Errorf("the first request: ok %v err %v; want allowed", ok, err)
+			}
+			if ok, _, err := l.Allow(ctx, "k", two); !ok || err != nil {
+				t.Errorf("the second request: ok %v err %v; want allowed, the limit is 2", ok, err)
+			}
+			if ok, _, _ := l.Allow(ctx, "k", two); ok {
+				t.Error("a third request was allowed; the limit is 2")
+			}
+
+			loss.arm(p, "gcra:p")
+			ok, wait, holder, claimed, err := l.AllowClaim(ctx, "p", one, "f:k", "m1", time.Hour)
+			// Claimed, or (the claim sent again) found held by m1 itself:
+			// the sync accept path takes both as m1's claim.
+			if !ok || holder != "m1" || err != nil {
+				t.Errorf("AllowClaim: ok %v (wait %s) claimed %v holder %q err %v; want allowed and held by m1", ok, wait, claimed, holder, err)
+			}
+			if ok, _, _, _, _ := l.AllowClaim(ctx, "p", one, "f:k2", "m2", time.Hour); ok {
+				t.Error("a second request was allowed; the limit is 1")
+			}
+		})
+	}
+}
+
+// A fail-closed limiter whose AllowClaim got no answer in time refuses the
+// request (503), but the script may have run: the claim it took was left
+// in place, so the sender's retry of the refused request was answered 409
+// ("the same request is being processed") until the claim lapsed, the
+// flow's timeout and a minute later. The refusal lets the claim go.
+func TestFailClosedLimiterWithoutAnswerLeavesNoClaim(t *testing.T) {
+	url := storetest.RedisURL(t)
+	opt, _ := redis.ParseURL(url)
+	p := storetest.NewProxy(t, opt.Addr)
+	dir := workspace(t, nil, map[string]string{
+		"quote": "trigger: {http: {path: /quote, mode: sync}}\ndedup: {key: 'string(body.id)', ttl: 1h}\nrate_limit: {limit: 100, per: 1s}\nsteps: [{respond: {body: '{ok: true}'}}]\n",
+	})
+	cfg := fmt.Sprintf("store: {backend: redis, url: %q, fail_open: {rate_limit: false}}\n", p.Through(url, "prefix="+storetest.RedisPrefix(t, url)))
+	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
+	e := start(t, dir, runtime.Options{})
+	u := "http://" + e.TriggerAddr() + "/quote"
+	if code, _ := post(t, u, `{"id": 0}`); code != 200 { // loads the script
+		t.Fatalf("first request: %d", code)
+	}
+	p.DelayAnswer("gcra:", 1500*time.Millisecond) // past the limiter's 1s, within the read timeout
+	if code, _ := post(t, u, `{"id": 1}`); code != 503 {
+		t.Fatalf("with the limiter's answer late: %d; want 503", code)
+	}
+	eventually(t, 5*time.Second, "the sender's retry to run (not 409)", func() bool {
+		code, _ := post(t, u, `{"id": 1}`)
+		return code == 200
 	})
 }

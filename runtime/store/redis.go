@@ -37,11 +37,14 @@ import (
 //
 //	P m:<id>               hash: j (message record), st (status), f (flow), r (received, µs),
 //	                       s (stream entry id while queued or leased), dv (leases since the
-//	                       last Save), tk (accept token), k (dedup key), why (set when dead-lettered by Lease)
+//	                       last Save), tk (accept token), sv (token of the last save), k (dedup key),
+//	                       why (set when dead-lettered by Lease)
 //	P q:<flow>             stream, consumer group "conveyor": entries {id: <message id>}
 //	                       of messages due now; leased = pending in the group (PEL)
 //	P due:<flow>           zset: message id -> due time (µs), messages due later
 //	P ac:<flow>            string: where the next takeover scan (XAUTOCLAIM) of q:<flow> starts
+//	P lt:<token>           string: what the Lease call with this token leased (MessagePack: stream
+//	                       entries and ids, ids dead-lettered), for a few seconds (see CallToken)
 //	P st:<flow>:<status>   zset: message id -> received (µs); Depth and List by status
 //	                       (P st:<flow>:dead is the dead-letter queue)
 //	P jr, P jr:<flow>      zset: message id -> received (µs); the journal, newest first
@@ -61,6 +64,15 @@ import (
 //	P gcra:<key>           string: "tat:interval:burst", the GCRA theoretical arrival time (µs)
 //	                       and the emission interval (µs) and burst that set it; used by
 //	                       runtime.RedisLimiter
+//	P gt:<token>           string: set for a few seconds when the RedisLimiter call with this
+//	                       token took a rate-limit token (see CallToken)
+//
+// go-redis sends a command again when its answer is lost after Redis may
+// have run it (a read timeout, a cut connection; up to MaxRetries times).
+// Scripts are therefore idempotent: those that would not be by themselves
+// (Save, Lease, the rate limiter's) carry a token for the call (see
+// CallToken) and answer the same call sent again as they did the first
+// time, instead of applying it twice.
 //
 // Messages with a final status expire after JournalTTL (dead letters
 // never do); their journal entries are trimmed by receive time by later
@@ -276,6 +288,29 @@ func us(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
 
 func ms(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
 
+// CallToken is a fresh token for one call of a script that is not
+// idempotent by itself. go-redis sends a command again when its answer is
+// lost, although Redis may have run it: the script keeps the token with
+// what it changed, for as long as the call may come again (ResendWindow),
+// and answers the call when it comes again as it did the first time.
+func CallToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ResendWindow is how long after Redis ran a script call made through Eval
+// go-redis may still send it again: Eval's calls are sent within
+// CallTimeout, and a second more covers a command still on its way.
+func (s *Redis) ResendWindow() time.Duration { return s.opts.CallTimeout + time.Second }
+
+// resendWindow is ResendWindow for a call made under ctx, which has a
+// deadline (see deadline), rather than through Eval.
+func resendWindow(ctx context.Context) time.Duration {
+	dl, _ := ctx.Deadline()
+	return max(time.Until(dl), 0) + time.Second
+}
+
 // releasedLua tells a dedup key's value ~id, released by the failed sync
 // run id to the sender's retry and held by none, from the id of its
 // holder. The scripts that read dedup keys share it.
@@ -363,11 +398,9 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 		m.DueAt = now
 	}
 	b := encodeMessage(m)
-	var tok [8]byte
-	_, _ = rand.Read(tok[:])
 	res, err := s.Eval(ctx, acceptScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, strconv.FormatInt(ttl.Milliseconds(), 10),
-		hex.EncodeToString(tok[:]), ms(s.opts.JournalTTL)).StringSlice()
+		CallToken(), ms(s.opts.JournalTTL)).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("store: accept: %w", err)
 	}
@@ -378,11 +411,28 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 }
 
 // leaseScript: 2 flow, 3 now, 4 n, 5 consumer, 6 lease timeout ms, 7 max
-// deliveries, 8 1 to take over idle leases (0: not now). Returns {{stream entry, record} of each leased message, the
-// ids of the messages it dead-lettered}.
+// deliveries, 8 1 to take over idle leases (0: not now), 9 call token, 10
+// how long to keep it (ms). Returns {{stream entry, record} of each leased
+// message, the ids of the messages it dead-lettered}.
 var leaseScript = redis.NewScript(luaPrelude + `
 local flow, n, C = ARGV[2], tonumber(ARGV[4]), ARGV[5]
 local q, dz = P..'q:'..flow, P..'due:'..flow
+local lt = P..'lt:'..ARGV[9]
+local sent = redis.call('GET', lt)
+if sent then
+  -- This very call, sent again after its answer was lost: the messages
+  -- its first run leased, which no one else runs, not the next ones.
+  local got, dead = cmsgpack.unpack(sent)
+  local out = {}
+  for i = 1, #got, 2 do
+    local j = redis.call('HGET', P..'m:'..got[i + 1], 'j')
+    if j then
+      out[#out + 1] = got[i]
+      out[#out + 1] = j
+    end
+  end
+  return {out, dead}
+end
 ensure(q)
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', dz, '-inf', ARGV[3], 'LIMIT', 0, 100)) do
   redis.call('ZREM', dz, id)
@@ -402,7 +452,7 @@ if #got < n then
   local r = redis.call('XREADGROUP', 'GROUP', G, C, 'COUNT', n - #got, 'STREAMS', q, '>')
   if r then for _, e in ipairs(r[1][2]) do got[#got + 1] = e end end
 end
-local out, dead = {}, {}
+local out, dead, ids = {}, {}, {}
 for _, e in ipairs(got) do
   local sid, id = e[1], e[2] and e[2][2]
   local mk = P..'m:'..(id or '')
@@ -425,9 +475,12 @@ for _, e in ipairs(got) do
       move(id, flow, r[2], 'running', r[4])
       out[#out + 1] = sid
       out[#out + 1] = r[1]
+      ids[#ids + 1] = sid
+      ids[#ids + 1] = id
     end
   end
 end
+if #ids > 0 or #dead > 0 then redis.call('SET', lt, cmsgpack.pack(ids, dead), 'PX', ARGV[10]) end
 return {out, dead}
 `)
 
@@ -463,7 +516,7 @@ func (s *Redis) LeaseDeadLettering(ctx context.Context, flow string, now time.Ti
 		takeover = "0"
 	}
 	res, err := leaseScript.Run(ctx, s.c, []string{s.prefix + "q:" + flow}, s.prefix, flow, us(now), n, s.opts.Consumer,
-		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries, takeover).Slice()
+		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries, takeover, CallToken(), ms(resendWindow(ctx))).Slice()
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: lease: %w", err)
 	}
@@ -528,13 +581,19 @@ func (s *Redis) Touch(ctx context.Context, id string) error {
 // (empty, confirm or release), 13 dedup ttl ms, 14 the stream entry the
 // message was leased as (a worker's save; empty: not checked), 15 this
 // consumer, 16 the status the stored message must have (empty: any),
-// 17 with 16, the SHA-1 of the record it must still hold (empty: any).
+// 17 with 16, the SHA-1 of the record it must still hold (empty: any),
+// 18 the call token.
 // It returns 1, 0 when the lease is another consumer's, -1 when the
 // message is not as expected.
 var saveScript = redis.NewScript(luaPrelude + `
 local id, flow, st, dk = ARGV[2], ARGV[3], ARGV[5], ARGV[9]
 local mk = P..'m:'..id
-local r = redis.call('HMGET', mk, 'st', 's', 'f')
+local r = redis.call('HMGET', mk, 'st', 's', 'f', 'sv')
+-- This very save, sent again after its answer was lost: it landed. (Run
+-- again, it would find the lease it acknowledged gone, or the status it
+-- expected changed, by itself.) No other save of a leased message comes
+-- between: only its lease holder saves it.
+if r[4] == ARGV[18] then return 1 end
 local of = r[3] or flow
 if ARGV[16] ~= '' and r[1] ~= ARGV[16] then return -1 end
 if ARGV[17] ~= '' and redis.sha1hex(redis.call('HGET', mk, 'j') or '') ~= ARGV[17] then return -1 end
@@ -551,7 +610,7 @@ if r[2] and st ~= 'running' then
 end
 redis.call('ZREM', P..'due:'..of, id)
 if r[1] and (r[1] ~= st or of ~= flow) then redis.call('ZREM', P..'st:'..of..':'..r[1], id) end
-redis.call('HSET', mk, 'j', ARGV[4], 'st', st, 'f', flow, 'r', ARGV[8])
+redis.call('HSET', mk, 'j', ARGV[4], 'st', st, 'f', flow, 'r', ARGV[8], 'sv', ARGV[18])
 if st ~= 'running' then redis.call('HSET', mk, 'dv', 0) end -- a checkpoint is no outcome
 redis.call('HDEL', mk, 'why')
 if not r[1] then journal(id, flow, ARGV[8], dk, ARGV[10]) end
@@ -615,7 +674,7 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	}
 	n, err := s.Eval(ctx, saveScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, encodeMessage(m), string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)), op, ms(ttl),
-		m.lease, s.opts.Consumer, string(m.Expect), expectedRecord(m)).Int()
+		m.lease, s.opts.Consumer, string(m.Expect), expectedRecord(m), CallToken()).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("store: save %s: %w", m.ID, err)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,8 @@ type Proxy struct {
 	conns  map[net.Conn]bool
 	lose   []byte // see LoseAnswer
 	after  func()
+	slow   []byte // see DelayAnswer
+	delay  time.Duration
 }
 
 // NewProxy listens on 127.0.0.1:0 and forwards to target until t ends.
@@ -33,6 +36,19 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	go p.serve()
 	t.Cleanup(func() { ln.Close(); p.set("down") })
 	return p
+}
+
+// Through is the Redis URL url with the proxy's address for the server's,
+// and options (go-redis URL options, e.g. "read_timeout=300ms") added.
+func (p *Proxy) Through(url, options string) string {
+	url = strings.Replace(url, p.target, p.Addr, 1)
+	if options == "" {
+		return url
+	}
+	if strings.Contains(url, "?") {
+		return url + "&" + options
+	}
+	return url + "?" + options
 }
 
 // Up forwards again.
@@ -53,6 +69,28 @@ func (p *Proxy) LoseAnswer(marker string, after func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lose, p.after = []byte(marker), after
+}
+
+// DelayAnswer makes the proxy pass on the next command that contains
+// marker and hold back the answers of its connection for d: the command
+// runs, and a client whose read timeout is shorter than d gives up on the
+// connection (go-redis then sends the command again on another one).
+func (p *Proxy) DelayAnswer(marker string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.slow, p.delay = []byte(marker), d
+}
+
+// delays reports how long to hold back the answers to chunk (and disarms
+// DelayAnswer when chunk holds its command).
+func (p *Proxy) delays(chunk []byte) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.slow == nil || !bytes.Contains(chunk, p.slow) {
+		return 0
+	}
+	p.slow = nil
+	return p.delay
 }
 
 // cuts reports whether chunk holds the command LoseAnswer waits for (and
@@ -125,7 +163,8 @@ func (p *Proxy) forward(c net.Conn) {
 		s.Close()
 		return
 	}
-	var drop atomic.Bool // the answers from here on are lost
+	var drop atomic.Bool   // the answers from here on are lost
+	var until atomic.Int64 // unix ns: the answers wait until then
 	go func() {
 		defer s.Close()
 		buf := make([]byte, 32<<10)
@@ -134,6 +173,9 @@ func (p *Proxy) forward(c net.Conn) {
 			if n > 0 {
 				cut, after := p.cuts(buf[:n])
 				drop.Store(drop.Load() || cut)
+				if d := p.delays(buf[:n]); d > 0 {
+					until.Store(time.Now().Add(d).UnixNano())
+				}
 				if _, err := s.Write(buf[:n]); err != nil {
 					return
 				}
@@ -154,6 +196,7 @@ func (p *Proxy) forward(c net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := s.Read(buf)
+		time.Sleep(time.Until(time.Unix(0, until.Load())))
 		if n > 0 && !drop.Load() {
 			if _, err := c.Write(buf[:n]); err != nil {
 				break

@@ -500,3 +500,16 @@ steps:
 		t.Errorf("the server got %d requests, want none", n)
 	}
 }
+
+// A run-time expression error points at the character, counting
+// characters as editors do: umlauts and an escaped quote before it in a
+// double-quoted scalar do not move it.
+func TestEvalErrorColumnAfterUmlauts(t *testing.T) {
+	f := compile(t, "trigger: {http: {path: /t}}\nsteps:\n  - log: \"\\\"Größe \\\" + dec_add(body.total, \\\"x\\\")\"\n")
+	res := f.Run(context.Background(), &flows.Message{ID: "m", Body: map[string]any{"total": "1.5"}}, nil, 0, flows.Deps{})
+	var ee *mappings.EvalError
+	// the scalar opens at column 10; dec_add is the 24th character of the line (its 26th byte)
+	if res.Outcome != flows.Failed || !errors.As(res.Err, &ee) || ee.At != (dsl.Pos{Line: 3, Col: 24}) {
+		t.Fatalf("got %s %v; want the error at 3:24, dec_add", res.Outcome, res.Err)
+	}
+}

@@ -2,6 +2,7 @@ package mappings
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/conveyor-run/conveyor/dsl"
 )
@@ -108,7 +110,7 @@ func readLookupFile(path string) (*lookupTable, []error) {
 			errs = append(errs, lookupErr(path, pe.Line, 0, "%d fields, but the header has %d", len(rec), len(recs[0])))
 			continue
 		case errors.As(err, &pe):
-			return nil, append(errs, lookupErr(path, pe.Line, pe.Column, "%v", pe.Err))
+			return nil, append(errs, lookupErr(path, pe.Line, charColumn(path, pe.Line, pe.Column), "%v", pe.Err))
 		case err != nil:
 			return nil, append(errs, lookupErr(path, 0, 0, "%v", err))
 		}
@@ -117,6 +119,25 @@ func readLookupFile(path string) (*lookupTable, []error) {
 	}
 	t, tErrs := newLookupTable(path, recs, lines)
 	return t, append(errs, tErrs...)
+}
+
+// charColumn turns the byte column encoding/csv reports on line of file
+// into a column of characters, as editors count them: an umlaut before
+// the error otherwise moves it a column to the right. The file is read
+// again on this error path only; a column it cannot place stays as it is.
+func charColumn(file string, line, col int) int {
+	src, err := os.ReadFile(file)
+	if err != nil || line < 1 || col < 1 {
+		return col
+	}
+	src = bytes.TrimPrefix(src, []byte("\ufeff")) // the CSV reader never saw it
+	lines := bytes.Split(src, []byte("\n"))
+	if line > len(lines) {
+		return col
+	}
+	l := bytes.TrimSuffix(lines[line-1], []byte("\r"))
+	before := min(col-1, len(l))
+	return utf8.RuneCount(l[:before]) + (col - 1 - before) + 1 // past the end (end of file) byte for byte
 }
 
 // newLookupTable builds a table from its records, the header first; lines

@@ -133,3 +133,32 @@ func TestLookupWithBOMAndQuotedHeader(t *testing.T) {
 		t.Errorf("columns %q; want sku and item code", got)
 	}
 }
+
+// A column in a lookup error counts characters, as editors do: an
+// article description with umlauts before the error moved it right by a
+// column per extra byte (encoding/csv counts bytes). A byte order mark
+// is no column.
+func TestLookupErrorColumnCountsCharacters(t *testing.T) {
+	dir := t.TempDir()
+	// each stray quote is the 8th character of its line, its 10th byte
+	for name, text := range map[string]string{
+		"header.csv": "\ufeffGröße,a\"b\nx,1\n",
+		"row.csv":    "\ufeffsize,code\nGröße,a\"b\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, errs := LoadLookups(dir)
+	var got []string
+	for _, err := range errs {
+		got = append(got, strings.TrimPrefix(err.Error(), dir+string(filepath.Separator)))
+	}
+	want := []string{
+		`header.csv:1:8: bare " in non-quoted-field`,
+		`row.csv:2:8: bare " in non-quoted-field`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -484,7 +484,9 @@ func (e *Engine) DeleteFlow(ctx context.Context, id, author, ifMatch string) err
 	ctx2, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	for {
-		if _, ok := e.flowFile(id); !ok {
+		// Gone, or served from another file named after it (x.yml beside
+		// x.yaml), which takes the flow over as at a restart.
+		if cur, ok := e.flowFile(id); !ok || cur != file {
 			break
 		}
 		select {

@@ -46,7 +46,7 @@ func newMetrics(e *Engine) *metrics {
 			"the sender's retry resumes them. Async messages retry or are dead-lettered instead.", "flow", "class"),
 		retried:      counter("messages_retried_total", "Transient failures scheduled for another attempt.", flow...),
 		deadLettered: counter("messages_dead_lettered_total", "Messages moved to the dead-letter queue.", flow...),
-		reloads:      counter("reloads_total", "Flow reloads, by result (ok, failed).", "flow", "result"),
+		reloads:      counter("reloads_total", "Flow reloads, by result (ok, failed, refused).", "flow", "result"),
 		skipped:      counter("schedule_skipped_total", "Schedule firings skipped because the previous run was still pending.", flow...),
 		stepLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "conveyor", Name: "step_duration_seconds",
 			Help: "Duration of top-level steps.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"flow", "step", "kind"}),

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -151,6 +153,14 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 	}
 	e.mu.RUnlock()
 	ws.settleRoutes(serving)
+	// A file refused for another file's flow id has no flow of its own to
+	// show it: the log and the metric report it, once per decision.
+	for _, file := range slices.Sorted(maps.Keys(ws.shadowed)) {
+		if sh := ws.shadowed[file]; sh.now {
+			e.metrics.reloads.WithLabelValues(sh.id, "refused").Inc()
+			e.log.Error("flow file not loaded: another file holds its flow id", "flow", sh.id, "file", file, "error", sh.diag.String())
+		}
+	}
 	// Store work first, without the lock, so requests are not held up:
 	// the revision number of every flow that compiled anew.
 	type fresh struct {

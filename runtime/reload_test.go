@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -693,5 +694,74 @@ func TestWorkspaceListsFilesAsTheWatcherDoes(t *testing.T) {
 	}
 	if _, ok := ws.Flows["echo"]; !ok || len(ws.Flows) != 1 {
 		t.Errorf("flows %v; want echo alone", slices.Collect(maps.Keys(ws.Flows)))
+	}
+}
+
+// flows/echo.yaml and flows/echo.yml both name flow "echo". The file that
+// serves it keeps it, even though echo.yaml sorts first: the other is
+// refused with a diagnostic (logged and counted), reload after reload, a
+// full one too, as for two flows claiming one route; once the serving
+// file is gone the other takes the flow over. A full reload gave the flow
+// to whichever file sorted first, and a removed file stopped the flow
+// while the other one was there.
+func TestTwoFilesOfOneFlowID(t *testing.T) {
+	dir := workspace(t, nil, nil)
+	yml, yaml := filepath.Join(dir, "flows", "echo.yml"), filepath.Join(dir, "flows", "echo.yaml")
+	must(t, os.WriteFile(yml, []byte(echoV1), 0o644))
+	logs := &lockedBuffer{}
+	e := start(t, dir, runtime.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	url := "http://" + e.TriggerAddr() + "/echo"
+	v := func() any { _, out := post(t, url, `{}`); return out["v"] }
+	if got := v(); got != 1.0 {
+		t.Fatalf("v = %v; want 1 from echo.yml", got)
+	}
+	must(t, os.WriteFile(yaml, []byte(echoV2), 0o644))
+	eventually(t, 3*time.Second, "echo.yaml refused in the log", func() bool {
+		return strings.Contains(logs.String(), `flow id \"echo\" already belongs to echo.yml; this file is not loaded`)
+	})
+	if m := scrapeMetrics(t, e); !strings.Contains(m, `conveyor_reloads_total{flow="echo",result="refused"} 1`) {
+		t.Errorf("/metrics does not count the refused file")
+	}
+	// a shared file changes: the whole workspace is loaded again
+	must(t, os.MkdirAll(filepath.Join(dir, "mappings"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "mappings", "m.yaml"), []byte("map: {a: body.a}\n"), 0o644))
+	e.Reload()
+	time.Sleep(300 * time.Millisecond) // past the settle time of the new file
+	e.Reload()
+	for i := range 5 {
+		if got := v(); got != 1.0 {
+			t.Fatalf("request %d after a full reload: v = %v; want 1, echo.yml serving", i, got)
+		}
+	}
+	if fi, _ := e.Flow("echo"); fi.File != yml || fi.Status != runtime.StatusActive || fi.Revision != 1 {
+		t.Fatalf("echo: %s revision %d from %s; want active, revision 1 from echo.yml", fi.Status, fi.Revision, fi.File)
+	}
+	// the serving file goes: the other one takes the flow
+	must(t, os.Remove(yml))
+	eventually(t, 3*time.Second, "echo.yaml serving", func() bool { return v() == 2.0 })
+	if fi, _ := e.Flow("echo"); fi.File != yaml || fi.Status != runtime.StatusActive {
+		t.Fatalf("echo: %s from %s; want active from echo.yaml", fi.Status, fi.File)
+	}
+}
+
+// Deleting a flow through the API removes the file that serves it; a
+// second file named after it (echo.yml beside echo.yaml) then takes the
+// flow over, as it would at a restart, and the delete answers at once
+// rather than wait for the flow to vanish.
+func TestDeleteFlowWithASecondFileForItsID(t *testing.T) {
+	dir := workspace(t, nil, map[string]string{"echo": echoV1})
+	e := start(t, dir, runtime.Options{})
+	must(t, os.WriteFile(filepath.Join(dir, "flows", "echo.yml"), []byte(echoV2), 0o644))
+	time.Sleep(300 * time.Millisecond) // past the settle time of the new file
+	e.Reload()
+	began := time.Now()
+	if err := e.DeleteFlow(t.Context(), "echo", "ed", ""); err != nil || time.Since(began) > 5*time.Second {
+		t.Fatalf("delete: %v after %s", err, time.Since(began))
+	}
+	if fi, _ := e.Flow("echo"); fi.File != filepath.Join(dir, "flows", "echo.yml") || fi.Status != runtime.StatusActive {
+		t.Fatalf("echo: %s from %s; want active from echo.yml", fi.Status, fi.File)
+	}
+	if _, out := post(t, "http://"+e.TriggerAddr()+"/echo", `{}`); out["v"] != 2.0 {
+		t.Errorf("v = %v; want 2 from echo.yml", out["v"])
 	}
 }

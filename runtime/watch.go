@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -294,12 +296,12 @@ func (e *Engine) Reload() {
 		if !configChanged && e.configErr.Load() != nil {
 			inForce = prev.Config
 		}
-		ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, inForce)
+		ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, inForce, prev.FlowFiles)
 		if configChanged && !e.reloadConfig(prev, ws) {
 			// keep the previous configuration and connections; the
 			// mappings and lookups saved with it still apply (their
 			// hashes are recorded: no later scan would apply them)
-			ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, prev.Config)
+			ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, prev.Config, prev.FlowFiles)
 		}
 	} else {
 		ws = prev.withFlows(e.opts.Workspace, changed, e.opts.Getenv)
@@ -377,7 +379,8 @@ func staticDiff(a, b staticConfig) (string, string, string) {
 }
 
 // withFlows returns a copy of ws with the given flow files re-read (or
-// dropped when gone); other flows keep their compiled programs.
+// dropped when gone, their flow id then going to another file named after
+// it, if any); other flows keep their compiled programs.
 func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string) (string, bool)) *Workspace {
 	out := *ws
 	out.Sources, out.Flows, out.FlowFiles, out.Raw = map[string]*dsl.Flow{}, map[string]*flows.Flow{}, map[string]string{}, map[string][]byte{}
@@ -417,21 +420,51 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 			out.Diagnostics = append(out.Diagnostics, d)
 		}
 	}
+	// The flow id of a changed file is settled again between the files
+	// named after it (x.yaml, x.yml): the one that holds it keeps it,
+	// another takes it once that one is gone, the rest are refused.
+	ids := map[string]bool{}
+	for _, p := range changed {
+		if isFlowFile(dir, p) {
+			ids[dsl.FlowID(p)] = true
+		}
+	}
+	out.shadowed = map[string]shadow{}
+	for p, sh := range ws.shadowed {
+		if ids[sh.id] {
+			out.Diagnostics = without(out.Diagnostics, sh.diag)
+			continue
+		}
+		sh.now = false // reported when it was decided
+		out.shadowed[p] = sh
+	}
+	claims := map[string][]string{}
+	for _, p := range sourceFiles(dir, "flows") {
+		if id := dsl.FlowID(p); ids[id] {
+			claims[id] = append(claims[id], p)
+		}
+	}
 	env := out.FlowEnv(getenv)
 	var fresh []string
-	for _, p := range changed {
-		if !isFlowFile(dir, p) {
-			continue
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		holder := holderOf(claims[id], ws.FlowFiles[id])
+		for _, p := range claims[id] {
+			if p != holder {
+				out.shadow(p, id, holder)
+			}
 		}
-		src, err := os.ReadFile(p)
-		if err != nil {
+		if holder == "" {
 			continue // removed
 		}
-		df, ds := dsl.ParseFlow(p, src)
-		if prev, dup := out.FlowFiles[df.ID]; dup && filepath.Clean(prev) != filepath.Clean(p) {
-			out.Diagnostics = append(out.Diagnostics, dsl.Diagnostic{File: p, Line: 1, Col: 1, Message: fmt.Sprintf("flow id %q is already used by %s", df.ID, prev)})
-			continue
+		if filepath.Clean(holder) == filepath.Clean(ws.FlowFiles[id]) && !isChanged[filepath.Clean(holder)] {
+			continue // serves on as it was
 		}
+		p := holder // changed, or taking the flow over from a file gone
+		src, err := os.ReadFile(p)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		df, ds := dsl.ParseFlow(p, src)
 		out.FlowFiles[df.ID] = p
 		out.Raw[df.ID] = src
 		out.read[df.ID] = true

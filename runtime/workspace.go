@@ -46,6 +46,16 @@ type Workspace struct {
 	// broken are the diagnostics of the mapping files that do not
 	// decode, by id: a flow using one names them.
 	broken map[string]dsl.Diagnostics
+	// shadowed are the flow files not loaded because another file holds
+	// their flow id (flows/x.yaml and flows/x.yml), by file.
+	shadowed map[string]shadow
+}
+
+// shadow is a flow file refused because another file holds its flow id.
+type shadow struct {
+	id   string
+	diag dsl.Diagnostic
+	now  bool // decided by this load (not kept from the one before): to be reported
 }
 
 // IsWorkspace reports whether dir looks like a workspace root.
@@ -61,14 +71,16 @@ func IsWorkspace(dir string) bool {
 // LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
 // every file are collected; the returned workspace holds what is valid.
 func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
-	return loadWorkspace(dir, getenv, nil)
+	return loadWorkspace(dir, getenv, nil, nil)
 }
 
 // loadWorkspace is LoadWorkspace; inForce, when set, is the configuration
 // in force, taken instead of reading conveyor.yaml (a reload while a
-// change to it is refused).
-func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.Config) *Workspace {
-	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, broken: map[string]dsl.Diagnostics{}, read: map[string]bool{}, getenv: getenv}
+// change to it is refused). holders are the files that hold each flow id
+// now (a reload): where two files claim one id, the one that holds it
+// keeps it.
+func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.Config, holders map[string]string) *Workspace {
+	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, broken: map[string]dsl.Diagnostics{}, read: map[string]bool{}, shadowed: map[string]shadow{}, getenv: getenv}
 	ws.Config = &dsl.Config{}
 	cfgPath := filepath.Join(dir, "conveyor.yaml")
 	if inForce != nil {
@@ -105,7 +117,18 @@ func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.
 		}
 	}
 	files := ws.yamlFiles("flows")
+	claims := map[string][]string{} // flow id -> the files named so
 	for _, path := range files {
+		id := dsl.FlowID(path)
+		claims[id] = append(claims[id], path)
+	}
+	for _, path := range files {
+		if id := dsl.FlowID(path); len(claims[id]) > 1 {
+			if holder := holderOf(claims[id], holders[id]); holder != path {
+				ws.shadow(path, id, holder)
+				continue
+			}
+		}
 		src, err := os.ReadFile(path)
 		if err != nil {
 			ws.fileError(path, err)
@@ -113,10 +136,6 @@ func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.
 		}
 		f, ds := dsl.ParseFlow(path, src)
 		ws.Diagnostics = append(ws.Diagnostics, ds...)
-		if prev, dup := ws.FlowFiles[f.ID]; dup {
-			ws.Diagnostics = append(ws.Diagnostics, dsl.Diagnostic{File: path, Line: 1, Col: 1, Message: fmt.Sprintf("flow id %q is already used by %s", f.ID, prev), Hint: "rename one of the files"})
-			continue
-		}
 		ws.FlowFiles[f.ID] = path
 		ws.Raw[f.ID] = src
 		ws.read[f.ID] = true
@@ -150,6 +169,32 @@ func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.
 	}
 	ws.Diagnostics.Sort()
 	return ws
+}
+
+// holderOf is the file of files (the files named after one flow id,
+// sorted) that holds the id: the one that holds it now, while it is
+// there, or else the first (x.yaml before x.yml). Like a route, a flow id
+// stays with the file that serves it: a second file neither takes it
+// over on a reload nor at a full one, whatever the names sort.
+func holderOf(files []string, now string) string {
+	for _, f := range files {
+		if now != "" && filepath.Clean(f) == filepath.Clean(now) {
+			return f
+		}
+	}
+	if len(files) == 0 {
+		return ""
+	}
+	return files[0]
+}
+
+// shadow refuses file, whose flow id another file holds.
+func (ws *Workspace) shadow(file, id, holder string) {
+	d := dsl.Diagnostic{File: file, Line: 1, Col: 1,
+		Message: fmt.Sprintf("flow id %q already belongs to %s; this file is not loaded", id, filepath.Base(holder)),
+		Hint:    "the file name without .yaml or .yml is the flow id: delete one of the two files, or rename it"}
+	ws.Diagnostics = append(ws.Diagnostics, d)
+	ws.shadowed[file] = shadow{id: id, diag: d, now: true}
 }
 
 // FlowEnv is what compiling a flow of this workspace needs.

@@ -401,3 +401,26 @@ func TestDLQListLimitIsUsage(t *testing.T) {
 		}
 	}
 }
+
+// flows/orders.yaml and flows/orders.yml both name flow "orders": lint
+// reports the second file, with the first that holds the id, and checks
+// the first as usual; linting the second file alone reports it too.
+func TestLintReportsTwoFilesOfOneFlowID(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"conveyor.yaml":     "connections: {}\n",
+		"flows/orders.yaml": "trigger: {event: {topic: t}}\nsteps: [{log: '\"hi\"'}]\n",
+		"flows/orders.yml":  "trigger: {event: {topic: u}}\nsteps: [{log: 'bdy.x'}]\n",
+	})
+	t.Chdir(dir)
+	want := `flows/orders.yml:1:1: flow id "orders" already belongs to orders.yaml; this file is not loaded ` +
+		`(the file name without .yaml or .yml is the flow id: delete one of the two files, or rename it)` + "\n"
+	for _, p := range []string{".", "flows/orders.yml"} {
+		if code, out, errs := cli(t, "lint", p); code != 1 || strings.TrimPrefix(out, "./") != want {
+			t.Errorf("lint %s: exit %d; want 1 and\n%s\ngot\n%s%s", p, code, want, out, errs)
+		}
+	}
+	if code, out, errs := cli(t, "lint", "flows/orders.yaml"); code != 0 {
+		t.Errorf("lint flows/orders.yaml: exit %d; want 0, the file that holds the id is fine\n%s%s", code, out, errs)
+	}
+}

@@ -627,9 +627,15 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value) {
 		if len(d.diags) == before {
 			d.checkField(f, e.value, fv)
 		}
-		// A field FooAt of type Pos holds where the value of Foo is.
+		// A field FooAt of type Pos holds where the value of Foo is, or its
+		// key when no value is written (as:): past the colon is nothing to
+		// point at.
 		if at := v.FieldByName(t.Field(f.index).Name + "At"); at.IsValid() && at.Type() == reflect.TypeOf(Pos{}) {
-			at.Set(reflect.ValueOf(posOf(e.value)))
+			p := posOf(e.value)
+			if isNull(e.value) {
+				p = posOf(e.keyN)
+			}
+			at.Set(reflect.ValueOf(p))
 		}
 		// filter:, map:, log: with nothing after them set no kind.
 		if f.kind && fv.Kind() == reflect.Pointer && fv.IsNil() && len(d.diags) == before {

@@ -2,8 +2,10 @@ package dsl
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +40,8 @@ func ParseFlow(file string, src []byte) (*Flow, Diagnostics) {
 		}
 	}
 	c.steps(f.Steps, false)
+	c.watermark = f.Watermark != nil
+	c.storeNames(f.Steps, "", map[string]string{})
 	for _, t := range f.Tests {
 		c.test(t)
 	}
@@ -113,6 +117,8 @@ type checker struct {
 	// noAnswer, when set, is why no respond step can answer anybody:
 	// such a step would be dropped silently at run time.
 	noAnswer string
+	// watermark: the flow keeps one, in vars.watermark.
+	watermark bool
 }
 
 func (c *checker) add(p Pos, msg, hint string) {
@@ -179,6 +185,64 @@ func (c *checker) steps(steps []Step, inSplit bool) {
 		case s.Respond != nil && inSplit:
 			c.add(s.At, label+": respond cannot run inside a split", "")
 		}
+	}
+}
+
+// storeNames checks the names call and split steps store their results
+// under (as:), which later expressions read as vars.<as>. stored holds the
+// names steps before these ones store on this path through the flow, with
+// the step that stores each; it is updated with the names these steps
+// store. Branches of a choice are different paths: one name in each is
+// the usual way to read one result whichever branch ran.
+func (c *checker) storeNames(steps []Step, ctx string, stored map[string]string) {
+	for i, s := range steps {
+		label := fmt.Sprintf("%sstep %d (%s)", ctx, i+1, s.Kind())
+		switch {
+		case s.Call != nil:
+			c.storeName(s.Call.As, s.Call.AsAt, label, stored)
+		case s.Split != nil:
+			c.storeNames(s.Split.Steps, label+": ", stored)
+			c.storeName(s.Split.As, s.Split.AsAt, label, stored) // once every item ran
+		case s.Choice != nil:
+			after := maps.Clone(stored)
+			for j, b := range s.Choice {
+				branch := maps.Clone(stored)
+				c.storeNames(slices.Concat(b.Steps, b.Otherwise), fmt.Sprintf("%s: branch %d: ", label, j+1), branch)
+				for name, by := range branch {
+					if _, ok := after[name]; !ok {
+						after[name] = by
+					}
+				}
+			}
+			maps.Copy(stored, after)
+		}
+	}
+}
+
+// asRE is a name an expression reads as vars.<name>, as set: paths spell
+// their parts (ASCII).
+var asRE = mustRE(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (c *checker) storeName(name string, at Pos, label string, stored map[string]string) {
+	if at.Line == 0 {
+		return // as: not written: the result is not kept
+	}
+	switch by, dup := stored[name]; {
+	case name == "":
+		c.add(at, label+": as: needs a name", "the response lands in vars.<as>: write a name such as as: erp, or leave as: out")
+	case !asRE.MatchString(name):
+		hint := "use letters, digits and _"
+		if fixed := strings.NewReplacer("-", "_", ".", "_", " ", "_").Replace(name); asRE.MatchString(fixed) {
+			hint += ": such as " + fixed
+		}
+		c.add(at, fmt.Sprintf("%s: as: %q is not a name an expression can read as vars.%s", label, name, name), hint)
+	case name == "watermark" && c.watermark:
+		c.add(at, fmt.Sprintf("%s: as: %q would overwrite the flow's watermark, vars.watermark", label, name), "give the response another name")
+	case dup:
+		c.add(at, fmt.Sprintf("%s: as: %q is already where %s stores its result: this step would overwrite vars.%s", label, name, by, name),
+			"give each step a name of its own; steps in different branches of a choice may share one")
+	default:
+		stored[name] = label
 	}
 }
 

@@ -268,7 +268,8 @@ type Branch struct {
 type Split struct {
 	Items Expr   `yaml:"items" required:"true" desc:"Expression giving the list"`
 	Steps []Step `yaml:"steps" required:"true" desc:"Steps run for each item; item is the element, body the body at the split"`
-	As    string `yaml:"as" desc:"Collects the body each item ends with into vars.<as>"`
+	As    string `yaml:"as" pattern:"^[A-Za-z_][A-Za-z0-9_]*$" desc:"Collects the body each item ends with into vars.<as>"`
+	AsAt  Pos    `yaml:"-"`
 	At    Pos    `yaml:"-"`
 }
 
@@ -281,7 +282,8 @@ type Call struct {
 	Query        ExprMap    `yaml:"query" desc:"Query parameters: name -> expression"`
 	Headers      ExprMap    `yaml:"headers" desc:"Extra headers: name -> expression"`
 	Body         *Expr      `yaml:"body" desc:"Expression giving the request body; defaults to body (none for GET and DELETE)"`
-	As           string     `yaml:"as" desc:"Stores the response (status, headers, body) in vars.<as>"`
+	As           string     `yaml:"as" pattern:"^[A-Za-z_][A-Za-z0-9_]*$" desc:"Stores the response (status, headers, body) in vars.<as>"`
+	AsAt         Pos        `yaml:"-"`
 	RateLimit    *RateLimit `yaml:"rate_limit" desc:"Outbound rate limit: the call waits for a token"`
 	Retry        *Retry     `yaml:"retry" desc:"Retry policy; defaults to the flow's"`
 	Timeout      *Duration  `yaml:"timeout" desc:"Per attempt; defaults to the connection's"`

@@ -38,6 +38,11 @@ const (
 type Scope struct {
 	InSplit bool
 	Want    Want
+	// Vars, when not nil, are the names the flow stores in vars (as:,
+	// set: vars.<name>, the watermark): vars.<other> is nil at every run,
+	// a misspelling. nil when they are not known, as for a mapping file,
+	// which serves several flows.
+	Vars []string
 }
 
 // Compiler compiles expressions against one workspace's function library.
@@ -278,6 +283,13 @@ func (s *scopeCheck) Visit(node *ast.Node) {
 		if n.Value == "item" && !s.scope.InSplit {
 			s.fail(n, "item is only defined inside a split", "use body here, or move the step into split.steps")
 		}
+	case *ast.MemberNode:
+		// vars.name and vars["name"]: a name no step stores
+		if id, ok := n.Node.(*ast.IdentifierNode); ok && id.Value == "vars" && s.scope.Vars != nil {
+			if p, ok := n.Property.(*ast.StringNode); ok && !slices.Contains(s.scope.Vars, p.Value) {
+				s.fail(p, fmt.Sprintf("vars.%s is never set in this flow", p.Value), varsHint(p.Value, s.scope.Vars))
+			}
+		}
 	case *ast.CallNode:
 		if id, ok := n.Callee.(*ast.IdentifierNode); ok {
 			if s.callees == nil {
@@ -287,6 +299,19 @@ func (s *scopeCheck) Visit(node *ast.Node) {
 			s.literalArgs(id.Value, n.Arguments)
 		}
 	}
+}
+
+// varsHint is the hint for reading vars.name in a flow whose steps store
+// the names stored and no other.
+func varsHint(name string, stored []string) string {
+	if s := dsl.Suggest(name, stored); s != "" {
+		return "did you mean vars." + s + "?"
+	}
+	list := "none"
+	if len(stored) > 0 {
+		list = "vars." + strings.Join(slices.Sorted(slices.Values(stored)), ", vars.")
+	}
+	return "vars holds what steps store: as: of a call or split, set: vars.<name>, and the watermark; this flow stores " + list
 }
 
 // literalArgs checks the arguments written as text literals that a

@@ -127,6 +127,14 @@ func (e *Engine) accept(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	m := e.metrics
 	m.received.WithLabelValues(id).Inc()
+	if !e.ready.Load() {
+		// Started without its store (Redis out of reach): nothing is
+		// accepted before it answers, and the flow's flags are read.
+		m.rejected.WithLabelValues(id, "store").Inc()
+		w.Header().Set("Retry-After", "5")
+		apiError(w, http.StatusServiceUnavailable, "store_unavailable", "the store is not reachable yet; retry", nil)
+		return
+	}
 	if lf.disabled.Load() {
 		w.Header().Set("Retry-After", "60")
 		m.rejected.WithLabelValues(id, "disabled").Inc()

@@ -564,30 +564,48 @@ func (e *Engine) pollDisabled() {
 			return
 		case <-tick.C:
 		}
-		e.mu.RLock()
-		lfs := make([]*liveFlow, 0, len(e.flows))
-		for _, lf := range e.flows {
-			lfs = append(lfs, lf)
-		}
-		e.mu.RUnlock()
-		for _, lf := range lfs {
-			e.enableM.Lock() // not overwritten with what was read before a SetEnabled here
-			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
-			v, err := e.store.GetMeta(ctx, disabledKey(lf.id))
-			cancel()
-			if err == nil && v != nil { // none: deleted through a replica that no longer has the flow
-				if disabled := string(v) == "true"; lf.disabled.Swap(disabled) && !disabled {
-					lf.pool.wake()
-				}
-			}
-			e.enableM.Unlock()
+		if e.ready.Load() { // until then, Start's catch-up reads them (awaitStore)
+			_ = e.readDisabled()
 		}
 	}
 }
 
+// readDisabled reads every flow's disabled flag from the store; it goes
+// on past a flag it cannot read, and returns the first such error.
+func (e *Engine) readDisabled() error {
+	e.mu.RLock()
+	lfs := make([]*liveFlow, 0, len(e.flows))
+	for _, lf := range e.flows {
+		lfs = append(lfs, lf)
+	}
+	e.mu.RUnlock()
+	var first error
+	for _, lf := range lfs {
+		e.enableM.Lock() // not overwritten with what was read before a SetEnabled here
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+		v, err := e.store.GetMeta(ctx, disabledKey(lf.id))
+		cancel()
+		if err == nil && v != nil { // none: deleted through a replica that no longer has the flow
+			if disabled := string(v) == "true"; lf.disabled.Swap(disabled) && !disabled {
+				lf.pool.wake()
+			}
+		}
+		e.enableM.Unlock()
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // storedDisabled reports whether flow id was disabled by an operator, as
 // the store remembers it. applyWorkspace calls it for a flow it registers.
+// While the store did not answer at start (storeDown), it is not asked:
+// Start's catch-up reads the flag before the flow can take a message.
 func (e *Engine) storedDisabled(id string) bool {
+	if e.storeDown.Load() {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	v, err := e.store.GetMeta(ctx, disabledKey(id))

@@ -260,6 +260,9 @@ func (e *Engine) flushBatches() {
 			return
 		case <-tick.C:
 		}
+		if !e.ready.Load() {
+			continue // events fan out once the work starts (open)
+		}
 		if err := a.flushDue(e.ctx); err != nil && !errors.Is(err, context.Canceled) {
 			e.log.Error("cannot flush batches; retrying", "error", err)
 		}

@@ -93,7 +93,7 @@ type Engine struct {
 	triggerLn      net.Listener
 	adminLn        net.Listener
 	draining       atomic.Bool
-	ready          atomic.Bool
+	ready          atomic.Bool // work has started (open): the store answered at least once
 	ctx            context.Context
 	cancel         context.CancelFunc
 	wg             sync.WaitGroup // background loops
@@ -114,6 +114,12 @@ type Engine struct {
 	// message starts after (begin).
 	stopMu   sync.Mutex
 	stopping bool
+
+	// storeDown: a shared store (Redis) did not answer when the engine
+	// was built. Flows load without asking it (revision 0, enabled) until
+	// Start's catch-up reads their flags and records their revisions.
+	storeDown atomic.Bool
+	notReady  atomic.Pointer[string] // why Start still waits for the store, for /readyz
 }
 
 // begin counts a leased message in inflight before a worker runs it, or
@@ -199,8 +205,12 @@ func New(opts Options) (*Engine, error) {
 		}
 		ropts.JournalTTL = opts.Retention
 		rs, err := store.OpenRedis(context.Background(), url, ropts)
-		if err != nil {
-			return nil, err
+		if err != nil { // a refusal (a wrong password): Redis out of reach is waited for
+			if opts.RedisURL != "" {
+				return nil, fmt.Errorf("--redis: %w", err)
+			}
+			at := ws.Config.Store.URL.At
+			return nil, fmt.Errorf("%s:%d:%d: store.url: %w", ws.Config.File, at.Line, at.Col, err)
 		}
 		opts.Store = rs
 		if opts.Limiter == nil {
@@ -241,8 +251,39 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.conns = conns
 	e.ws = ws
+	if err := e.pingShared(); err != nil {
+		// Asked per flow, a store out of reach would cost a timeout each.
+		e.storeDown.Store(true)
+		e.setNotReady(err)
+		e.log.Warn("the store does not answer: conveyor starts not ready and waits for it; flows load meanwhile, their revisions and disabled flags are read once it answers",
+			"store", e.storeName(), "error", err)
+	}
 	e.applyWorkspace(ws, "file")
 	return e, nil
+}
+
+// pingShared pings a store shared by replicas (Redis); nil for others.
+func (e *Engine) pingShared() error {
+	p, ok := e.store.(interface{ Ping(context.Context) error })
+	if _, shared := e.store.(sharedStore); !ok || !shared {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
+	defer cancel()
+	return p.Ping(ctx)
+}
+
+// storeName names the store in logs and /readyz.
+func (e *Engine) storeName() string {
+	if _, ok := e.store.(*store.Redis); ok {
+		return "redis"
+	}
+	return "store"
+}
+
+func (e *Engine) setNotReady(err error) {
+	why := e.storeName() + ": " + err.Error()
+	e.notReady.Store(&why)
 }
 
 func staticOf(c *dsl.Config) staticConfig {
@@ -414,27 +455,22 @@ func (e *Engine) Start() error {
 		e.triggerLn.Close()
 		return fmt.Errorf("admin listen %s: %w", e.opts.AdminListen, err)
 	}
-	if n, err := e.store.Recover(e.ctx); err != nil {
-		return fmt.Errorf("store: recover: %w", err)
-	} else if n > 0 {
-		e.log.Info("resuming messages that were in flight", "count", n)
+	// New found the store out of reach (flags not read): it is waited for
+	// at once, rather than with a first try that may time out before the
+	// admin listener answers.
+	cu := &catchUp{flags: e.storeDown.Load()}
+	if !cu.flags {
+		err = e.catchUp(cu)
+		if _, shared := e.store.(sharedStore); err != nil && !shared {
+			e.triggerLn.Close()
+			e.adminLn.Close()
+			return fmt.Errorf("store: recover: %w", err)
+		}
 	}
 	e.trigger = &http.Server{Handler: e.tracked(http.HandlerFunc(e.serveTrigger)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	e.admin = &http.Server{Handler: e.tracked(e.adminHandler()), ReadHeaderTimeout: 10 * time.Second}
 	e.goLoop(func() { _ = e.trigger.Serve(e.triggerLn) })
 	e.goLoop(func() { _ = e.admin.Serve(e.adminLn) })
-	e.mu.RLock()
-	for _, lf := range e.flows {
-		lf.pool.start()
-	}
-	e.mu.RUnlock()
-	e.sched = newScheduler(e)
-	e.sched.sync()
-	for _, newSource := range triggerSources {
-		src := newSource(e)
-		e.sources = append(e.sources, src)
-		src.sync()
-	}
 	if e.opts.RescanInterval > 0 {
 		if err := e.startWatcher(); err != nil {
 			e.log.Warn("file watcher unavailable; relying on periodic rescans", "error", err)
@@ -447,9 +483,127 @@ func (e *Engine) Start() error {
 		e.goLoop(e.pollDisabled)
 	}
 	e.goLoop(e.flushBatches) // ends with e.ctx, which Shutdown cancels
-	e.ready.Store(true)
-	e.log.Info("conveyor started", "listen", e.TriggerAddr(), "admin", e.AdminAddr(), "workspace", e.opts.Workspace, "flows", len(e.flowIDs()))
+	if cu.flags || err != nil {
+		// Redis out of reach (a host that boots, a failover during a
+		// rollout): serve not ready — /readyz and the triggers answer
+		// 503 — and start the work once it answers.
+		if err != nil {
+			e.setNotReady(err)
+			e.log.Warn("the store does not answer: conveyor is not ready and waits for it", "store", e.storeName(), "error", err)
+		}
+		e.goLoop(func() { e.awaitStore(cu) })
+	} else {
+		e.open()
+	}
+	e.log.Info("conveyor started", "listen", e.TriggerAddr(), "admin", e.AdminAddr(), "workspace", e.opts.Workspace, "flows", len(e.flowIDs()),
+		"ready", e.ready.Load())
 	return nil
+}
+
+// catchUp is what Start needs of the store before work starts; the
+// steps done stay done while it waits for the store.
+type catchUp struct {
+	recovered bool // this consumer's leases from before went back to the queue
+	flags     bool // disabled flags and revisions not read yet (storeDown at New)
+}
+
+// catchUp requeues what this replica held when it stopped (Recover): it
+// must run before any lease, or it would requeue the leases of this
+// run's own workers. After a start without the store, it then reads the
+// flows' disabled flags and records their revisions, before a disabled
+// flow could take a message.
+func (e *Engine) catchUp(cu *catchUp) error {
+	if !cu.recovered {
+		n, err := e.store.Recover(e.ctx)
+		if err != nil {
+			return err
+		}
+		cu.recovered = true
+		if n > 0 {
+			e.log.Info("resuming messages that were in flight", "count", n)
+		}
+	}
+	if cu.flags {
+		e.storeDown.Store(false) // a flow loaded from now on asks the store itself
+		if err := e.readDisabled(); err != nil {
+			return err
+		}
+		cu.flags = false
+		e.reloadM.Lock()
+		e.forgetUnrecorded()
+		e.reloadM.Unlock()
+		e.Reload() // records the revisions loaded meanwhile
+	}
+	return nil
+}
+
+// awaitStore retries catchUp, backing off up to storeRetryMax, until the
+// store answers or the engine stops, then starts the work. It logs the
+// recovery, and an error other than the last one logged at most every
+// storeLogEvery: not every try.
+func (e *Engine) awaitStore(cu *catchUp) {
+	since, logged := time.Now(), time.Now()
+	last := ""
+	if why := e.notReady.Load(); why != nil {
+		last = *why
+	}
+	wait := 100 * time.Millisecond
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-time.After(wait + jitter(wait/2)):
+		}
+		err := e.catchUp(cu)
+		if err == nil {
+			break
+		}
+		e.setNotReady(err)
+		if why := *e.notReady.Load(); why != last && time.Since(logged) >= storeLogEvery {
+			e.log.Warn("the store still does not answer; waiting for it", "store", e.storeName(), "error", err, "waiting", time.Since(since).Round(time.Second).String())
+			last, logged = why, time.Now()
+		}
+		wait = min(2*wait, storeRetryMax)
+	}
+	if e.open() {
+		e.log.Info("the store answers: conveyor is ready", "store", e.storeName(), "waited", time.Since(since).Round(time.Millisecond).String())
+	}
+}
+
+// storeRetryMax bounds the wait between two tries of awaitStore: the
+// time a replica may stay not ready after its store is back.
+const storeRetryMax = 2 * time.Second
+
+// storeLogEvery bounds how often awaitStore logs a new error.
+const storeLogEvery = 30 * time.Second
+
+// open starts the work — workers, schedules, file and stream triggers —
+// and makes the engine ready: at Start, or once the store answers. Not
+// once Shutdown has begun: it then reports false.
+func (e *Engine) open() bool {
+	e.mu.Lock()
+	if e.draining.Load() {
+		e.mu.Unlock()
+		return false
+	}
+	for _, lf := range e.flows {
+		lf.pool.start()
+	}
+	// Made under e.mu: applyWorkspace syncs them under it (and Shutdown
+	// reads them).
+	e.sched = newScheduler(e)
+	for _, newSource := range triggerSources {
+		e.sources = append(e.sources, newSource(e))
+	}
+	sched, sources := e.sched, e.sources
+	e.notReady.Store(nil)
+	e.ready.Store(true)
+	e.mu.Unlock()
+	sched.sync() // they read e.mu themselves
+	for _, src := range sources {
+		src.sync()
+	}
+	return true
 }
 
 func (e *Engine) goLoop(f func()) {
@@ -486,10 +640,13 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.ShutdownTimeout)
 	defer cancel()
 	e.log.Info("shutting down: no longer accepting, finishing in-flight work")
-	if e.sched != nil {
-		e.sched.stop()
+	e.mu.RLock() // open sets them, or not at all once draining is set
+	sched, sources := e.sched, e.sources
+	e.mu.RUnlock()
+	if sched != nil {
+		sched.stop()
 	}
-	for _, src := range e.sources {
+	for _, src := range sources {
 		src.stop()
 	}
 	e.mu.RLock()
@@ -558,15 +715,19 @@ func (e *Engine) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !e.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+		if !e.ready.Load() || e.draining.Load() {
+			out := map[string]any{"status": "not ready"}
+			if why := e.notReady.Load(); why != nil && !e.draining.Load() {
+				out["reason"] = *why // the store Start waits for
+			}
+			writeJSON(w, http.StatusServiceUnavailable, out)
 			return
 		}
 		if p, ok := e.store.(interface{ Ping(context.Context) error }); ok {
 			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 			defer cancel()
 			if err := p.Ping(ctx); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "store unavailable"})
+				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "store unavailable", "reason": e.storeName() + ": " + err.Error()})
 				return
 			}
 		}

@@ -271,6 +271,9 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 // number that could overwrite a stored revision or name another source
 // later; forgetUnrecorded has it recorded once the store answers.
 func (e *Engine) nextRevision(id, hash, src, author string) int {
+	if e.storeDown.Load() {
+		return 0 // Start's catch-up records it once the store answers
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	next := 1
@@ -297,8 +300,13 @@ func (e *Engine) nextRevision(id, hash, src, author string) int {
 // forgetUnrecorded drops the hashes of the flow files whose live version
 // is unrecorded (revision 0, see nextRevision), so that the next rescan
 // loads them again and records them, once the store answers. Called
-// under reloadM.
+// under reloadM. Not while the store was out of reach at start
+// (storeDown): a rescan would not ask it, and Start's catch-up calls this
+// once it answers.
 func (e *Engine) forgetUnrecorded() {
+	if e.storeDown.Load() {
+		return
+	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, lf := range e.flows {

@@ -109,20 +109,28 @@ const pipeliners = 4
 // reach (unix ns; see Lease).
 type roundTrips struct{ n, unreachable atomic.Int64 }
 
-// saw notes err, the outcome of a round trip: no answer, or a server
-// that cannot serve yet (loading its data after a restart, no master,
-// a script that hogs it), is Redis out of reach.
+// saw notes err, the outcome of a round trip, when it finds Redis out of
+// reach (outOfReach).
 func (h *roundTrips) saw(err error) {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
-		return
+	if outOfReach(err) {
+		h.unreachable.Store(time.Now().UnixNano())
 	}
-	if _, answered := errors.AsType[redis.Error](err); answered && !slices.ContainsFunc(notServing, func(p string) bool { return redis.HasErrorPrefix(err, p) }) {
-		return
-	}
-	h.unreachable.Store(time.Now().UnixNano())
 }
 
-var notServing = []string{"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"}
+// outOfReach reports whether err, the outcome of a call to Redis, says
+// that Redis is out of reach: no answer, or a server that cannot serve
+// yet (loading its data after a restart, no master, a script that hogs
+// it, no client slot left). Other error replies (a wrong password, a
+// missing permission) are answers: retrying does not change them.
+func outOfReach(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	_, answered := errors.AsType[redis.Error](err)
+	return !answered || slices.ContainsFunc(notServing, func(p string) bool { return redis.HasErrorPrefix(err, p) })
+}
+
+var notServing = []string{"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "max number of clients reached"}
 
 func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -181,8 +189,11 @@ var ErrLeaseLost = errors.New("lease lost")
 
 var _ Store = (*Redis)(nil)
 
-// OpenRedis connects to the Redis at url and checks that it answers.
-// Accepted URL forms:
+// OpenRedis connects to the Redis at url. A Redis out of reach (see
+// outOfReach) is no error: the store works once it answers, and Ping
+// tells when it does. A Redis that answers and refuses the connection
+// (a wrong user or password, NOAUTH) is: that is the configuration, and
+// waiting does not mend it. Accepted URL forms:
 //
 //	redis://[user:password@]host:6379[/db][?options]       one server
 //	rediss://...                                            the same over TLS
@@ -231,12 +242,22 @@ func OpenRedis(ctx context.Context, url string, opts RedisOptions) (*Redis, erro
 	c.AddHook(s.trips)
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
+	// A replica may start before its Redis (a host that boots, a failover
+	// during a rollout): out of reach is waited for by the engine, which
+	// stays not ready meanwhile; a refusal fails the start.
+	switch err := c.Ping(ctx).Err(); {
+	case err == nil:
+		for _, sc := range []*redis.Script{acceptScript, leaseScript, saveScript} {
+			_ = sc.Load(ctx, c).Err() // so the first calls are one round trip (else loaded by the first call)
+		}
+	case !outOfReach(err):
 		c.Close()
-		return nil, fmt.Errorf("store: redis %s: %w", redactURL(url), err)
-	}
-	for _, sc := range []*redis.Script{acceptScript, leaseScript, saveScript} {
-		_ = sc.Load(ctx, c).Err() // so the first calls are one round trip
+		hint := ""
+		if redis.IsAuthError(err) || redis.HasErrorPrefix(err, "invalid password") || redis.HasErrorPrefix(err, "AUTH") ||
+			redis.HasErrorPrefix(err, "Client sent AUTH") {
+			hint = " (check the user and password in the URL: Redis refused them)"
+		}
+		return nil, fmt.Errorf("store: redis %s: %w%s", redactURL(url), err, hint)
 	}
 	for range pipeliners {
 		go s.pipeliner()

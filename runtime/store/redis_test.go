@@ -272,10 +272,51 @@ func TestRedisOutageFailsFastAndRecovers(t *testing.T) {
 			_ = s.Save(ctx, got[0])
 		}
 	}
-	// A server that is not there at all: opening fails fast.
+	// A server that is not there at all: opening returns fast, and Ping
+	// says it is out of reach (see TestRedisOpenWaitsForAnOutageNotARefusal).
 	start := time.Now()
-	if _, err := store.OpenRedis(ctx, "redis://127.0.0.1:1", store.RedisOptions{}); err == nil || time.Since(start) > 3*time.Second {
-		t.Errorf("open on a closed port: %v after %s", err, time.Since(start))
+	c, err := store.OpenRedis(ctx, "redis://127.0.0.1:1", store.RedisOptions{})
+	if err != nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("open on a closed port: %v after %s", err, time.Since(start))
+	}
+	defer c.Close()
+	if err := c.Ping(ctx); err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("ping on a closed port: %v after %s", err, time.Since(start))
+	}
+}
+
+// A replica may start before its Redis does (a host that boots, a
+// failover during a rollout): OpenRedis then returns a store that works
+// as soon as Redis answers, its scripts loaded by their first calls. A
+// Redis that answers and refuses the credentials is the configuration,
+// not an outage: opening fails, saying so, without the password.
+func TestRedisOpenWaitsForAnOutageNotARefusal(t *testing.T) {
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	opt, _ := redis.ParseURL(url)
+	ctx := context.Background()
+	p := storetest.NewProxy(t, opt.Addr)
+	p.Down()
+	s, err := store.OpenRedis(ctx, "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB), store.RedisOptions{Prefix: prefix, Consumer: "a", CallTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("open while redis is out of reach: %v", err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ping answered while redis is out of reach")
+	}
+	p.Up()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping once redis is back: %v", err)
+	}
+	acceptN(t, s, "f", 1)
+	if got, err := s.Lease(ctx, "f", time.Now(), 1); err != nil || len(got) != 1 {
+		t.Fatalf("lease once redis is back: %v %v", got, err)
+	}
+
+	_, err = store.OpenRedis(ctx, fmt.Sprintf("redis://cvtest-nobody:s3cret@%s/%d", opt.Addr, opt.DB), store.RedisOptions{Prefix: prefix})
+	if err == nil || !strings.Contains(err.Error(), "WRONGPASS") || !strings.Contains(err.Error(), "password") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("open with a wrong password: %v, want WRONGPASS with a hint and no password", err)
 	}
 }
 

@@ -2,9 +2,12 @@ package httpconn
 
 import (
 	"context"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -66,5 +69,45 @@ func TestTransportErrorHidesTheWebhookToken(t *testing.T) {
 		if !strings.Contains(err.Error(), "http://"+addr+tc.want+":") || (tc.secret != "" && strings.Contains(err.Error(), tc.secret)) {
 			t.Errorf("error %q; want it to show http://%s%s and not the secret", err, addr, tc.want)
 		}
+	}
+}
+
+// A Host header changes the HTTP Host only: the TLS server name (SNI) and
+// the certificate check follow base_url, as with curl -H "Host: ...". A
+// certificate is checked against the address the connection dials, so a
+// Host header cannot make a certificate for another name pass.
+func TestHostHeaderLeavesTLSNameToBaseURL(t *testing.T) {
+	var mu sync.Mutex
+	var host, sni string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		host, sni = r.Host, r.TLS.ServerName
+		mu.Unlock()
+		w.WriteHeader(204)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below is expected
+	srv.StartTLS()
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	writePEM(t, ca, "CERTIFICATE", srv.Certificate().Raw) // valid for 127.0.0.1 and example.com
+
+	// https://127.0.0.1: checked against the IP address; Host is a name
+	// the certificate does not hold, and the call goes through.
+	c := client(t, map[string]any{"base_url": srv.URL, "tls": map[string]any{"ca_file": ca}, "headers": map[string]any{"Host": "erp.internal"}}, 0)
+	if _, err := c.Call(context.Background(), connectors.Request{Path: "/a"}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if host != "erp.internal" || sni != "" {
+		t.Errorf("Host %q, SNI %q; want erp.internal and none (an IP address has no SNI)", host, sni)
+	}
+	mu.Unlock()
+
+	// https://localhost: the certificate does not hold localhost, and a
+	// Host it does hold (example.com) does not change that.
+	local := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	c = client(t, map[string]any{"base_url": local, "tls": map[string]any{"ca_file": ca}, "headers": map[string]any{"Host": "example.com"}}, 2*time.Second)
+	if _, err := c.Call(context.Background(), connectors.Request{Path: "/b"}); err == nil || !strings.Contains(err.Error(), "localhost") {
+		t.Errorf("error %v; want a certificate error naming localhost", err)
 	}
 }

@@ -3,7 +3,16 @@
 // API-key or OAuth2 client-credentials authentication (oauth2.go), TLS
 // with a private CA and a client certificate (tls.go), and a per-attempt
 // timeout. Bodies are JSON, encoded and decoded with mappings/jsonv so that
-// no number loses a digit.
+// no number loses a digit; a string body goes as is under a Content-Type
+// that is not JSON (the call's or the connection's: XML, EDI, CSV). Other
+// responses are kept as text, decoded to UTF-8 from their charset (see
+// toUTF8), and gzip or deflate bodies are decoded also when the
+// connection's headers ask for them (see responseReader).
+//
+// A Host among the headers sets the HTTP Host only: the TLS server name
+// (SNI) and the certificate check follow base_url, as with curl -H Host.
+// To reach a name at another address, put the name in base_url and
+// resolve it to the address (DNS, /etc/hosts, a container's extra hosts).
 //
 // A Client never follows redirects for methods other than GET and HEAD,
 // and follows those only to the same scheme and host, so credentials never
@@ -39,7 +48,8 @@ func init() {
 		Description: "An HTTP API: base_url (absolute http or https URL), headers sent with every request, " +
 			"auth (bearer, basic, api_key or oauth2 client credentials), tls (ca_file, cert_file, key_file for mTLS) " +
 			"and a per-attempt timeout (default 10s). " +
-			"Request bodies are sent as JSON; JSON responses are decoded, others kept as text.",
+			"Request bodies are sent as JSON, or as is when a string goes under a non-JSON Content-Type (the call's or the connection's); " +
+			"JSON responses are decoded, others kept as text in UTF-8.",
 	}, New)
 }
 
@@ -477,8 +487,9 @@ func (c *Client) SendsRawJSON() {}
 //
 // Headers, lowest precedence first: Accept, User-Agent and (with a body)
 // Content-Type; the connection's headers; its auth; Idempotency-Key; then
-// req.Headers. A string or []byte body is sent as is when req.Headers sets
-// a Content-Type that is not JSON; any other body is encoded as JSON.
+// req.Headers. A string or []byte body is sent as is when the Content-Type
+// (req.Headers', else the connection's) is not JSON; any other body is
+// encoded as JSON.
 func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.Response, error) {
 	method := req.Method
 	if method == "" {
@@ -498,7 +509,13 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 
 	var body []byte
 	if req.Body != nil || len(req.RawJSON) > 0 {
-		if ct := connectors.HeaderValue(req.Headers, "Content-Type"); ct != "" && !isJSONType(ct) {
+		// The type the request goes out with: the call's, else the
+		// connection's (an XML or EDI API declares it once, in headers).
+		ct := connectors.HeaderValue(req.Headers, "Content-Type")
+		if ct == "" {
+			ct = c.headers.Get("Content-Type")
+		}
+		if ct != "" && !isJSONType(ct) {
 			if req.Body == nil { // a deferred body (connectors.RawJSONSender): a string in it goes as text
 				if req.Body, err = jsonv.Decode(req.RawJSON); err != nil {
 					return nil, connectors.Invalid(fmt.Errorf("%s: the body is not valid JSON: %w", where, err))
@@ -606,7 +623,11 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 	if resp.ContentLength > MaxResponseBytes {
 		return nil, fmt.Errorf("%s: response larger than 10 MiB", where)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	rd, decoded, err := responseReader(resp)
+	if err != nil {
+		return nil, c.transportError(ctx, actx, where, timeout, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, MaxResponseBytes+1)) // the decoded size counts
 	if err != nil {
 		return nil, c.transportError(ctx, actx, where, timeout, fmt.Errorf("reading the response: %w", err))
 	}
@@ -621,6 +642,10 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 			if len(vs) > 0 {
 				out.Headers[http.CanonicalHeaderKey(k)] = vs[0]
 			}
+		}
+		if decoded { // as Go's transport does for the gzip it decodes
+			delete(out.Headers, "Content-Encoding")
+			delete(out.Headers, "Content-Length")
 		}
 	}
 	return out, nil
@@ -663,8 +688,9 @@ func isJSONType(ct string) bool {
 
 // decodeBody turns a response body into nil (empty), a decoded JSON value
 // (JSON content type, or a body that starts like an object or array), or
-// text when it does not parse.
+// text when it does not parse; in UTF-8 either way (see toUTF8).
 func decodeBody(contentType string, data []byte) any {
+	data = toUTF8(contentType, data)
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return nil

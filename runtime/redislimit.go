@@ -68,50 +68,51 @@ func NewRedisLimiter(s *store.Redis) *RedisLimiter {
 // the old rate's debt: raising 1/h to 100/s would refuse the key for up
 // to an hour.)
 //
-// The scripts that run it set tk, the key named by the call's token (see
-// store.CallToken), and tkttl: a call that takes a token sets tk for tkttl
-// ms, and the same call sent again by go-redis after its answer was lost
-// is allowed without taking a second one.
+// go-redis sends a call again when its answer is lost (a read timeout, a
+// cut connection) though Redis may have run it: Allow then takes a second
+// token. That is left so: marking each call would cost a write per
+// request, for a rare token too many. AllowClaim, whose second run would
+// refuse the request it had let through and leave its claim behind,
+// recognises its own claim (allowClaimScript).
 const gcraLua = `
 redis.replicate_commands()
-local allowed, wait = 1, 0
-if redis.call('EXISTS', tk) == 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local T, B = tonumber(ARGV[1]), tonumber(ARGV[2])
-  local tat, pT, pB = now, T, B
-  local st = redis.call('GET', KEYS[1])
-  if st then
-    local a, b, c = string.match(st, '^(%d+):(%d+):(%d+)$')
-    if a then tat, pT, pB = tonumber(a), tonumber(b), tonumber(c) end
-  end
-  if tat < now then tat = now end
-  if pT ~= T or pB ~= B then
-    local left = math.min(pB - (tat - now) / pT, B)
-    tat = now + (B - left) * T
-  end
-  allowed, wait = 0, math.ceil(tat - T * (B - 1) - now)
-  if wait <= 0 then
-    allowed, wait = 1, 0
-    tat = tat + T
-    redis.call('SET', KEYS[1], string.format('%.0f:%d:%d', tat, T, B), 'PX', string.format('%d', math.ceil((tat - now) / 1000) + 1))
-    redis.call('SET', tk, '1', 'PX', tkttl)
-  end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local T, B = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat, pT, pB = now, T, B
+local st = redis.call('GET', KEYS[1])
+if st then
+  local a, b, c = string.match(st, '^(%d+):(%d+):(%d+)$')
+  if a then tat, pT, pB = tonumber(a), tonumber(b), tonumber(c) end
+end
+if tat < now then tat = now end
+if pT ~= T or pB ~= B then
+  local left = math.min(pB - (tat - now) / pT, B)
+  tat = now + (B - left) * T
+end
+local allowed, wait = 0, math.ceil(tat - T * (B - 1) - now)
+if wait <= 0 then
+  allowed, wait = 1, 0
+  tat = tat + T
+  redis.call('SET', KEYS[1], string.format('%.0f:%d:%d', tat, T, B), 'PX', string.format('%d', math.ceil((tat - now) / 1000) + 1))
 end
 `
 
-// gcraScript is GCRA on KEYS[1]; KEYS[2] is named by the call's token,
-// ARGV[3] is how long to keep it (ms).
-var gcraScript = redis.NewScript(`local tk, tkttl = KEYS[2], ARGV[3]` + gcraLua + `return {allowed, wait}`)
+var gcraScript = redis.NewScript(gcraLua + `return {allowed, wait}`)
 
 // allowClaimScript is GCRA on KEYS[1] then, when allowed, the store's
 // ClaimKey on KEYS[2] (ARGV[3] message id, ARGV[4] ttl ms): the holder is
-// returned when the key is taken. KEYS[4] is named by the call's token,
-// ARGV[5] is how long to keep it (ms); the claim, sent again, finds the
-// key held by the same message (or claimant, see store.ClaimLua).
-var allowClaimScript = redis.NewScript(`local tk, tkttl = KEYS[4], ARGV[5]` + gcraLua + `
-if allowed == 0 then return {0, wait} end
+// returned when the key is taken. A key that message ARGV[3] holds
+// already, or took over (KEYS[3], see store.ClaimLua), can only be this
+// very call sent again by go-redis after its answer was lost (the id is
+// new for every request): it took its token the first time, and answers
+// as the claim does, without a second one.
+var allowClaimScript = redis.NewScript(`
 local ck, cby, cid, cttl = KEYS[2], KEYS[3], ARGV[3], ARGV[4]
+if redis.call('GET', ck) ~= cid and redis.call('GET', cby) ~= cid then
+` + gcraLua + `
+  if allowed == 0 then return {0, wait} end
+end
 ` + store.ClaimLua + `
 return {1, 0, claimed, holder}
 `)
@@ -119,15 +120,6 @@ return {1, 0, claimed, holder}
 func gcraArgs(rl flows.RateLimit) (interval int64, burst int) {
 	interval = max(int64(rl.Per/time.Microsecond)/int64(rl.Limit), 1)
 	return interval, max(rl.Burst, 1)
-}
-
-// tokenKey names a fresh call token's key (see gcraLua).
-func (l *RedisLimiter) tokenKey() string { return l.prefix + "gt:" + store.CallToken() }
-
-// resend is how long a call's token is kept: as long as go-redis may send
-// the call again.
-func (l *RedisLimiter) resend() string {
-	return strconv.FormatInt(l.s.ResendWindow().Milliseconds(), 10)
 }
 
 func (l *RedisLimiter) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -154,7 +146,7 @@ func (l *RedisLimiter) Allow(ctx context.Context, key string, rl flows.RateLimit
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
 	interval, burst := gcraArgs(rl)
-	r, err := l.s.Eval(ctx, gcraScript, []string{l.prefix + "gcra:" + key, l.tokenKey()}, interval, burst, l.resend()).Int64Slice()
+	r, err := l.s.Eval(ctx, gcraScript, []string{l.prefix + "gcra:" + key}, interval, burst).Int64Slice()
 	if err != nil {
 		return l.failed(err)
 	}
@@ -205,8 +197,8 @@ func (l *RedisLimiter) AllowClaim(ctx context.Context, key string, rl flows.Rate
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
 	interval, burst := gcraArgs(rl)
-	r, err := l.s.Eval(ctx, allowClaimScript, []string{l.prefix + "gcra:" + key, l.s.DedupKeyName(dedupKey), l.s.DedupTakerName(dedupKey), l.tokenKey()}, interval, burst, id,
-		strconv.FormatInt(max(ttl.Milliseconds(), 1), 10), l.resend()).Slice()
+	r, err := l.s.Eval(ctx, allowClaimScript, []string{l.prefix + "gcra:" + key, l.s.DedupKeyName(dedupKey), l.s.DedupTakerName(dedupKey)}, interval, burst, id,
+		strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)).Slice()
 	if err != nil {
 		ok, wait, err = l.failed(err)
 		return ok, wait, "", false, err

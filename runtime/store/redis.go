@@ -44,7 +44,7 @@ import (
 //	P due:<flow>           zset: message id -> due time (µs), messages due later
 //	P ac:<flow>            string: where the next takeover scan (XAUTOCLAIM) of q:<flow> starts
 //	P lt:<token>           string: what the Lease call with this token leased (MessagePack: stream
-//	                       entries and ids, ids dead-lettered), for a few seconds (see CallToken)
+//	                       entries and ids, ids dead-lettered), for a few seconds (see callToken)
 //	P st:<flow>:<status>   zset: message id -> received (µs); Depth and List by status
 //	                       (P st:<flow>:dead is the dead-letter queue)
 //	P jr, P jr:<flow>      zset: message id -> received (µs); the journal, newest first
@@ -64,15 +64,14 @@ import (
 //	P gcra:<key>           string: "tat:interval:burst", the GCRA theoretical arrival time (µs)
 //	                       and the emission interval (µs) and burst that set it; used by
 //	                       runtime.RedisLimiter
-//	P gt:<token>           string: set for a few seconds when the RedisLimiter call with this
-//	                       token took a rate-limit token (see CallToken)
 //
 // go-redis sends a command again when its answer is lost after Redis may
 // have run it (a read timeout, a cut connection; up to MaxRetries times).
 // Scripts are therefore idempotent: those that would not be by themselves
-// (Save, Lease, the rate limiter's) carry a token for the call (see
-// CallToken) and answer the same call sent again as they did the first
-// time, instead of applying it twice.
+// (Accept, Save, Lease) carry a token for the call (see callToken) and
+// answer the same call sent again as they did the first time, instead of
+// applying it twice. (runtime.RedisLimiter's Allow does not: see its
+// gcraLua.)
 //
 // Messages with a final status expire after JournalTTL (dead letters
 // never do); their journal entries are trimmed by receive time by later
@@ -309,24 +308,21 @@ func us(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
 
 func ms(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
 
-// CallToken is a fresh token for one call of a script that is not
+// callToken is a fresh token for one call of a script that is not
 // idempotent by itself. go-redis sends a command again when its answer is
 // lost, although Redis may have run it: the script keeps the token with
-// what it changed, for as long as the call may come again (ResendWindow),
-// and answers the call when it comes again as it did the first time.
-func CallToken() string {
+// what it changed, for as long as the call may come again (resendWindow
+// for Lease; Save and Accept keep it in the message), and answers the call when it comes again as it did the first time.
+func callToken() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-// ResendWindow is how long after Redis ran a script call made through Eval
-// go-redis may still send it again: Eval's calls are sent within
-// CallTimeout, and a second more covers a command still on its way.
-func (s *Redis) ResendWindow() time.Duration { return s.opts.CallTimeout + time.Second }
-
-// resendWindow is ResendWindow for a call made under ctx, which has a
-// deadline (see deadline), rather than through Eval.
+// resendWindow is how long after Redis ran a script call made under ctx
+// (which has a deadline, see deadline) go-redis may still send it again:
+// the time left to the deadline, and a second more for a command still
+// on its way.
 func resendWindow(ctx context.Context) time.Duration {
 	dl, _ := ctx.Deadline()
 	return max(time.Until(dl), 0) + time.Second
@@ -421,7 +417,7 @@ func (s *Redis) Accept(ctx context.Context, m *Message, ttl time.Duration) (*Mes
 	b := encodeMessage(m)
 	res, err := s.Eval(ctx, acceptScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, b, string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, strconv.FormatInt(ttl.Milliseconds(), 10),
-		CallToken(), ms(s.opts.JournalTTL)).StringSlice()
+		callToken(), ms(s.opts.JournalTTL)).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("store: accept: %w", err)
 	}
@@ -537,7 +533,7 @@ func (s *Redis) LeaseDeadLettering(ctx context.Context, flow string, now time.Ti
 		takeover = "0"
 	}
 	res, err := leaseScript.Run(ctx, s.c, []string{s.prefix + "q:" + flow}, s.prefix, flow, us(now), n, s.opts.Consumer,
-		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries, takeover, CallToken(), ms(resendWindow(ctx))).Slice()
+		ms(s.opts.LeaseTimeout), s.opts.MaxDeliveries, takeover, callToken(), ms(resendWindow(ctx))).Slice()
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: lease: %w", err)
 	}
@@ -695,7 +691,7 @@ func (s *Redis) save(ctx context.Context, m *Message, op string, ttl time.Durati
 	}
 	n, err := s.Eval(ctx, saveScript, []string{s.prefix + "m:" + m.ID}, s.prefix, m.ID, m.Flow, encodeMessage(m), string(m.Status),
 		us(m.DueAt), us(now), us(m.ReceivedAt), m.DedupKey, ms(s.opts.JournalTTL), us(now.Add(-s.opts.JournalTTL)), op, ms(ttl),
-		m.lease, s.opts.Consumer, string(m.Expect), expectedRecord(m), CallToken()).Int()
+		m.lease, s.opts.Consumer, string(m.Expect), expectedRecord(m), callToken()).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("store: save %s: %w", m.ID, err)

@@ -83,9 +83,11 @@ func (k *keyedERP) seen() (keys []string, created int) {
 	return append([]string(nil), k.keys...), k.created
 }
 
-func keyedWorkspace(t *testing.T, k *keyedERP, flow string) string {
+// erpWorkspace writes a workspace with flow "orders" and connection erp
+// at url.
+func erpWorkspace(t *testing.T, url, flow string) string {
 	dir := workspace(t, nil, map[string]string{"orders": flow})
-	cfg := fmt.Sprintf("connections:\n  erp: {http: {base_url: %q, timeout: 2s}}\n", k.srv.URL)
+	cfg := fmt.Sprintf("connections:\n  erp: {http: {base_url: %q, timeout: 2s}}\n", url)
 	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
 	return dir
 }
@@ -99,7 +101,7 @@ func keyedWorkspace(t *testing.T, k *keyedERP, flow string) string {
 func TestReplayAfterARefusalCallsWithANewKey(t *testing.T) {
 	erp := newKeyedERP(t)
 	erp.set(func(int) int { return 422 })
-	dir := keyedWorkspace(t, erp, `
+	dir := erpWorkspace(t, erp.srv.URL, `
 trigger: {http: {path: /orders}}
 retry: {attempts: 3, initial: 10ms, max: 10ms}
 steps:
@@ -163,13 +165,12 @@ func TestReplayAfterAnUnknownOutcomeKeepsTheKey(t *testing.T) {
 		erp.srv.Config.Handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(front.Close)
-	dir := workspace(t, nil, map[string]string{"orders": `
+	dir := erpWorkspace(t, front.URL, `
 trigger: {http: {path: /orders}}
 retry: {attempts: 3, initial: 10ms, max: 10ms}
 steps:
   - call: {connection: erp, path: /sales-orders}
-`})
-	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(fmt.Sprintf("connections:\n  erp: {http: {base_url: %q, timeout: 2s}}\n", front.URL)), 0o644))
+`)
 	e := start(t, dir, runtime.Options{})
 	ctx := context.Background()
 	_, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1}`)
@@ -202,7 +203,7 @@ func waitStatus(t *testing.T, e *runtime.Engine, id string, want store.Status) {
 func TestSyncRetryAfterARefusalCallsWithANewKey(t *testing.T) {
 	erp := newKeyedERP(t)
 	erp.set(func(int) int { return 422 })
-	dir := keyedWorkspace(t, erp, `
+	dir := erpWorkspace(t, erp.srv.URL, `
 trigger: {http: {path: /orders, mode: sync}}
 dedup: {key: 'string(body.id)', ttl: 1h}
 steps:

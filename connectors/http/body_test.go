@@ -75,18 +75,7 @@ func TestResponseCharsets(t *testing.T) {
 		{"utf-16 bom json", "application/json", utf16le(`{"qty":2}`), map[string]any{"qty": 2}},
 		{"unknown charset kept", "text/plain; charset=x-nonsense", "ok", "ok"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := recorder(t, 200, tc.ct, tc.body)
-			resp, err := client(t, map[string]any{"base_url": srv.URL}, 0).Call(context.Background(), connectors.Request{Path: "/x"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, _ := jsonv.Marshal(resp.Body)
-			b, _ := jsonv.Marshal(tc.want)
-			if string(a) != string(b) {
-				t.Errorf("body %s, want %s", a, b)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantBody(t, tc.ct, tc.body, tc.want) })
 	}
 }
 

@@ -134,18 +134,23 @@ func TestResponseBodies(t *testing.T) {
 		{"problem+json", "application/problem+json", `"x"`, "x"},
 		{"broken json is text", "application/json", `{"a":`, `{"a":`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := recorder(t, 200, tc.ct, tc.body)
-			resp, err := client(t, map[string]any{"base_url": srv.URL}, 0).Call(context.Background(), connectors.Request{Path: "/x"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, _ := jsonv.Marshal(resp.Body)
-			b, _ := jsonv.Marshal(tc.want)
-			if string(a) != string(b) {
-				t.Errorf("body %s, want %s", a, b)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantBody(t, tc.ct, tc.body, tc.want) })
+	}
+}
+
+// wantBody checks that a response of content type ct and body comes back
+// as want.
+func wantBody(t *testing.T, ct, body string, want any) {
+	t.Helper()
+	srv, _ := recorder(t, 200, ct, body)
+	resp, err := client(t, map[string]any{"base_url": srv.URL}, 0).Call(context.Background(), connectors.Request{Path: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := jsonv.Marshal(resp.Body)
+	b, _ := jsonv.Marshal(want)
+	if string(a) != string(b) {
+		t.Errorf("body %s, want %s", a, b)
 	}
 }
 

@@ -2,6 +2,7 @@ package editorapi
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -298,6 +299,15 @@ func TestInvalidUpdateLeavesLiveRevision(t *testing.T) {
 	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "../etc/x", "source": echoFlow(9)}); r.status != 400 {
 		t.Errorf("a flow id with a path: %s", r)
 	}
+	// An id too long for a file name is the client's mistake: it was a
+	// 500 "internal error" from the file system (file name too long).
+	long := strings.Repeat("a", 300)
+	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": long, "source": strings.Replace(echoFlow(9), "/echo", "/long", 1)}); r.status != 400 || !strings.Contains(string(r.body), "characters") {
+		t.Errorf("a flow id of 300 characters: %s", r)
+	}
+	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": long[:100], "source": strings.Replace(echoFlow(9), "/echo", "/long", 1)}); r.status != 201 {
+		t.Errorf("a flow id of 100 characters: %s", r)
+	}
 }
 
 func TestRollbackRoundTrip(t *testing.T) {
@@ -476,6 +486,31 @@ func TestSlowWriteAnswersAccepted(t *testing.T) {
 	}
 }
 
+// A delete whose flow has not stopped within the write timeout answers
+// 202: the file is gone and the flow stops by itself. It answered 500
+// "internal error", left the deletion out of the audit log, and kept an
+// operator's disable for a flow created again under the id.
+func TestSlowDeleteAnswersAccepted(t *testing.T) {
+	f := newFixture(t, WithWriteTimeout(time.Millisecond))
+	if r := f.req(Operator, "POST", "/flows/echo/disable", nil); r.status != 200 {
+		t.Fatalf("disable: %s", r)
+	}
+	if r := f.req(Editor, "DELETE", "/flows/echo", nil); r.status != 202 || r.obj(t)["status"] != "stopping" {
+		t.Errorf("a delete not done in time: %s; want 202", r)
+	}
+	eventually(t, "echo stopped", func() bool { return !strings.Contains(string(f.req(Viewer, "GET", "/flows", nil).body), `"id":"echo"`) })
+	if audit := string(f.req(Admin, "GET", "/audit", nil).body); !strings.Contains(audit, `"actor":"eddie-editor","action":"flow.delete","target":"echo"`) {
+		t.Errorf("the deletion is not in the audit log: %s", audit)
+	}
+	if r := f.req(Editor, "POST", "/flows", map[string]any{"id": "echo", "source": echoFlow(2)}); r.status != 201 && r.status != 202 {
+		t.Fatalf("create again: %s", r)
+	}
+	eventually(t, "echo created again, enabled", func() bool {
+		o := f.req(Viewer, "GET", "/flows/echo", nil).obj(t)
+		return o["status"] == "active" && o["revision"] == 2.0
+	})
+}
+
 // TestMessagePages pages through the journal with the next cursor: each
 // message once, newest first, and a bad cursor is refused.
 func TestMessagePages(t *testing.T) {
@@ -510,5 +545,69 @@ func TestMessagePages(t *testing.T) {
 	}
 	if r := f.req(Viewer, "GET", "/messages?cursor=nope", nil); r.status != 400 || !strings.Contains(string(r.body), "cursor") {
 		t.Errorf("bad cursor: %s", r)
+	}
+}
+
+// A flow written through the API sends no server secret to a host the
+// flow names: an editor token used to be able to create a stream trigger
+// on redis://:${env:ANY}@a-host-of-theirs and receive any environment
+// variable of the server (the admin token among them) in Redis's AUTH.
+func TestAPIFlowSendsNoSecretElsewhere(t *testing.T) {
+	f := newFixture(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	var mu sync.Mutex
+	var got []byte
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, _ := c.Read(buf)
+				mu.Lock()
+				got = append(got, buf[:n]...)
+				mu.Unlock()
+			}()
+		}
+	}()
+	flow := func(url string) string {
+		kind, _, _ := strings.Cut(url, ":")
+		if kind != "nats" {
+			kind = "redis_stream"
+		}
+		return fmt.Sprintf("trigger: {%s: {url: %q, stream: s}}\nsteps: [{log: '\"x\"'}]\n", kind, url)
+	}
+	for _, url := range []string{
+		"redis://:${env:T_ADMIN}@" + ln.Addr().String(),
+		"redis://" + ln.Addr().String() + "/0?consumer=${env:T_ADMIN}",
+		"nats://me:${env:T_ADMIN}@" + ln.Addr().String(),
+	} {
+		r := f.req(Editor, "POST", "/flows", map[string]any{"id": "grab", "source": flow(url)})
+		if r.status != 422 || !strings.Contains(string(r.body), "url: a flow written through the API") {
+			t.Errorf("%s: %s; want 422", url, r)
+			f.req(Editor, "DELETE", "/flows/grab", nil)
+		}
+		if v := f.req(Editor, "POST", "/validate", flow(url), "Content-Type", yamlCT); v.obj(t)["valid"] != false {
+			t.Errorf("validate %s: %s", url, v)
+		}
+	}
+	// The whole URL from the environment goes where the operator pointed
+	// it; a literal URL carries no secret of the server.
+	for _, url := range []string{"${env:STREAM_URL:-redis://127.0.0.1:1}", "redis://" + ln.Addr().String()} {
+		if v := f.req(Editor, "POST", "/validate", flow(url), "Content-Type", yamlCT); v.obj(t)["valid"] != true {
+			t.Errorf("validate %s: %s", url, v)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a consumer, had one started, connects at once
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(string(got), secrets[Admin]) {
+		t.Errorf("the admin token reached a host a flow named: %q", got)
 	}
 }

@@ -179,7 +179,14 @@ func (s *server) deleteFlow(c echo.Context) error {
 	}
 	ctx, cancel := s.writeCtx(c)
 	defer cancel()
-	if err := s.e.DeleteFlow(ctx, c.Param("id"), who(c), tag); err != nil {
+	id := c.Param("id")
+	err = s.e.DeleteFlow(ctx, id, who(c), tag)
+	switch {
+	case errors.Is(err, runtime.ErrNotLive):
+		// The file is gone and the flow stops by itself: as for a write
+		// not live in time, 202 rather than a 500 for a change made.
+		return c.JSON(http.StatusAccepted, map[string]any{"id": id, "status": "stopping", "message": err.Error()})
+	case err != nil:
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -44,7 +44,8 @@ var (
 	ErrStale    = errors.New("precondition failed") // If-Match does not match the file
 	ErrInvalid  = errors.New("invalid request")     // a malformed argument
 	// ErrNotLive: a flow write landed (the file is written, its revision
-	// recorded) but the revision did not go live within the wait.
+	// recorded) but the revision did not go live within the wait; for a
+	// delete, the file is removed but the flow had not stopped yet.
 	ErrNotLive = errors.New("written, not live yet")
 )
 
@@ -87,9 +88,17 @@ var (
 
 var flowIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_\-]*$`)
 
+// maxFlowIDLen keeps flows/<id>.yaml, and the temporary file a write
+// renames over it (.<id>.yaml.<random>.tmp), within the 255 bytes a file
+// name may have: a longer id failed in the file system, as a 500.
+const maxFlowIDLen = 200
+
 func checkID(id string) error {
 	if !flowIDRE.MatchString(id) {
 		return adminErr(ErrInvalid, "flow id %q may only hold letters, digits, - and _", id)
+	}
+	if len(id) > maxFlowIDLen {
+		return adminErr(ErrInvalid, "flow id %.20q... has %d characters; a flow id has at most %d (it names the file)", id, len(id), maxFlowIDLen)
 	}
 	return nil
 }
@@ -183,7 +192,8 @@ func (e *Engine) FlowSource(id string) ([]byte, string, error) {
 // ValidateSource parses and compiles src as flow id against the live
 // workspace (its connections, mappings and lookups) without saving it,
 // and checks that its trigger claims no route another live flow serves
-// and, as the API writes flows, reads no files outside the workspace.
+// and, as the API writes flows, reads no files outside the workspace and
+// sends no secret of the server to a host the file names.
 // Diagnostics name the file flows/<id>.yaml, as the analyst sees it. An
 // empty id takes the flow: key of src, or "untitled".
 func (e *Engine) ValidateSource(id string, src []byte) dsl.Diagnostics {
@@ -200,7 +210,43 @@ func (e *Engine) ValidateSource(id string, src []byte) dsl.Diagnostics {
 	if ds := e.outsideWorkspace(f); len(ds) > 0 {
 		return ds
 	}
+	if ds := secretsElsewhere(f); len(ds) > 0 {
+		return ds
+	}
 	return e.routeConflicts(f)
+}
+
+// wholeEnvRefRE is a configuration value that is one environment
+// reference and nothing else: ${env:NAME} or ${env:NAME:-default}.
+var wholeEnvRefRE = regexp.MustCompile(`^\$\{env:[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$`)
+
+// secretsElsewhere reports a stream trigger URL of f that mixes
+// environment references into text the flow writes: a flow written
+// through the API may not choose where a server secret is sent. The
+// runtime connects to that URL, so an editor token could otherwise write
+// redis://:${env:ANY}@a-host-of-theirs and receive any variable of the
+// server's environment (the API's admin token among them) in the AUTH
+// command. A URL wholly from the environment goes where the operator
+// pointed it; a literal one carries no secret of the server.
+func secretsElsewhere(f *flows.Flow) dsl.Diagnostics {
+	t := f.Source.Trigger
+	var ds dsl.Diagnostics
+	for _, st := range []struct {
+		kind string
+		t    *dsl.StreamTrigger
+	}{{"redis_stream", t.RedisStream}, {"nats", t.NATS}} {
+		if st.t == nil || !strings.Contains(st.t.URL.Raw, "${") || wholeEnvRefRE.MatchString(st.t.URL.Raw) {
+			continue
+		}
+		at := st.t.URL.At
+		if at.Line == 0 {
+			at = st.t.At
+		}
+		ds = append(ds, dsl.Diagnostic{File: f.File, Line: at.Line, Col: at.Col,
+			Message: fmt.Sprintf("trigger.%s.url: a flow written through the API takes its URL from the environment whole or not at all; with ${env:...} inside, the server would send that variable to the host this file names", st.kind),
+			Hint:    "put the whole URL in one variable (url: ${env:" + strings.ToUpper(st.kind) + "_URL}), or have an operator write this flow on disk"})
+	}
+	return ds
 }
 
 // outsideWorkspace reports the directories of f's file trigger that lie
@@ -460,8 +506,10 @@ func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFun
 }
 
 // DeleteFlow removes the file of flow id and returns once the flow has
-// stopped. Its queued messages, dead letters and revisions are kept (a
-// flow created again with the id resumes them). ifMatch as for PutFlow.
+// stopped (ErrNotLive when it had not within ctx: the file is removed
+// and the deletion audited all the same). Its queued messages, dead
+// letters and revisions are kept (a flow created again with the id
+// resumes them). ifMatch as for PutFlow.
 func (e *Engine) DeleteFlow(ctx context.Context, id, author, ifMatch string) error {
 	flowWrites.Lock()
 	defer flowWrites.Unlock()
@@ -483,7 +531,8 @@ func (e *Engine) DeleteFlow(ctx context.Context, id, author, ifMatch string) err
 	e.Reload()
 	ctx2, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	for {
+	var stopErr error
+	for stopErr == nil {
 		// Gone, or served from another file named after it (x.yml beside
 		// x.yaml), which takes the flow over as at a restart.
 		if cur, ok := e.flowFile(id); !ok || cur != file {
@@ -491,15 +540,23 @@ func (e *Engine) DeleteFlow(ctx context.Context, id, author, ifMatch string) err
 		}
 		select {
 		case <-ctx2.Done():
-			return fmt.Errorf("flow %s: removed, but still running: %w", id, ctx2.Err())
+			stopErr = adminErr(ErrNotLive, "flow %s: the file is removed but the flow was still running (%v); it stops by itself", id, ctx2.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if err := e.store.PutMeta(ctx, disabledKey(id), nil); err != nil {
+	// The file is gone whether or not the flow stopped in time: the flag
+	// is cleared and the deletion audited either way, with a context of
+	// their own (the caller's may be the one that just ran out).
+	bg := context.WithoutCancel(ctx)
+	if err := e.store.PutMeta(bg, disabledKey(id), nil); err != nil {
 		e.log.Error("cannot clear the disabled flag of a deleted flow", "flow", id, "error", err)
 	}
-	e.audit(ctx, author, "flow.delete", id, "")
-	return nil
+	detail := ""
+	if stopErr != nil {
+		detail = "removed, not stopped yet"
+	}
+	e.audit(bg, author, "flow.delete", id, detail)
+	return stopErr
 }
 
 func disabledKey(id string) string { return "flow.disabled/" + id }

@@ -67,8 +67,24 @@ func TokensFromConfig(cfg *dsl.Config, getenv func(string) (string, bool)) ([]To
 	var out []Token
 	var errs []error
 	seen := map[[32]byte]string{}
+	names := map[string]int{}
 	for i, t := range cfg.API.Tokens {
 		where := fmt.Sprintf("api.tokens[%d] (%s)", i+1, t.Name)
+		// The audit log and the revisions name the token that made a
+		// change: a name must tell one token, and the API, from the rest.
+		switch name := strings.TrimSpace(t.Name); {
+		case name == "":
+			errs = append(errs, fmt.Errorf("%s: name is empty; the audit log shows it", where))
+			continue
+		case name == "file" || name == "anonymous":
+			errs = append(errs, fmt.Errorf("%s: name %q is how the audit log names edits on disk or requests without a token; choose another", where, name))
+			continue
+		case names[name] > 0:
+			errs = append(errs, fmt.Errorf("%s: the same name as api.tokens[%d]; the audit log could not tell them apart", where, names[name]))
+			continue
+		default:
+			names[name] = i + 1
+		}
 		role, err := ParseRole(t.Role)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))

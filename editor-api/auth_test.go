@@ -180,11 +180,18 @@ func TestTokensFromConfig(t *testing.T) {
 		{Name: "e", Role: "viewer"},
 		{Name: "f", Role: "viewer", Token: cs("same")},
 		{Name: "g", Role: "admin", Token: cs("same")},
+		// The audit log names the token: two of one name, or one named
+		// as edits on disk are, would leave "who did it" unanswerable.
+		{Name: "ci-deploy", Role: "editor", Token: cs("ci-1")},
+		{Name: "ci-deploy", Role: "admin", Token: cs("ci-2")},
+		{Name: "file", Role: "editor", Token: cs("looks-like-disk")},
+		{Name: " ", Role: "viewer", Token: cs("nameless")},
 	}}}
 	_, err = TokensFromConfig(bad, getenv)
 	for _, want := range []string{`api.tokens[1] (a): role "root"`, "api.tokens[2] (b): token: environment variable UNSET is not set",
 		"api.tokens[3] (c): token is empty", "api.tokens[4] (d): sha256: want 64 hex digits", "api.tokens[5] (e): set token or sha256",
-		"api.tokens[7] (g): the same token as f"} {
+		"api.tokens[7] (g): the same token as f", "api.tokens[9] (ci-deploy): the same name as api.tokens[8]",
+		`api.tokens[10] (file): name "file" is how the audit log names edits on disk`, "api.tokens[11] ( ): name is empty"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -205,24 +205,34 @@ func wallClock(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 }
 
-// fire enqueues the run due at. A store that cannot take it is asked
-// again, with backoff, until the next run is due (until): the run's id
-// derives from at, so however often it is sent, and by however many
-// replicas, it is stored once.
+// fire enqueues the run due at and marks it handled. A store that cannot
+// take it is asked again, with backoff, until the next run is due
+// (until): the run's id derives from at, so however often it is sent,
+// and by however many replicas, it is stored once. The mark is asked
+// for again the same way: a start catches up from it (see missed), and
+// left behind it would fire this run again.
 func (s *scheduler) fire(id string, j *job, at, until time.Time) {
 	e := s.e
 	wait := 500 * time.Millisecond
+	enqueued := false
 	for {
-		err := s.enqueue(id, j, at)
-		if err == nil {
-			s.mark(id, j, at)
-			return
+		var err error
+		what := "cannot enqueue a scheduled run"
+		if !enqueued {
+			err = s.enqueue(id, j, at)
+			enqueued = err == nil
+		}
+		if enqueued {
+			if err = s.mark(id, j, at); err == nil {
+				return
+			}
+			what = "cannot record a scheduled run as handled"
 		}
 		if !until.IsZero() && time.Now().Add(wait).After(until) {
-			e.log.Error("cannot enqueue a scheduled run; the next one is due", "flow", id, "scheduled_at", at, "error", err)
+			e.log.Error(what+"; the next one is due", "flow", id, "scheduled_at", at, "error", err)
 			return
 		}
-		e.log.Warn("cannot enqueue a scheduled run; trying again", "flow", id, "scheduled_at", at, "retry_in", wait.String(), "error", err)
+		e.log.Warn(what+"; trying again", "flow", id, "scheduled_at", at, "retry_in", wait.String(), "error", err)
 		select {
 		case <-j.stop:
 			return
@@ -245,26 +255,47 @@ type scheduleMark struct {
 
 func markKey(flow string) string { return "schedule:" + flow }
 
-// mark records at as the latest handled run of flow id. A mark that
-// cannot be written is logged: at worst the next start fires a run that
-// was stored already, and its derived id stores it once.
-func (s *scheduler) mark(id string, j *job, at time.Time) {
+// mark records at as the latest handled run of flow id. The stored mark
+// only moves forward under one spec: replicas mark the same runs, and
+// one that marks late (its store slow, its firing tried again) must not
+// take back a later run another replica marked. A start would fire that
+// run again, and once the journal no longer holds its message (a
+// retention shorter than catch_up) it would run twice. The store
+// compares and writes in one step (SwapMeta). An error is the store's.
+func (s *scheduler) mark(id string, j *job, at time.Time) error {
 	select {
 	case <-j.stop: // the flow was removed meanwhile, and its mark with it
-		return
+		return nil
 	default:
 	}
 	if !at.After(j.marked) {
-		return
+		return nil
 	}
 	raw, _ := json.Marshal(scheduleMark{Cron: j.spec, Timezone: j.tz, Last: at.UTC()})
 	ctx, cancel := context.WithTimeout(s.e.ctx, 10*time.Second)
 	defer cancel()
-	if err := s.e.store.PutMeta(ctx, markKey(id), raw); err != nil {
-		s.e.log.Warn("cannot record a scheduled run as handled", "flow", id, "scheduled_at", at, "error", err)
-		return
+	for {
+		cur, err := s.e.store.GetMeta(ctx, markKey(id))
+		if err != nil {
+			return err
+		}
+		var mk scheduleMark
+		if cur != nil && json.Unmarshal(cur, &mk) == nil && mk.Cron == j.spec && mk.Timezone == j.tz && !mk.Last.Before(at) {
+			j.marked = mk.Last // marked already, by another replica
+			return nil
+		}
+		ok, err := s.e.store.SwapMeta(ctx, markKey(id), cur, raw)
+		if err != nil {
+			return err
+		}
+		if ok {
+			j.marked = at
+			return nil
+		}
+		if err := ctx.Err(); err != nil { // another replica wrote meanwhile: look again
+			return err
+		}
 	}
-	j.marked = at
 }
 
 // forget deletes the mark of flow id, which no longer runs on a schedule.
@@ -297,7 +328,9 @@ func (s *scheduler) missed(id string, j *job, sched cron.Schedule, loc *time.Loc
 		// A new flow, or a new cron or time zone: it starts now, and a run
 		// that falls due while it does not run is its to catch up. The
 		// mark of a spec it had before must not count if it comes back.
-		s.mark(id, j, now)
+		if err := s.mark(id, j, now); err != nil {
+			s.e.log.Warn("cannot record when the schedule started", "flow", id, "error", err)
+		}
 		return time.Time{}
 	}
 	j.marked = mk.Last

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
+	"github.com/conveyor-run/conveyor/runtime/store/storetest"
 )
 
 // A schedule fires on time and never overlaps a run still pending: with
@@ -300,5 +303,102 @@ func TestScheduleCatchUpStartsAfreshForANewSpec(t *testing.T) {
 					runs(), passed.UTC().Format(time.RFC3339), back.Format(time.RFC3339Nano))
 			}
 		})
+	}
+}
+
+// slowReplica is a replica whose store answers its Accepts of scheduled
+// runs late (a slow link to Redis, a long pause): it marks each run after
+// the other replica has marked the next.
+type slowReplica struct {
+	store.Store
+	delay time.Duration
+}
+
+func (s *slowReplica) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
+	time.Sleep(s.delay)
+	return s.Store.Accept(ctx, m, ttl)
+}
+
+// scheduleMark reads the last run the store marks as handled for flow.
+func scheduleMark(t *testing.T, s store.Store, flow string) time.Time {
+	t.Helper()
+	raw, err := s.GetMeta(context.Background(), "schedule:"+flow)
+	must(t, err)
+	var mk struct {
+		Last time.Time `json:"last"`
+	}
+	if raw != nil {
+		must(t, json.Unmarshal(raw, &mk))
+	}
+	return mk.Last
+}
+
+// Two replicas share a Redis store; one of them stores and marks each run
+// 3 s late, with @every 2s. The mark of the last handled run, which a
+// start catches up from, never moves back. It did: the slow replica put
+// it back a run, and a replica starting then fired that run again, which
+// the journal no longer holds once it is past the retention (shorter than
+// catch_up), so the nightly sync ran twice.
+func TestScheduleMarkNeverMovesBackAcrossReplicas(t *testing.T) {
+	testenv.SkipShort(t, "waits for firings on two replicas")
+	url := storetest.RedisURL(t)
+	prefix := storetest.RedisPrefix(t, url)
+	dir := workspace(t, nil, map[string]string{"tick": "trigger: {schedule: {cron: \"@every 2s\"}}\nsteps:\n  - log: '\"x\"'\n"})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start(t, dir, runtime.Options{Store: redisStore(t, url, prefix, store.RedisOptions{Consumer: "a"}), Logger: quiet})
+	slow := &slowReplica{Store: redisStore(t, url, prefix, store.RedisOptions{Consumer: "b"}), delay: 3 * time.Second}
+	start(t, dir, runtime.Options{Store: slow, Logger: quiet})
+	watch := redisStore(t, url, prefix, store.RedisOptions{Consumer: "watch"})
+	var high time.Time
+	for end := time.Now().Add(9 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		mark := scheduleMark(t, watch, "tick")
+		if mark.Before(high) {
+			t.Fatalf("the schedule's mark moved back from the run at %s to the one at %s", high.Format(time.TimeOnly), mark.Format(time.TimeOnly))
+		}
+		high = mark
+	}
+}
+
+// failingMarks is a store that cannot write schedule marks while fails
+// says so.
+type failingMarks struct {
+	store.Store
+	fails func() bool
+}
+
+func (s *failingMarks) PutMeta(ctx context.Context, key string, value []byte) error {
+	if strings.HasPrefix(key, "schedule:") && s.fails() {
+		return errors.New("store unavailable (test)")
+	}
+	return s.Store.PutMeta(ctx, key, value)
+}
+
+func (s *failingMarks) SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error) {
+	if strings.HasPrefix(key, "schedule:") && s.fails() {
+		return false, errors.New("store unavailable (test)")
+	}
+	return s.Store.SwapMeta(ctx, key, old, value)
+}
+
+// The store stores a run but cannot mark it handled for a second: the
+// mark is tried again, and holds the run well before the next is due. It
+// was written once: a restart before the next run (a whole day for a
+// nightly job) fired the run again from the mark left behind.
+func TestScheduleMarkIsTriedAgain(t *testing.T) {
+	testenv.SkipShort(t, "waits for a firing")
+	dir := workspace(t, nil, map[string]string{"tick": "trigger: {schedule: {cron: \"@every 5s\"}}\nsteps:\n  - log: '\"x\"'\n"})
+	due := time.Now().Truncate(5 * time.Second).Add(5 * time.Second)
+	if time.Until(due) < time.Second {
+		due = due.Add(5 * time.Second)
+	}
+	b, err := store.OpenBolt(filepath.Join(dir, "data"))
+	must(t, err)
+	s := &failingMarks{Store: b, fails: func() bool {
+		return time.Now().After(due.Add(-500*time.Millisecond)) && time.Now().Before(due.Add(time.Second))
+	}}
+	start(t, dir, runtime.Options{Store: s})
+	time.Sleep(time.Until(due.Add(3500 * time.Millisecond)))
+	if mark := scheduleMark(t, b, "tick"); !mark.Equal(due) {
+		t.Errorf("1.5 s after the store took marks again the mark holds %s; want the run at %s", mark.Format(time.TimeOnly), due.Format(time.TimeOnly))
 	}
 }

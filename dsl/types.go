@@ -125,7 +125,7 @@ type FileTrigger struct {
 	Pattern   string     `yaml:"pattern" default:"*" desc:"Glob of the file names to take"`
 	Format    string     `yaml:"format" enum:"json,jsonl,csv,x12" default:"json" desc:"How the file is parsed"`
 	Per       string     `yaml:"per" enum:"file,record" default:"file" desc:"One message per file, or per record (CSV row, JSON line, X12 transaction)"`
-	Complete  string     `yaml:"complete" enum:"stable,marker" default:"stable" desc:"When a file is complete: its size is stable for stable_for, or a marker file <name><marker> exists"`
+	Complete  string     `yaml:"complete" enum:"stable,marker" default:"stable" desc:"When a file is complete: its size is stable for stable_for and not zero (an empty file waits for content), or a marker file <name><marker> exists"`
 	StableFor *Duration  `yaml:"stable_for" default:"1s" desc:"How long the size must stay the same"`
 	Marker    string     `yaml:"marker" default:".done" desc:"Suffix of the marker file (complete: marker)"`
 	DoneDir   string     `yaml:"done_dir" default:"<dir>/done" desc:"Where processed files are moved"`

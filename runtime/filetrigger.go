@@ -32,14 +32,17 @@ import (
 // takes the files matching the pattern — dotfiles, temporary files
 // (.tmp, .part, ~ ...), marker files and subdirectories are left alone —
 // once they are complete: unchanged in size and modification time for
-// stable_for, or with their marker file <name><marker> beside them.
+// stable_for and not empty, or with their marker file <name><marker>
+// beside them (then an empty file is taken too).
 //
 // A complete file is read twice, streaming. The first pass checks it
 // whole: it must parse, and every message must pass the flow's leading
 // validate steps and give a dedup key; otherwise the file moves to
 // error_dir with <name>.reason naming each problem and its position, and
 // nothing is accepted. The second pass accepts the messages, then the
-// file moves to done_dir (a name already there gets a timestamp).
+// file moves to done_dir (a name already there gets a timestamp). A file
+// that cannot be moved stays in the inbox and is tried again; while it is
+// unchanged, a try only moves it.
 //
 // per: file makes one message whose body is the whole file: the JSON
 // value, the list of CSV records or JSON lines, or the X12 interchange's
@@ -183,7 +186,8 @@ func (in *inbox) check() error {
 // pollInbox looks at the inbox until ctx ends.
 func (e *Engine) pollInbox(ctx context.Context, id string, in *inbox) {
 	interval := min(filePollInterval, max(in.stableFor/2, 20*time.Millisecond))
-	p := &poller{e: e, id: id, in: in, stable: &fileconn.Stability{For: in.stableFor}, retry: map[string]time.Time{}}
+	p := &poller{e: e, id: id, in: in, stable: &fileconn.Stability{For: in.stableFor},
+		retry: map[string]time.Time{}, empty: map[string]bool{}, settled: map[string]settled{}}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -198,12 +202,14 @@ func (e *Engine) pollInbox(ctx context.Context, id string, in *inbox) {
 
 // poller is the state of one inbox's poller.
 type poller struct {
-	e      *Engine
-	id     string
-	in     *inbox
-	stable *fileconn.Stability
-	retry  map[string]time.Time // file -> not before
-	warned bool                 // the inbox is unreadable and that was logged
+	e       *Engine
+	id      string
+	in      *inbox
+	stable  *fileconn.Stability
+	retry   map[string]time.Time // file -> not before
+	empty   map[string]bool      // empty files whose waiting was logged
+	settled map[string]settled   // files whose move failed (see settle)
+	warned  bool                 // the inbox is unreadable and that was logged
 }
 
 // look lists the inbox once and takes every complete file, in name order.
@@ -251,6 +257,19 @@ func (p *poller) look(ctx context.Context) {
 			marker == "" && !p.stable.Complete(name, info, time.Now()) {
 			continue
 		}
+		if marker == "" && info.Size() == 0 {
+			// Not taken empty: a writer that creates its file before it
+			// has data (an export still running its query) leaves it
+			// empty for any time, and a file moved away then takes the
+			// rows written after into done/. Content makes it unstable
+			// again; a marker says an empty file is complete.
+			if !p.empty[name] {
+				p.empty[name] = true
+				p.e.log.Info("an empty file waits for content; with complete: marker an empty file is taken", "flow", p.id, "file", name)
+			}
+			continue
+		}
+		delete(p.empty, name)
 		if err := p.take(ctx, name, info); err != nil {
 			if ctx.Err() == nil {
 				p.e.log.Error("cannot take a file; it stays in the inbox and is tried again", "flow", p.id, "file", name,
@@ -266,6 +285,16 @@ func (p *poller) look(ctx context.Context) {
 	for name := range p.retry {
 		if !present[name] {
 			delete(p.retry, name)
+		}
+	}
+	for name := range p.empty {
+		if !present[name] {
+			delete(p.empty, name)
+		}
+	}
+	for name := range p.settled {
+		if !present[name] {
+			delete(p.settled, name)
 		}
 	}
 }
@@ -302,6 +331,13 @@ func (p *poller) take(ctx context.Context, name string, info fs.FileInfo) error 
 	if info, err = fh.Stat(); err != nil {
 		return err
 	}
+	if st, ok := p.settled[name]; ok && sameVersion(st.info, info) {
+		// An earlier try accepted it whole, or found it wrong, and could
+		// not move it: only the move remains. Reading and accepting it
+		// again would cost the store an accept per record at every try.
+		return p.settle(name, info, st.pr, nil)
+	}
+	delete(p.settled, name)
 	ft := &fileTake{p: p, f: f, lf: lf, name: name, mod: info.ModTime(), received: start.UTC()}
 	if p.in.per == "record" {
 		err = ft.records(ctx, fh, info.Size())
@@ -311,7 +347,7 @@ func (p *poller) take(ctx context.Context, name string, info fs.FileInfo) error 
 	switch cur, lerr := os.Lstat(path); {
 	case errors.Is(lerr, fs.ErrNotExist):
 		return nil // taken away meanwhile (another replica)
-	case lerr == nil && (!os.SameFile(info, cur) || cur.Size() != info.Size() || !cur.ModTime().Equal(info.ModTime())):
+	case lerr == nil && !sameVersion(info, cur):
 		// Replaced (or rewritten in place) while it was read: what was
 		// accepted is the old content's; the name is the new file's, for
 		// the next look.
@@ -321,11 +357,47 @@ func (p *poller) take(ctx context.Context, name string, info fs.FileInfo) error 
 	}
 	var pr *problem
 	if errors.As(err, &pr) {
-		return p.reject(name, pr)
+		return p.settle(name, info, pr, nil)
 	}
 	if err != nil {
 		return err
 	}
+	return p.settle(name, info, nil, ft)
+}
+
+// settled is a file whose outcome is known and whose move failed: its
+// messages are all accepted (pr nil) or its content is wrong (pr).
+type settled struct {
+	info fs.FileInfo
+	pr   *problem
+}
+
+// sameVersion reports whether two looks at a name see the same file, unchanged.
+func sameVersion(a, b fs.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// settle moves a file whose messages are all accepted to done/ (pr nil;
+// ft is the take that accepted them, nil for an earlier take), or one
+// whose content is wrong to error/. A move that fails is remembered, so
+// that the next try of the file, unchanged, only moves it.
+func (p *poller) settle(name string, info fs.FileInfo, pr *problem, ft *fileTake) error {
+	var err error
+	if pr != nil {
+		err = p.reject(name, pr)
+	} else {
+		err = p.done(name, ft)
+	}
+	if err != nil {
+		p.settled[name] = settled{info: info, pr: pr}
+		return err
+	}
+	delete(p.settled, name)
+	return nil
+}
+
+// done moves a file whose messages are all accepted to done/.
+func (p *poller) done(name string, ft *fileTake) error {
 	if _, err := fileconn.MoveTo(p.in.dir, name, p.in.doneDir, time.Now()); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -333,8 +405,12 @@ func (p *poller) take(ctx context.Context, name string, info fs.FileInfo) error 
 		return fmt.Errorf("move to %s: %w", p.in.doneDir, err)
 	}
 	p.removeMarker(name)
+	if ft == nil {
+		p.e.log.Info("file taken: moved to done/ after an earlier try accepted it", "flow", p.id, "file", name)
+		return nil
+	}
 	p.e.log.Info("file taken", "flow", p.id, "file", name, "records", ft.total, "accepted", ft.accepted.Load(),
-		"duplicates", ft.duplicates.Load(), "took", time.Since(start).Round(time.Millisecond).String())
+		"duplicates", ft.duplicates.Load(), "took", time.Since(ft.received).Round(time.Millisecond).String())
 	return nil
 }
 

@@ -425,3 +425,72 @@ func TestFileReplacedWhileTakenIsTakenToo(t *testing.T) {
 		t.Errorf("done/ holds %d files; want the new one (the old one was replaced by it)", len(entries))
 	}
 }
+
+// An export that creates its file before it has data (it opens the
+// output, then runs its query) leaves an empty file in the inbox for as
+// long as the query takes. The file is not taken empty: it was moved to
+// done/ with nothing in it, the export went on writing into the moved
+// file, and its rows never reached the flow.
+func TestFileTriggerWaitsForAnEmptyFile(t *testing.T) {
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
+		"stock": fileFlow("inbox", "csv", "record", "", "  - call: {connection: erp, path: /stock, body: '{sku: body.sku}'}\n"),
+	})
+	inbox := filepath.Join(dir, "inbox")
+	must(t, os.MkdirAll(inbox, 0o755))
+	start(t, dir, runtime.Options{})
+	out, err := os.Create(filepath.Join(inbox, "stock.csv")) // the export starts
+	must(t, err)
+	defer out.Close()
+	time.Sleep(time.Second) // its query runs: ten times stable_for
+	_, err = out.WriteString("sku\nA-1\nB-2\n")
+	must(t, err)
+	must(t, out.Close())
+	eventually(t, 5*time.Second, "both rows at the target", func() bool { return len(erp.bodies("sku")) == 2 })
+	eventually(t, 2*time.Second, "the file in done/", func() bool { return exists(filepath.Join(inbox, "done", "stock.csv")) })
+}
+
+// countAccepts counts the Accepts the store is asked for.
+type countAccepts struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (s *countAccepts) Accept(ctx context.Context, m *store.Message, ttl time.Duration) (*store.Message, error) {
+	s.n.Add(1)
+	return s.Store.Accept(ctx, m, ttl)
+}
+
+// A file whose records are all accepted but that cannot be moved to done/
+// (no permission, the done volume full or not mounted) is tried again,
+// and each try only moves it: its records were read and sent to the store
+// again every few seconds, a million-row file a million accepts at every
+// try, and each counted as received and as a duplicate again.
+func TestFileNotMovedIsNotAcceptedAgain(t *testing.T) {
+	testenv.SkipShort(t, "waits for a retry of the move")
+	erp := newTarget(t)
+	dir := workspace(t, map[string]*target{"erp": erp}, map[string]string{
+		"stock": fileFlow("inbox", "csv", "record", ", done_dir: blocked/done", "  - call: {connection: erp, path: /stock, body: '{sku: body.sku}'}\n"),
+	})
+	blocked := filepath.Join(dir, "blocked")
+	must(t, os.WriteFile(blocked, nil, 0o644)) // a file where done/'s parent should be
+	b, err := store.OpenBolt(filepath.Join(dir, "data"))
+	must(t, err)
+	s := &countAccepts{Store: b}
+	e := start(t, dir, runtime.Options{Store: s})
+	inbox := filepath.Join(dir, "inbox")
+	drop(t, inbox, "stock.csv", "sku\nA-1\nB-2\nC-3\n")
+	eventually(t, 5*time.Second, "the three rows at the target", func() bool { return len(erp.bodies("sku")) == 3 })
+	time.Sleep(6 * time.Second) // past the next try
+	if !exists(filepath.Join(inbox, "stock.csv")) {
+		t.Fatal("the file left the inbox though done/ cannot be made")
+	}
+	if n, st := s.n.Load(), e.Stats(context.Background(), "stock"); n != 3 || st.Received != 3 || st.Duplicates != 0 {
+		t.Errorf("after a second try: %d accepts, %d received, %d duplicates; want 3, 3 and 0", n, st.Received, st.Duplicates)
+	}
+	must(t, os.Remove(blocked))
+	eventually(t, 8*time.Second, "the file in done/", func() bool { return exists(filepath.Join(blocked, "done", "stock.csv")) })
+	if n := s.n.Load(); n != 3 {
+		t.Errorf("%d accepts once the move succeeded; want 3", n)
+	}
+}

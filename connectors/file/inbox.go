@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -86,6 +88,9 @@ func MarkerComplete(dir, name, suffix string) bool {
 // MoveTo moves dir/name into destDir (created when missing) and returns
 // the new path. A file of that name already there is kept: the moved file
 // gets a timestamp before its extension (orders.20240116T093000.123Z.csv).
+// A destDir on another file system gets a copy, with the file's
+// modification time, and the original is removed; a file that cannot be
+// moved stays where it is, and destDir does not keep a copy of it.
 func MoveTo(dir, name, destDir string, now time.Time) (string, error) {
 	if err := os.MkdirAll(destDir, 0o750); err != nil {
 		return "", err
@@ -96,29 +101,59 @@ func MoveTo(dir, name, destDir string, now time.Time) (string, error) {
 		dest = filepath.Join(destDir, strings.TrimSuffix(name, ext)+"."+now.UTC().Format("20060102T150405.000000000Z")+ext)
 	}
 	src := filepath.Join(dir, name)
-	if err := os.Rename(src, dest); err != nil {
-		var le *os.LinkError
-		if !errors.As(err, &le) || errors.Is(err, fs.ErrNotExist) {
+	if err := moveRename(src, dest); err != nil {
+		// Only another file system is copied across. Any other refusal
+		// (an inbox this process may read but not change, a read-only
+		// mount) refuses the removal too: a copy would stay in destDir
+		// beside the original, and every retry would add one more.
+		if !crossDevice(err) {
 			return "", err
 		}
-		// Another file system: copy, then remove.
 		if err := copyFile(src, dest); err != nil {
 			return "", err
 		}
-		if err := os.Remove(src); err != nil {
+		if err := moveRemove(src); err != nil {
+			// The original stays for the next try, which copies it
+			// again: the copy must not stay beside it.
+			os.Remove(dest)
 			return "", err
 		}
 	}
 	return dest, syncDir(destDir)
 }
 
+// crossDevice reports whether a rename failed because the target is on
+// another file system (EXDEV; on Windows ERROR_NOT_SAME_DEVICE, 17).
+func crossDevice(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && (errno == syscall.EXDEV || runtime.GOOS == "windows" && errno == 17)
+}
+
+// moveRename and moveRemove are os.Rename and os.Remove, replaced in
+// tests to fail as a file system does.
+var moveRename, moveRemove = os.Rename, os.Remove
+
+// copyFile copies src to dest atomically, with src's modification time as
+// a rename keeps it: the file trigger tells a file moved back from done/
+// as it was (the same delivery) by it.
 func copyFile(src, dest string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	return WriteAtomic(dest, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
+	info, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if err := WriteAtomic(dest, func(w io.Writer) error { _, err := io.Copy(w, in); return err }); err != nil {
+		return err
+	}
+	if err := os.Chtimes(dest, time.Time{}, info.ModTime()); err != nil {
+		os.Remove(dest)
+		return err
+	}
+	return nil
 }
 
 // WriteAtomic writes path through write: into a temporary file in the same

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -20,8 +21,8 @@ import (
 // Param turns a value an expression gave into the text PostgreSQL reads
 // for $n: strings as they are; whole and decimal numbers (int, float64,
 // json.Number) as their exact decimal text; booleans as true or false;
-// nil as NULL; objects and lists as JSON (for json and jsonb columns);
-// times as RFC 3339.
+// nil as NULL; objects and lists as JSON (for json and jsonb columns; Call
+// sends a list bound to an array parameter as an array); times as RFC 3339.
 func Param(v any) (any, error) {
 	switch x := v.(type) {
 	case nil:
@@ -55,16 +56,75 @@ func Param(v any) (any, error) {
 	return string(b), nil
 }
 
+// arrayLiteral writes list as the text of a PostgreSQL array: each
+// element as Param gives it, quoted, nil as NULL, a list inside a list as
+// the next dimension ({{1,2},{3,4}}).
+func arrayLiteral(list []any) (string, error) {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, e := range list {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if _, bytes := e.([]byte); !bytes {
+			if inner, ok := jsonv.AsList(e); ok {
+				s, err := arrayLiteral(inner)
+				if err != nil {
+					return "", err
+				}
+				b.WriteString(s)
+				continue
+			}
+		}
+		v, err := Param(e)
+		if err != nil {
+			return "", fmt.Errorf("element %d: %w", i, err)
+		}
+		s, ok := v.(string)
+		if !ok {
+			b.WriteString("NULL")
+			continue
+		}
+		b.WriteByte('"')
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String(), nil
+}
+
 // textTypes are the result types read from their text form (see
 // textResults), by OID: numeric becomes its decimal text, json and jsonb
 // the decoded document, json[] and jsonb[] a list of decoded documents,
-// the others their text as psql shows it.
+// arrays of ranges and multiranges a list of their texts, the others
+// their text as psql shows it. pgx decodes ranges into structs and "char"
+// into a byte, which have no JSON form: printed, a range lost its bounds
+// and its numbers ({{15 -1 false finite true} ...} for [1.5,2.5)).
 var textTypes = map[uint32]bool{
 	pgtype.NumericOID: true, pgtype.JSONOID: true, pgtype.JSONBOID: true,
 	pgtype.JSONArrayOID: true, pgtype.JSONBArrayOID: true,
 	pgtype.UUIDOID: true, pgtype.InetOID: true, pgtype.CIDROID: true, pgtype.MacaddrOID: true,
 	pgtype.IntervalOID: true, pgtype.TimeOID: true, 1266 /* timetz */ : true, 790 /* money */ : true,
 	pgtype.XMLOID: true, pgtype.BitOID: true, pgtype.VarbitOID: true, pgtype.PointOID: true,
+	pgtype.QCharOID: true, pgtype.Int4rangeOID: true, pgtype.Int8rangeOID: true, pgtype.NumrangeOID: true,
+	pgtype.DaterangeOID: true, pgtype.TsrangeOID: true, pgtype.TstzrangeOID: true,
+	pgtype.Int4multirangeOID: true, pgtype.Int8multirangeOID: true, pgtype.NummultirangeOID: true,
+	pgtype.DatemultirangeOID: true, pgtype.TsmultirangeOID: true, pgtype.TstzmultirangeOID: true,
+}
+
+// textArrays are the array types of textTypes whose elements are read as
+// text (ranges and multiranges).
+var textArrays = map[uint32]bool{
+	pgtype.Int4rangeArrayOID: true, pgtype.Int8rangeArrayOID: true, pgtype.NumrangeArrayOID: true,
+	pgtype.DaterangeArrayOID: true, pgtype.TsrangeArrayOID: true, pgtype.TstzrangeArrayOID: true,
+	pgtype.Int4multirangeArrayOID: true, pgtype.Int8multirangeArrayOID: true, pgtype.NummultirangeArrayOID: true,
+	pgtype.DatemultirangeArrayOID: true, pgtype.TsmultirangeArrayOID: true, pgtype.TstzmultirangeArrayOID: true,
+}
+
+func init() {
+	for oid := range textArrays {
+		textTypes[oid] = true
+	}
 }
 
 // convertRow turns one row into an object, column name -> Convert.
@@ -85,7 +145,11 @@ func convertRow(m *pgtype.Map, fields []pgconn.FieldDescription, raw [][]byte) (
 			case pgtype.JSONArrayOID, pgtype.JSONBArrayOID:
 				// pgx would decode the elements with encoding/json, as
 				// float64: read them as json and jsonb columns are read.
-				v, err = decodeJSONArray(raw[i])
+				v, err = decodeArray(raw[i], false)
+			default:
+				if textArrays[fd.DataTypeOID] {
+					v, err = decodeArray(raw[i], true)
+				}
 			}
 			if err != nil {
 				return nil, fmt.Errorf("column %s: %w", fd.Name, err)
@@ -98,6 +162,9 @@ func convertRow(m *pgtype.Map, fields []pgconn.FieldDescription, raw [][]byte) (
 			var err error
 			if v, err = dt.Codec.DecodeValue(m, fd.DataTypeOID, fd.Format, raw[i]); err != nil {
 				return nil, fmt.Errorf("column %s: %w", fd.Name, err)
+			}
+			if flat, ok := v.([]any); ok && fd.Format == pgtype.TextFormatCode {
+				v = reshape(flat, raw[i])
 			}
 		} else if fd.Format != pgtype.TextFormatCode {
 			v = append([]byte(nil), raw[i]...)
@@ -170,13 +237,53 @@ func Convert(oid uint32, v any) any {
 	return fmt.Sprint(v)
 }
 
-// decodeJSONArray reads a json[] or jsonb[] value in the text form
-// PostgreSQL writes ({elem,elem}, nested braces for more dimensions, an
-// optional [lower:upper]= prefix, elements in double quotes with
-// backslash escapes, NULL unquoted) into a list, nested for each
-// dimension, decoding every element with jsonv.
-func decodeJSONArray(text []byte) (any, error) {
-	p := &arrayText{s: text}
+// reshape gives flat, the elements pgx decoded from the array text, the
+// dimensions of text: pgx reads {{1,2},{3,4}} as one flat list, which lost
+// the grid. The shape comes from reading text as an array of texts; should
+// that fail (an element type with another delimiter, such as box), or
+// count other elements than pgx did, flat is kept.
+func reshape(flat []any, text []byte) any {
+	p := 0
+	if len(text) > 0 && text[0] == '[' { // bounds: [0:1][1:2]={...}
+		p = bytes.IndexByte(text, '=') + 1
+	}
+	if p+1 >= len(text) || text[p] != '{' || text[p+1] != '{' {
+		return flat // one dimension (an element starting with { is quoted)
+	}
+	shape, err := decodeArray(text, true)
+	if err != nil {
+		return flat
+	}
+	n := 0
+	var fill func(v any) any
+	fill = func(v any) any {
+		if l, ok := v.([]any); ok {
+			out := make([]any, len(l))
+			for i, e := range l {
+				out[i] = fill(e)
+			}
+			return out
+		}
+		n++
+		if n > len(flat) {
+			return nil
+		}
+		return flat[n-1]
+	}
+	out := fill(shape)
+	if n != len(flat) {
+		return flat
+	}
+	return out
+}
+
+// decodeArray reads an array value in the text form PostgreSQL writes
+// ({elem,elem}, nested braces for more dimensions, an optional
+// [lower:upper]= prefix, elements in double quotes with backslash escapes,
+// NULL unquoted) into a list, nested for each dimension, decoding every
+// element with jsonv (json[] and jsonb[]), or keeping its text when raw.
+func decodeArray(text []byte, raw bool) (any, error) {
+	p := &arrayText{s: text, raw: raw}
 	if len(text) > 0 && text[0] == '[' {
 		// Bounds other than 1 (e.g. [0:1]={...}); a list has no bounds.
 		eq := bytes.IndexByte(text, '=')
@@ -195,10 +302,11 @@ func decodeJSONArray(text []byte) (any, error) {
 	return v, nil
 }
 
-// arrayText reads the text form of an array (see decodeJSONArray).
+// arrayText reads the text form of an array (see decodeArray).
 type arrayText struct {
-	s []byte
-	i int
+	s   []byte
+	i   int
+	raw bool // elements are text, not JSON
 }
 
 func (p *arrayText) errorf(format string, args ...any) error {
@@ -248,7 +356,7 @@ func (p *arrayText) array() ([]any, error) {
 }
 
 // element reads one element: quoted, or bare up to the next , or } (NULL
-// bare is SQL NULL), and decodes it as JSON.
+// bare is SQL NULL), and decodes it as JSON unless p.raw.
 func (p *arrayText) element() (any, error) {
 	var buf []byte
 	if p.eat('"') {
@@ -287,6 +395,9 @@ func (p *arrayText) element() (any, error) {
 		if bytes.EqualFold(buf, []byte("NULL")) {
 			return nil, nil
 		}
+	}
+	if p.raw {
+		return string(buf), nil
 	}
 	v, err := jsonv.Decode(buf)
 	if err != nil {

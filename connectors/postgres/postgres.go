@@ -7,7 +7,8 @@
 // Convert); any other statement answers 200 with {"rows_affected": n}.
 // Parameters are sent as text and PostgreSQL converts them to the type the
 // statement gives $n, as it would a literal; cast where the type is
-// ambiguous ($1::int, $2::jsonb).
+// ambiguous ($1::int, $2::jsonb). A list is sent as an array where $n is
+// one (sku = ANY($1), $1::int[]) and as JSON elsewhere (json, jsonb).
 //
 // Errors map onto the statuses call steps already classify:
 //
@@ -45,9 +46,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/conveyor-run/conveyor/connectors"
+	"github.com/conveyor-run/conveyor/mappings/jsonv"
 )
 
 func init() {
@@ -178,6 +181,12 @@ func (c *Client) Call(ctx context.Context, req connectors.Request) (*connectors.
 		return c.failure(ctx, err)
 	}
 	defer conn.Release()
+	if bad, err := bindLists(ctx, conn, req.SQL, req.Params, args[1:]); err != nil {
+		if bad >= 0 {
+			return answer(400, fmt.Sprintf("params[%d]: %v", bad, err), "", nil), nil
+		}
+		return c.failure(ctx, err)
+	}
 	resp, err := c.query(ctx, conn, req.SQL, args)
 	if stalePlan(err) {
 		// pgx keeps each statement prepared on its connection; after
@@ -232,6 +241,48 @@ func (c *Client) query(ctx context.Context, conn *pgxpool.Conn, sql string, args
 		return &connectors.Response{Status: 200, Body: out}, nil
 	}
 	return &connectors.Response{Status: 200, Body: map[string]any{"rows_affected": int(rows.CommandTag().RowsAffected())}}, nil
+}
+
+// bindLists sends the lists among params that sql binds to an array type
+// (sku = ANY($1), $1::int[]) as array literals ({"a","b"}) in args, which
+// holds the params as Param gave them: as JSON, PostgreSQL refused them
+// as malformed array literals. Lists bound to json, jsonb or text stay
+// JSON. Only the server knows a parameter's type, so a statement with a
+// list param is described first, one round trip more for such statements
+// only. A list that cannot be written as an array answers the index of its
+// param with the error; any other error is the statement's own.
+func bindLists(ctx context.Context, conn *pgxpool.Conn, sql string, params, args []any) (int, error) {
+	lists := map[int][]any{}
+	for i, p := range params {
+		if _, bytes := p.([]byte); !bytes {
+			if l, ok := jsonv.AsList(p); ok {
+				lists[i] = l
+			}
+		}
+	}
+	if len(lists) == 0 {
+		return -1, nil
+	}
+	sd, err := conn.Conn().PgConn().Prepare(ctx, "", sql, nil)
+	if err != nil {
+		return -1, err
+	}
+	m := conn.Conn().TypeMap()
+	for i, l := range lists {
+		if i >= len(sd.ParamOIDs) {
+			continue // too many params: the statement itself says so
+		}
+		if dt, ok := m.TypeForOID(sd.ParamOIDs[i]); ok {
+			if _, array := dt.Codec.(*pgtype.ArrayCodec); array {
+				lit, err := arrayLiteral(l)
+				if err != nil {
+					return i, err
+				}
+				args[i] = lit
+			}
+		}
+	}
+	return -1, nil
 }
 
 // stalePlan reports whether err is PostgreSQL refusing a statement that

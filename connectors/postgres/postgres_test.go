@@ -341,3 +341,72 @@ func TestSessionSettingsDoNotLeak(t *testing.T) {
 		}
 	}
 }
+
+// Range and multirange values (a price's validity, a quantity break) and
+// "char" come back as PostgreSQL writes them, not as Go structs printed
+// with their bounds lost or a byte as a number.
+func TestRangesAndCharReadAsText(t *testing.T) {
+	c := client(t)
+	r := run(t, c, `SELECT '[1.5,2.5)'::numrange AS qty_break, '[2026-01-01,2026-02-01)'::daterange AS valid,
+		'[1,2]'::int4range AS r, 'empty'::int8range AS none, '{[1,2],[5,6]}'::int4multirange AS mr,
+		ARRAY['[1.5,2)'::numrange, NULL, '(,3]'] AS breaks, ARRAY['{[1,2]}'::int4multirange] AS mrs, 'x'::"char" AS ch`)
+	if r.Status != 200 {
+		t.Fatalf("%d %v", r.Status, r.Body)
+	}
+	want := map[string]any{
+		"qty_break": "[1.5,2.5)", "valid": "[2026-01-01,2026-02-01)", "r": "[1,3)", "none": "empty",
+		"mr": "{[1,3),[5,7)}", "breaks": []any{"[1.5,2)", nil, "(,3]"}, "mrs": []any{"{[1,3)}"}, "ch": "x",
+	}
+	got := r.Body.([]any)[0].(map[string]any)
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
+	}
+}
+
+// A list bound to an array parameter (sku = ANY($1), $1::int[]) is sent
+// as an array, not as JSON, which PostgreSQL refused as a malformed
+// array literal; bound to json, jsonb or text it is still JSON.
+func TestListParamsBindToArrays(t *testing.T) {
+	c := client(t)
+	for _, code := range []string{"A1", `B,"2\`, "NULL", "D4"} {
+		run(t, c, "INSERT INTO items (code, qty) VALUES ($1, 1)", code)
+	}
+	r := run(t, c, "SELECT code FROM items WHERE code = ANY($1) ORDER BY code", []any{"A1", `B,"2\`, "NULL", nil, "X"})
+	want := []any{map[string]any{"code": "A1"}, map[string]any{"code": `B,"2\`}, map[string]any{"code": "NULL"}}
+	if r.Status != 200 || !reflect.DeepEqual(r.Body, want) {
+		t.Errorf("= ANY($1) with a list: %d %#v, want %#v", r.Status, r.Body, want)
+	}
+	r = run(t, c, `SELECT $1::int[] AS ints, array_ndims($2::numeric[]) AS dims, ($2::numeric[])[1][1] AS first,
+		($2::numeric[])[2][1] AS third, $3::text[] AS none, $4::jsonb AS doc, $5::text AS txt`,
+		[]any{1, json.Number("2"), nil}, []any{[]any{json.Number("12345678901234567890.10"), 1.5}, []any{"3", 4}},
+		[]any{}, []any{1, "x"}, []any{"a"})
+	wantRow := map[string]any{"ints": []any{1, 2, nil}, "dims": 2, "first": "12345678901234567890.10", "third": "3",
+		"none": []any{}, "doc": []any{1, "x"}, "txt": `["a"]`}
+	if r.Status != 200 || !reflect.DeepEqual(r.Body, []any{wantRow}) {
+		t.Errorf("array, json and text params from lists: %d %#v, want %#v", r.Status, r.Body, wantRow)
+	}
+}
+
+// An array of two or more dimensions (a grid of quantities per warehouse
+// and week) keeps its shape: a list of lists, not one flat list.
+func TestMultiDimensionalArraysKeepTheirShape(t *testing.T) {
+	c := client(t)
+	r := run(t, c, `SELECT ARRAY[[1,2],[3,4]] AS grid, ARRAY[[1.50,2],[3,NULL]]::numeric[] AS prices,
+		ARRAY[[['a']],[['b']]] AS cube, ARRAY[['2026-01-02'::date]] AS dates, '[0:1]={7,8}'::int[] AS bounded, '{}'::int[] AS none`)
+	if r.Status != 200 {
+		t.Fatalf("%d %v", r.Status, r.Body)
+	}
+	want := map[string]any{
+		"grid": []any{[]any{1, 2}, []any{3, 4}}, "prices": []any{[]any{"1.50", "2"}, []any{"3", nil}},
+		"cube": []any{[]any{[]any{"a"}}, []any{[]any{"b"}}}, "dates": []any{[]any{"2026-01-02"}},
+		"bounded": []any{7, 8}, "none": []any{},
+	}
+	got := r.Body.([]any)[0].(map[string]any)
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
+	}
+}

@@ -445,7 +445,10 @@ func httpValues(h *dsl.HTTPConnection, getenv func(string) (string, bool), abs f
 	return values, nil
 }
 
-// Start opens the listeners and starts workers, schedules and the watcher.
+// Start opens the listeners and the watcher, and starts the work
+// (workers, schedules, file and stream triggers: open) once the store
+// answers: at once, or, when a shared store is out of reach, in the
+// background while the engine serves not ready (awaitStore).
 func (e *Engine) Start() error {
 	var err error
 	if e.triggerLn, err = net.Listen("tcp", e.opts.Listen); err != nil {
@@ -524,12 +527,17 @@ func (e *Engine) catchUp(cu *catchUp) error {
 		}
 	}
 	if cu.flags {
+		// Under reloadM, which every applyWorkspace holds: a flow a
+		// reload registers meanwhile either asked the store itself or is
+		// among those whose flags are read here.
+		e.reloadM.Lock()
 		e.storeDown.Store(false) // a flow loaded from now on asks the store itself
 		if err := e.readDisabled(); err != nil {
+			e.storeDown.Store(true)
+			e.reloadM.Unlock()
 			return err
 		}
 		cu.flags = false
-		e.reloadM.Lock()
 		e.forgetUnrecorded()
 		e.reloadM.Unlock()
 		e.Reload() // records the revisions loaded meanwhile
@@ -633,16 +641,20 @@ func (e *Engine) Store() store.Store { return e.store }
 // finish until ctx or the shutdown timeout ends, and leaves the rest
 // queued for the next start.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	// Under e.mu, as open checks draining and sets ready: an open that
+	// has not checked yet starts nothing, one that has is done, and ready
+	// stays false.
+	e.mu.Lock()
 	if !e.draining.CompareAndSwap(false, true) {
+		e.mu.Unlock()
 		return nil
 	}
 	e.ready.Store(false)
+	sched, sources := e.sched, e.sources
+	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, e.opts.ShutdownTimeout)
 	defer cancel()
 	e.log.Info("shutting down: no longer accepting, finishing in-flight work")
-	e.mu.RLock() // open sets them, or not at all once draining is set
-	sched, sources := e.sched, e.sources
-	e.mu.RUnlock()
 	if sched != nil {
 		sched.stop()
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -768,6 +769,19 @@ func classify(resp *Response, path, kind, conn string, req Request) *StepError {
 		se.RetryAfter = retryAfter(resp.Headers)
 	}
 	return se
+}
+
+var statusRE = regexp.MustCompile(`: status (\d{3})\b`)
+
+// AnsweredStatus is the status a target answered a failed call with, as
+// classify writes it into the error (msg: StepError.Error()), or 0.
+func AnsweredStatus(msg string) int {
+	m := statusRE.FindStringSubmatch(msg)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // pathOnly drops the query string, which may carry secrets, from errors.

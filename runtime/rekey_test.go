@@ -224,3 +224,27 @@ steps:
 		t.Errorf("created %d from keys %v; want 1, the second key renewed", created, keys)
 	}
 }
+
+// A 409 is how an idempotency layer says the key is in use: its first
+// request may still run, or have run under a try this history does not
+// record (one a crash cut short). The key is kept.
+func TestReplayAfterAConflictKeepsTheKey(t *testing.T) {
+	erp := newKeyedERP(t)
+	erp.set(func(int) int { return 409 })
+	dir := erpWorkspace(t, erp.srv.URL, `
+trigger: {http: {path: /orders}}
+retry: {attempts: 1}
+steps:
+  - call: {connection: erp, path: /sales-orders}
+`)
+	e := start(t, dir, runtime.Options{})
+	_, out := post(t, "http://"+e.TriggerAddr()+"/orders", `{"id": 1}`)
+	id, _ := out["id"].(string)
+	waitStatus(t, e, id, store.Dead)
+	_, err := e.Replay(context.Background(), id, runtime.ReplayOptions{}, "op")
+	must(t, err)
+	waitStatus(t, e, id, store.Dead)
+	if keys, _ := erp.seen(); len(keys) != 2 || keys[1] != keys[0] {
+		t.Errorf("keys %v; want the first key again after a 409", keys)
+	}
+}

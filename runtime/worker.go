@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -631,14 +632,17 @@ func stepAttempts(m *store.Message, step string) int {
 // refusal back to every later try, a replay after the operator fixed the
 // cause included. Once an attempt's outcome was unknown under a key (a
 // timeout, a reset, a 5xx: the target may have done the work), the key
-// is kept for good: a new one could do the work twice.
+// is kept for good: a new one could do the work twice. So is a key the
+// target answered 409: that is how an idempotency layer says the key is
+// in use (its first request still running, or done under a run this
+// history has no record of, one a crash cut short).
 func keyGenerations(attempts []store.Attempt) map[string]int {
 	var gen map[string]int
 	var unknown map[string]bool
 	for _, a := range attempts {
 		switch {
 		case a.Step == "" || unknown[a.Step]:
-		case a.Class != string(flows.Permanent):
+		case a.Class != string(flows.Permanent) || flows.AnsweredStatus(a.Error) == http.StatusConflict:
 			if unknown == nil {
 				unknown = map[string]bool{}
 			}

@@ -3,8 +3,6 @@ package runtime
 import (
 	"bytes"
 	"cmp"
-	"compress/gzip"
-	"compress/zlib"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,35 +67,31 @@ type contentError struct {
 
 func (e *contentError) Error() string { return e.msg }
 
-// decodeContent undoes a Content-Encoding of gzip (x-gzip) or deflate
-// (zlib), holding what it decompresses to within limit: a few kilobytes
-// of gzip can unpack to gigabytes. identity, or no header, is the body as
-// it came.
+// decodeContent undoes a Content-Encoding of raw (see
+// connectors.Decompress), holding what it decompresses to within limit:
+// a few kilobytes of gzip can unpack to gigabytes.
 func decodeContent(encoding string, raw []byte, limit int64) ([]byte, error) {
-	var zr io.ReadCloser
-	var err error
-	switch strings.ToLower(strings.TrimSpace(encoding)) {
-	case "", "identity":
+	if e := strings.TrimSpace(encoding); e == "" || strings.EqualFold(e, "identity") {
 		return raw, nil
-	case "gzip", "x-gzip":
-		zr, err = gzip.NewReader(bytes.NewReader(raw))
-	case "deflate":
-		zr, err = zlib.NewReader(bytes.NewReader(raw))
-	default:
+	}
+	zr, err := connectors.Decompress(encoding, bytes.NewReader(raw))
+	if errors.Is(err, connectors.ErrUnsupportedEncoding) {
 		return nil, &contentError{http.StatusUnsupportedMediaType, "unsupported_encoding",
 			fmt.Sprintf("Content-Encoding %q is not supported: send the body as is, gzip or deflate", encoding)}
 	}
+	var out []byte
 	if err == nil {
-		var out []byte
-		out, err = io.ReadAll(io.LimitReader(zr, limit+1))
-		if err == nil && int64(len(out)) > limit {
-			return nil, &contentError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body decompresses to more than %d bytes", limit)}
-		}
-		if err == nil {
-			return out, nil
+		if out, err = io.ReadAll(io.LimitReader(zr, limit+1)); err != nil {
+			err = fmt.Errorf("not valid %s: %w", strings.ToLower(strings.TrimSpace(encoding)), err)
 		}
 	}
-	return nil, &contentError{http.StatusBadRequest, "bad_encoding", fmt.Sprintf("the body is not valid %s: %v", strings.ToLower(strings.TrimSpace(encoding)), err)}
+	switch {
+	case err != nil:
+		return nil, &contentError{http.StatusBadRequest, "bad_encoding", "the body is " + err.Error()}
+	case int64(len(out)) > limit:
+		return nil, &contentError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body decompresses to more than %d bytes", limit)}
+	}
+	return out, nil
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
 	"context"
@@ -140,6 +141,13 @@ func TestCompressedBodies(t *testing.T) {
 		zw.Close()
 		return b.String()
 	}
+	fl := func(s string) string {
+		var b bytes.Buffer
+		zw, _ := flate.NewWriter(&b, flate.DefaultCompression)
+		zw.Write([]byte(s))
+		zw.Close()
+		return b.String()
+	}
 	for _, tc := range []struct {
 		name, encoding, body string
 		want                 int
@@ -147,6 +155,7 @@ func TestCompressedBodies(t *testing.T) {
 		{"gzip", "gzip", gz(doc), 202},
 		{"x-gzip", "x-gzip", gz(doc), 202},
 		{"deflate", "deflate", zl(doc), 202},
+		{"raw deflate", "deflate", fl(doc), 202},
 		{"identity", "identity", doc, 202},
 		{"gzip, upper case", "GZIP", gz(doc), 202},
 		{"brotli", "br", doc, 415},

@@ -1,11 +1,7 @@
 package httpconn
 
 import (
-	"bufio"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"errors"
 	"fmt"
 	"io"
@@ -16,45 +12,31 @@ import (
 
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/unicode"
+
+	"github.com/conveyor-run/conveyor/connectors"
 )
 
 // responseReader is resp's body with its Content-Encoding undone. Go's
 // transport decodes gzip only when it asked for it itself; a connection
 // whose headers set Accept-Encoding (an API that sends large catalogues
-// only compressed) gets the encoded bytes, which are decoded here: gzip
-// and deflate (zlib, or raw deflate as some servers send it). Any other
-// encoding is an error naming it. decoded says whether the body was
-// decoded, so that the response no longer claims its encoding.
+// only compressed) gets the encoded bytes, which are decoded here (see
+// connectors.Decompress). Any other encoding is an error naming it.
+// decoded says whether the body was decoded, so that the response no
+// longer claims its encoding.
 func responseReader(resp *http.Response) (r io.Reader, decoded bool, err error) {
 	ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
 	if resp.Uncompressed || ce == "" || ce == "identity" {
 		return resp.Body, false, nil
 	}
-	br := bufio.NewReader(resp.Body)
-	head, err := br.Peek(2)
-	if len(head) == 0 && errors.Is(err, io.EOF) {
-		return br, true, nil // no body (204, 304): nothing to decode
+	r, err = connectors.Decompress(ce, resp.Body)
+	switch {
+	case errors.Is(err, connectors.ErrUnsupportedEncoding):
+		return nil, false, fmt.Errorf("the response is %q-encoded, which the http connector does not decode: "+
+			"ask for gzip or deflate only in the connection's Accept-Encoding header, or remove it", ce)
+	case err != nil:
+		return nil, false, fmt.Errorf("reading the response: %w", err)
 	}
-	switch ce {
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, false, fmt.Errorf("reading the gzip response: %w", err)
-		}
-		return zr, true, nil
-	case "deflate":
-		// RFC 9110 deflate is zlib; some servers send raw deflate.
-		if len(head) == 2 && head[0]&0x0f == 8 && (uint16(head[0])<<8|uint16(head[1]))%31 == 0 {
-			zr, err := zlib.NewReader(br)
-			if err != nil {
-				return nil, false, fmt.Errorf("reading the deflate response: %w", err)
-			}
-			return zr, true, nil
-		}
-		return flate.NewReader(br), true, nil
-	}
-	return nil, false, fmt.Errorf("the response is %q-encoded, which the http connector does not decode: "+
-		"ask for gzip or deflate only in the connection's Accept-Encoding header, or remove it", ce)
+	return r, true, nil
 }
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}

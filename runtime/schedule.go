@@ -274,7 +274,7 @@ func (s *scheduler) mark(id string, j *job, at time.Time) error {
 	raw, _ := json.Marshal(scheduleMark{Cron: j.spec, Timezone: j.tz, Last: at.UTC()})
 	ctx, cancel := context.WithTimeout(s.e.ctx, 10*time.Second)
 	defer cancel()
-	for {
+	for range 10 {
 		cur, err := s.e.store.GetMeta(ctx, markKey(id))
 		if err != nil {
 			return err
@@ -292,10 +292,10 @@ func (s *scheduler) mark(id string, j *job, at time.Time) error {
 			j.marked = at
 			return nil
 		}
-		if err := ctx.Err(); err != nil { // another replica wrote meanwhile: look again
-			return err
-		}
+		// Another replica wrote meanwhile: look again, a few times; then
+		// fire tries again later, with backoff.
 	}
+	return errors.New("the mark kept changing while it was written")
 }
 
 // forget deletes the mark of flow id, which no longer runs on a schedule.

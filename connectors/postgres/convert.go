@@ -86,12 +86,15 @@ func arrayLiteral(list []any) (string, error) {
 			continue
 		}
 		b.WriteByte('"')
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s))
+		b.WriteString(arrayQuote.Replace(s))
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')
 	return b.String(), nil
 }
+
+// arrayQuote escapes an element of an array literal inside its quotes.
+var arrayQuote = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // textTypes are the result types read from their text form (see
 // textResults), by OID: numeric becomes its decimal text, json and jsonb

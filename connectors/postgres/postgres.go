@@ -41,6 +41,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -268,7 +270,8 @@ func bindLists(ctx context.Context, conn *pgxpool.Conn, sql string, params, args
 		return -1, err
 	}
 	m := conn.Conn().TypeMap()
-	for i, l := range lists {
+	for _, i := range slices.Sorted(maps.Keys(lists)) { // the first bad one is named, every time
+		l := lists[i]
 		if i >= len(sd.ParamOIDs) {
 			continue // too many params: the statement itself says so
 		}

@@ -41,7 +41,9 @@ func ParseFlow(file string, src []byte) (*Flow, Diagnostics) {
 	}
 	c.steps(f.Steps, false)
 	c.watermark = f.Watermark != nil
-	c.storeNames(f.Steps, "", map[string]string{})
+	stored := map[string]string{}
+	c.storeNames(f.Steps, "", stored)
+	f.Vars = storedVars(f, stored)
 	for _, t := range f.Tests {
 		c.test(t)
 	}
@@ -217,6 +219,39 @@ func (c *checker) storeNames(steps []Step, ctx string, stored map[string]string)
 			maps.Copy(stored, after)
 		}
 	}
+}
+
+// storedVars lists, sorted, the names f's steps store in vars: the as:
+// names storeNames found (stored), set: vars.<name>, and the watermark.
+// Never nil: a flow that stores none reads nothing from vars.
+func storedVars(f *Flow, stored map[string]string) []string {
+	names := slices.AppendSeq([]string{}, maps.Keys(stored))
+	if f.Watermark != nil {
+		names = append(names, "watermark")
+	}
+	var sets func([]Step)
+	sets = func(steps []Step) {
+		for _, s := range steps {
+			switch {
+			case s.Set != nil:
+				for _, e := range *s.Set {
+					if len(e.Path) > 1 && e.Path[0] == "vars" {
+						names = append(names, e.Path[1])
+					}
+				}
+			case s.Split != nil:
+				sets(s.Split.Steps)
+			case s.Choice != nil:
+				for _, b := range s.Choice {
+					sets(b.Steps)
+					sets(b.Otherwise)
+				}
+			}
+		}
+	}
+	sets(f.Steps)
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // asRE is a name an expression reads as vars.<name>, as set: paths spell

@@ -26,9 +26,12 @@ type Flow struct {
 	Steps       []Step     `yaml:"steps" required:"true" desc:"The steps every message runs through, in order"`
 	Tests       []TestCase `yaml:"tests" desc:"Inline flow tests run by conveyor test"`
 
-	ID   string `yaml:"-"` // the file name without extension
-	File string `yaml:"-"` // the path diagnostics are reported against
-	At   Pos    `yaml:"-"`
+	ID string `yaml:"-"` // the file name without extension
+	// Vars are the names the flow's steps store in vars (as:, set:
+	// vars.<name>, the watermark), sorted; set by ParseFlow.
+	Vars []string `yaml:"-"`
+	File string   `yaml:"-"` // the path diagnostics are reported against
+	At   Pos      `yaml:"-"`
 }
 
 // Trigger starts a flow. Exactly one kind is set.

@@ -30,7 +30,7 @@ type Env struct {
 // Compile builds an executable flow from a decoded one. Every expression is
 // compiled here, once; any diagnostic means the flow must not go live.
 func Compile(src *dsl.Flow, env Env) (*Flow, dsl.Diagnostics) {
-	c := &compiler{env: env, file: src.File, policies: map[string]RetryPolicy{}, vars: storedVars(src)}
+	c := &compiler{env: env, file: src.File, policies: map[string]RetryPolicy{}, vars: src.Vars}
 	f := &Flow{ID: src.ID, File: src.File, Description: src.Description, Source: src, Concurrency: src.Concurrency}
 	if f.Concurrency <= 0 {
 		f.Concurrency = 4
@@ -83,7 +83,7 @@ type compiler struct {
 	policies  map[string]RetryPolicy
 	using     []string // mapping files being compiled, to stop cycles
 	readsBody bool     // an expression compiled so far reads the body
-	vars      []string // the names the flow stores in vars (storedVars)
+	vars      []string // the names the flow stores in vars (dsl.Flow.Vars); nil: not known
 }
 
 func (c *compiler) add(at dsl.Pos, msg, hint string) {
@@ -257,44 +257,6 @@ func (c *compiler) steps(src []dsl.Step, prefix string, scope mappings.Scope) []
 		out = append(out, st)
 	}
 	return out
-}
-
-// storedVars lists the names f's steps store in vars: the results of
-// call and split steps (as:), set: vars.<name>, and the watermark. Never
-// nil: a flow that stores none reads nothing from vars.
-func storedVars(f *dsl.Flow) []string {
-	names := []string{}
-	if f.Watermark != nil {
-		names = append(names, "watermark")
-	}
-	var walk func([]dsl.Step)
-	walk = func(steps []dsl.Step) {
-		for _, s := range steps {
-			switch {
-			case s.Call != nil && s.Call.As != "":
-				names = append(names, s.Call.As)
-			case s.Split != nil:
-				if s.Split.As != "" {
-					names = append(names, s.Split.As)
-				}
-				walk(s.Split.Steps)
-			case s.Choice != nil:
-				for _, b := range s.Choice {
-					walk(b.Steps)
-					walk(b.Otherwise)
-				}
-			case s.Set != nil:
-				for _, e := range *s.Set {
-					if len(e.Path) > 1 && e.Path[0] == "vars" {
-						names = append(names, e.Path[1])
-					}
-				}
-			}
-		}
-	}
-	walk(f.Steps)
-	slices.Sort(names)
-	return slices.Compact(names)
 }
 
 func (c *compiler) exprMap(m dsl.ExprMap, scope mappings.Scope) []namedProg {

@@ -154,7 +154,8 @@ func (e *Engine) applyWorkspace(ws *Workspace, author string) {
 	e.mu.RUnlock()
 	ws.settleRoutes(serving)
 	// A file refused for another file's flow id has no flow of its own to
-	// show it: the log and the metric report it, once per decision.
+	// show it: the log and the metric report it when a load decides it
+	// (a full reload decides again).
 	for _, file := range slices.Sorted(maps.Keys(ws.shadowed)) {
 		if sh := ws.shadowed[file]; sh.now {
 			e.metrics.reloads.WithLabelValues(sh.id, "refused").Inc()

@@ -175,7 +175,9 @@ func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.
 // sorted) that holds the id: the one that holds it now, while it is
 // there, or else the first (x.yaml before x.yml). Like a route, a flow id
 // stays with the file that serves it: a second file neither takes it
-// over on a reload nor at a full one, whatever the names sort.
+// over on a reload nor at a full one, whatever the names sort. The holder
+// is known to this process only: a restart, or another replica, starts
+// with the first by name.
 func holderOf(files []string, now string) string {
 	for _, f := range files {
 		if now != "" && filepath.Clean(f) == filepath.Clean(now) {

@@ -311,8 +311,9 @@ func ms(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(),
 // callToken is a fresh token for one call of a script that is not
 // idempotent by itself. go-redis sends a command again when its answer is
 // lost, although Redis may have run it: the script keeps the token with
-// what it changed, for as long as the call may come again (resendWindow
-// for Lease; Save and Accept keep it in the message), and answers the call when it comes again as it did the first time.
+// what it changed (Lease for resendWindow; Save and Accept in the
+// message's hash) and answers the call when it comes again as it did the
+// first time.
 func callToken() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])

@@ -296,12 +296,12 @@ func (e *Engine) Reload() {
 		if !configChanged && e.configErr.Load() != nil {
 			inForce = prev.Config
 		}
-		ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, inForce, prev.FlowFiles)
+		ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, inForce)
 		if configChanged && !e.reloadConfig(prev, ws) {
 			// keep the previous configuration and connections; the
 			// mappings and lookups saved with it still apply (their
 			// hashes are recorded: no later scan would apply them)
-			ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, prev.Config, prev.FlowFiles)
+			ws = loadWorkspace(e.opts.Workspace, e.opts.Getenv, prev.Config)
 		}
 	} else {
 		ws = prev.withFlows(e.opts.Workspace, changed, e.opts.Getenv)
@@ -421,8 +421,8 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 		}
 	}
 	// The flow id of a changed file is settled again between the files
-	// named after it (x.yaml, x.yml): the one that holds it keeps it,
-	// another takes it once that one is gone, the rest are refused.
+	// named after it (x.yaml, x.yml): the first by name holds it, the
+	// rest are refused (see Workspace.shadow).
 	ids := map[string]bool{}
 	for _, p := range changed {
 		if isFlowFile(dir, p) {
@@ -447,7 +447,10 @@ func (ws *Workspace) withFlows(dir string, changed []string, getenv func(string)
 	env := out.FlowEnv(getenv)
 	var fresh []string
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		holder := holderOf(claims[id], ws.FlowFiles[id])
+		holder := ""
+		if len(claims[id]) > 0 {
+			holder = claims[id][0] // see Workspace.shadow
+		}
 		for _, p := range claims[id] {
 			if p != holder {
 				out.shadow(p, id, holder)

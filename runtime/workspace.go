@@ -71,15 +71,13 @@ func IsWorkspace(dir string) bool {
 // LoadWorkspace reads and compiles the workspace at dir. Diagnostics of
 // every file are collected; the returned workspace holds what is valid.
 func LoadWorkspace(dir string, getenv func(string) (string, bool)) *Workspace {
-	return loadWorkspace(dir, getenv, nil, nil)
+	return loadWorkspace(dir, getenv, nil)
 }
 
 // loadWorkspace is LoadWorkspace; inForce, when set, is the configuration
 // in force, taken instead of reading conveyor.yaml (a reload while a
-// change to it is refused). holders are the files that hold each flow id
-// now (a reload): where two files claim one id, the one that holds it
-// keeps it.
-func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.Config, holders map[string]string) *Workspace {
+// change to it is refused).
+func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.Config) *Workspace {
 	ws := &Workspace{Dir: dir, Mappings: map[string]*dsl.MappingFile{}, Sources: map[string]*dsl.Flow{}, Flows: map[string]*flows.Flow{}, FlowFiles: map[string]string{}, Raw: map[string][]byte{}, FlowDiags: map[string]dsl.Diagnostics{}, TestFlows: map[string]string{}, broken: map[string]dsl.Diagnostics{}, read: map[string]bool{}, shadowed: map[string]shadow{}, getenv: getenv}
 	ws.Config = &dsl.Config{}
 	cfgPath := filepath.Join(dir, "conveyor.yaml")
@@ -124,7 +122,7 @@ func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.
 	}
 	for _, path := range files {
 		if id := dsl.FlowID(path); len(claims[id]) > 1 {
-			if holder := holderOf(claims[id], holders[id]); holder != path {
+			if holder := claims[id][0]; holder != path {
 				ws.shadow(path, id, holder)
 				continue
 			}
@@ -171,26 +169,9 @@ func loadWorkspace(dir string, getenv func(string) (string, bool), inForce *dsl.
 	return ws
 }
 
-// holderOf is the file of files (the files named after one flow id,
-// sorted) that holds the id: the one that holds it now, while it is
-// there, or else the first (x.yaml before x.yml). Like a route, a flow id
-// stays with the file that serves it: a second file neither takes it
-// over on a reload nor at a full one, whatever the names sort. The holder
-// is known to this process only: a restart, or another replica, starts
-// with the first by name.
-func holderOf(files []string, now string) string {
-	for _, f := range files {
-		if now != "" && filepath.Clean(f) == filepath.Clean(now) {
-			return f
-		}
-	}
-	if len(files) == 0 {
-		return ""
-	}
-	return files[0]
-}
-
-// shadow refuses file, whose flow id another file holds.
+// shadow refuses file, whose flow id another file holds. Of the files
+// named after one flow id (x.yaml, x.yml), the first by name holds it:
+// every replica and every start decides alike.
 func (ws *Workspace) shadow(file, id, holder string) {
 	d := dsl.Diagnostic{File: file, Line: 1, Col: 1,
 		Message: fmt.Sprintf("flow id %q already belongs to %s; this file is not loaded", id, filepath.Base(holder)),

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
 )
@@ -47,14 +45,12 @@ func TestRedisOutageFailOpenSettings(t *testing.T) {
 		{"flipped", ", fail_open: {rate_limit: false, dedup: true}", 503, 200, "rate_limiter_unavailable", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := storetest.RedisURL(t)
-			opt, _ := redis.ParseURL(url)
-			p := storetest.NewProxy(t, opt.Addr)
+			url, p := storetest.RedisProxy(t)
 			dir := workspace(t, nil, map[string]string{
 				"paced": "trigger: {http: {path: /paced, mode: sync}}\nrate_limit: {limit: 100, per: 1s}\nsteps: [{respond: {body: '{ok: true}'}}]\n",
 				"quote": "trigger: {http: {path: /quote, mode: sync}}\ndedup: {key: 'string(body.id)', ttl: 1h}\nsteps: [{respond: {body: '{ok: true}'}}]\n",
 			})
-			cfg := fmt.Sprintf("store: {backend: redis, url: \"redis://%s/0?prefix=%s\"%s}\n", p.Addr, storetest.RedisPrefix(t, url), tc.failOpen)
+			cfg := fmt.Sprintf("store: {backend: redis, url: %q%s}\n", p.Through(url, "prefix="+storetest.RedisPrefix(t, url)), tc.failOpen)
 			must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
 			e := start(t, dir, runtime.Options{})
 			base := "http://" + e.TriggerAddr()

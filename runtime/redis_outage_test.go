@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
@@ -28,10 +26,8 @@ import (
 func TestRedisOutageDoesNotRunAFinishedMessageAgain(t *testing.T) {
 	for _, replicas := range [][]string{{"a"}, {"a", "b"}} {
 		t.Run(fmt.Sprintf("%d replicas", len(replicas)), func(t *testing.T) {
-			url := storetest.RedisURL(t)
+			url, p := storetest.RedisProxy(t)
 			prefix := storetest.RedisPrefix(t, url)
-			opt, _ := redis.ParseURL(url)
-			p := storetest.NewProxy(t, opt.Addr)
 			erp := newSink(t)
 			var once sync.Once
 			cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,7 +40,7 @@ func TestRedisOutageDoesNotRunAFinishedMessageAgain(t *testing.T) {
 			must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
 			var first *runtime.Engine
 			for _, name := range replicas {
-				s, err := store.OpenRedis(context.Background(), "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB),
+				s, err := store.OpenRedis(context.Background(), p.Through(url, ""),
 					store.RedisOptions{Prefix: prefix, Consumer: name, LeaseTimeout: 500 * time.Millisecond, CallTimeout: time.Second})
 				if err != nil {
 					t.Fatal(err)
@@ -78,10 +74,8 @@ func TestRedisOutageDoesNotRunAFinishedMessageAgain(t *testing.T) {
 // it is not the target failing, and must not use up the message's
 // attempts (a dead letter after one blip of Redis).
 func TestRedisLimiterOutageDoesNotUseUpAttempts(t *testing.T) {
-	url := storetest.RedisURL(t)
+	url, p := storetest.RedisProxy(t)
 	prefix := storetest.RedisPrefix(t, url)
-	opt, _ := redis.ParseURL(url)
-	p := storetest.NewProxy(t, opt.Addr)
 	erp := newSink(t)
 	dir := replicaWorkspace(t, erp, map[string]string{"orders": `
 trigger: {http: {path: /orders}}
@@ -91,7 +85,7 @@ steps:
   - call: {connection: erp, path: /sales-orders, rate_limit: {limit: 100, per: 1s}}
 `})
 	s := redisStore(t, url, prefix, store.RedisOptions{Consumer: "a"})
-	ls, err := store.OpenRedis(context.Background(), "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB),
+	ls, err := store.OpenRedis(context.Background(), p.Through(url, ""),
 		store.RedisOptions{Prefix: prefix, Consumer: "limiter", CallTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -121,10 +115,8 @@ steps:
 // second (the memo's flush) is not the target failing either: the
 // message must not be dead-lettered for it when Redis is back.
 func TestRedisOutageMidRunDoesNotUseUpAttempts(t *testing.T) {
-	url := storetest.RedisURL(t)
+	url, p := storetest.RedisProxy(t)
 	prefix := storetest.RedisPrefix(t, url)
-	opt, _ := redis.ParseURL(url)
-	p := storetest.NewProxy(t, opt.Addr)
 	erp := newSink(t)
 	var once sync.Once
 	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -141,7 +133,7 @@ steps:
 `})
 	cfg := fmt.Sprintf("connections:\n  erp: {http: {base_url: %q, timeout: 5s}}\n", cut.URL)
 	must(t, os.WriteFile(filepath.Join(dir, "conveyor.yaml"), []byte(cfg), 0o644))
-	s, err := store.OpenRedis(context.Background(), "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB),
+	s, err := store.OpenRedis(context.Background(), p.Through(url, ""),
 		store.RedisOptions{Prefix: prefix, Consumer: "a", CallTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
 )
@@ -26,10 +24,8 @@ import (
 // would acknowledge b's pending entry and queue the message again, to run
 // beside b's run.
 func TestReplicaStaleSaveLeavesTheNewOwnerAlone(t *testing.T) {
-	url := storetest.RedisURL(t)
+	url, proxy := storetest.RedisProxy(t)
 	prefix := storetest.RedisPrefix(t, url)
-	opt, _ := redis.ParseURL(url)
-	proxy := storetest.NewProxy(t, opt.Addr)
 	var calls, ok, overlap atomic.Int64
 	var bRunning, aCancelled atomic.Bool
 	releaseA := make(chan struct{})

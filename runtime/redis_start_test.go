@@ -39,10 +39,8 @@ func readyz(t *testing.T, e *runtime.Engine) (int, map[string]any) {
 // a flow an operator disabled stays disabled, the flows' revisions are
 // recorded, and a message is delivered exactly once.
 func TestRedisOutageAtStartWaitsForRedis(t *testing.T) {
-	rurl := storetest.RedisURL(t)
+	rurl, p := storetest.RedisProxy(t)
 	prefix := storetest.RedisPrefix(t, rurl)
-	opt, _ := redis.ParseURL(rurl)
-	p := storetest.NewProxy(t, opt.Addr)
 	erp := newSink(t)
 	dir := replicaWorkspace(t, erp, map[string]string{"orders": replicaOrderFlow,
 		"paused": "trigger: {http: {path: /paused}}\nsteps: [{call: {connection: erp, path: /paused}}]\n"})
@@ -60,8 +58,7 @@ func TestRedisOutageAtStartWaitsForRedis(t *testing.T) {
 	}
 
 	p.Down()
-	e := start(t, dir, runtime.Options{RedisURL: fmt.Sprintf("redis://%s/%d?prefix=%s&consumer=a&lease_timeout=1m",
-		p.Addr, opt.DB, url.QueryEscape(prefix))})
+	e := start(t, dir, runtime.Options{RedisURL: p.Through(rurl, "prefix="+url.QueryEscape(prefix)+"&consumer=a&lease_timeout=1m")})
 	if st, out := readyz(t, e); st != 503 || !strings.Contains(fmt.Sprint(out), "redis") {
 		t.Errorf("readyz while redis is out of reach: %d %v, want 503 naming redis", st, out)
 	}
@@ -74,7 +71,7 @@ func TestRedisOutageAtStartWaitsForRedis(t *testing.T) {
 
 	// A replica stopped before Redis answered stops at once.
 	b, err := runtime.New(runtime.Options{Workspace: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", RescanInterval: -1,
-		RedisURL: fmt.Sprintf("redis://%s/%d?prefix=%s&consumer=b", p.Addr, opt.DB, url.QueryEscape(prefix)), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		RedisURL: p.Through(rurl, "prefix="+url.QueryEscape(prefix)+"&consumer=b"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	must(t, err)
 	must(t, b.Start())
 	stopped := time.Now()

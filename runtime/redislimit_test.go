@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/conveyor-run/conveyor/flows"
 	"github.com/conveyor-run/conveyor/internal/testenv"
 	"github.com/conveyor-run/conveyor/runtime"
@@ -214,10 +212,8 @@ func TestRedisLimiterAllowClaim(t *testing.T) {
 
 // With Redis unreachable the limiter answers at once, as FailOpen says.
 func TestRedisLimiterFailOpenOrClosed(t *testing.T) {
-	url := storetest.RedisURL(t)
-	opt, _ := redis.ParseURL(url)
-	p := storetest.NewProxy(t, opt.Addr)
-	s := redisStore(t, "redis://"+p.Addr, storetest.RedisPrefix(t, url), store.RedisOptions{})
+	url, p := storetest.RedisProxy(t)
+	s := redisStore(t, p.Through(url, ""), storetest.RedisPrefix(t, url), store.RedisOptions{})
 	l := runtime.NewRedisLimiter(s)
 	ctx := context.Background()
 	rl := flows.RateLimit{Limit: 1, Per: time.Hour, Burst: 1}
@@ -316,9 +312,7 @@ func TestRedisAllowClaimSentAgainTakesOneToken(t *testing.T) {
 		{"cut", func(p *storetest.Proxy, marker string) { p.LoseAnswer(marker, nil) }},
 	} {
 		t.Run(loss.name, func(t *testing.T) {
-			url := storetest.RedisURL(t)
-			opt, _ := redis.ParseURL(url)
-			p := storetest.NewProxy(t, opt.Addr)
+			url, p := storetest.RedisProxy(t)
 			s := redisStore(t, p.Through(url, "read_timeout=300ms"), storetest.RedisPrefix(t, url), store.RedisOptions{})
 			l := runtime.NewRedisLimiter(s)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -350,9 +344,7 @@ func TestRedisAllowClaimSentAgainTakesOneToken(t *testing.T) {
 // ("the same request is being processed") until the claim lapsed, the
 // flow's timeout and a minute later. The refusal lets the claim go.
 func TestFailClosedLimiterWithoutAnswerLeavesNoClaim(t *testing.T) {
-	url := storetest.RedisURL(t)
-	opt, _ := redis.ParseURL(url)
-	p := storetest.NewProxy(t, opt.Addr)
+	url, p := storetest.RedisProxy(t)
 	dir := workspace(t, nil, map[string]string{
 		"quote": "trigger: {http: {path: /quote, mode: sync}}\ndedup: {key: 'string(body.id)', ttl: 1h}\nrate_limit: {limit: 100, per: 1s}\nsteps: [{respond: {body: '{ok: true}'}}]\n",
 	})

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/conveyor-run/conveyor/runtime"
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
@@ -239,11 +237,8 @@ func TestSyncRetryResumesAfterALostClaimAnswer(t *testing.T) {
 			erp, wms := newTarget(t), newTarget(t)
 			failFirst(wms, 1)
 			dir := workspace(t, map[string]*target{"erp": erp, "wms": wms}, map[string]string{"quote": quoteFlow})
-			url := storetest.RedisURL(t)
-			opt, err := redis.ParseURL(url)
-			must(t, err)
-			p := storetest.NewProxy(t, opt.Addr)
-			s := redisStore(t, strings.Replace(url, opt.Addr, p.Addr, 1), storetest.RedisPrefix(t, url), store.RedisOptions{Consumer: "t"})
+			url, p := storetest.RedisProxy(t)
+			s := redisStore(t, p.Through(url, ""), storetest.RedisPrefix(t, url), store.RedisOptions{Consumer: "t"})
 			e := start(t, dir, runtime.Options{Store: s, Limiter: runtime.NewRedisLimiter(s)})
 			u := "http://" + e.TriggerAddr() + "/quote"
 			if code, _ := post(t, u, `{"ref": "r1"}`); code != 503 {

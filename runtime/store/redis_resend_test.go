@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/conveyor-run/conveyor/runtime/store"
 	"github.com/conveyor-run/conveyor/runtime/store/storetest"
 )
@@ -27,12 +25,7 @@ var answerLosses = []struct {
 // read timeout of 300ms.
 func proxiedRedis(t *testing.T, consumer string) (*store.Redis, *storetest.Proxy) {
 	t.Helper()
-	url := storetest.RedisURL(t)
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := storetest.NewProxy(t, opt.Addr)
+	url, p := storetest.RedisProxy(t)
 	return openRedis(t, p.Through(url, "read_timeout=300ms"), storetest.RedisPrefix(t, url), consumer, 0), p
 }
 

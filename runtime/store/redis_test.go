@@ -216,12 +216,10 @@ func TestRedisPoisonMessageIsDeadLettered(t *testing.T) {
 // During an outage every call fails fast; when Redis is back the same
 // store works again without being reopened.
 func TestRedisOutageFailsFastAndRecovers(t *testing.T) {
-	url := storetest.RedisURL(t)
+	url, p := storetest.RedisProxy(t)
 	prefix := storetest.RedisPrefix(t, url)
-	opt, _ := redis.ParseURL(url)
-	p := storetest.NewProxy(t, opt.Addr)
 	ctx := context.Background()
-	s, err := store.OpenRedis(ctx, "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB), store.RedisOptions{Prefix: prefix, CallTimeout: time.Second})
+	s, err := store.OpenRedis(ctx, p.Through(url, ""), store.RedisOptions{Prefix: prefix, CallTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +295,7 @@ func TestRedisOpenWaitsForAnOutageNotARefusal(t *testing.T) {
 	ctx := context.Background()
 	p := storetest.NewProxy(t, opt.Addr)
 	p.Down()
-	s, err := store.OpenRedis(ctx, "redis://"+p.Addr+fmt.Sprintf("/%d", opt.DB), store.RedisOptions{Prefix: prefix, Consumer: "a", CallTimeout: time.Second})
+	s, err := store.OpenRedis(ctx, p.Through(url, ""), store.RedisOptions{Prefix: prefix, Consumer: "a", CallTimeout: time.Second})
 	if err != nil {
 		t.Fatalf("open while redis is out of reach: %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Proxy is a TCP proxy in front of a server, for outage tests that must
@@ -207,4 +209,16 @@ func (p *Proxy) forward(c net.Conn) {
 		}
 	}
 	c.Close()
+}
+
+// RedisProxy is the test Redis's URL (RedisURL) and a Proxy in front of
+// it; p.Through(url, options) is the URL through the proxy.
+func RedisProxy(t testing.TB) (url string, p *Proxy) {
+	t.Helper()
+	url = RedisURL(t)
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url, NewProxy(t, opt.Addr)
 }

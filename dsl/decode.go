@@ -552,6 +552,17 @@ type field struct {
 
 var fieldCache sync.Map // reflect.Type -> []field
 
+// Enum is the values the YAML field name of v's type may take (its enum
+// tag), or nil: the runtime asks rather than spell a list again.
+func Enum(v any, name string) []string {
+	for _, f := range structFields(reflect.TypeOf(v)) {
+		if f.name == name {
+			return f.enum
+		}
+	}
+	return nil
+}
+
 // structFields lists the YAML fields of t, read from its tags.
 func structFields(t reflect.Type) []field {
 	if fs, ok := fieldCache.Load(t); ok {

@@ -426,8 +426,8 @@ func (e *Engine) rebuildRoutes() {
 	e.routes.Store(mux)
 }
 
-// triggerMethods are the methods an http trigger may take (dsl.HTTPTrigger).
-var triggerMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodGet, http.MethodDelete}
+// triggerMethods are the methods an http trigger may take.
+var triggerMethods = dsl.Enum(dsl.HTTPTrigger{}, "method")
 
 // allowedMethods are the methods some flow of mux takes r's path with.
 func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
